@@ -1,0 +1,19 @@
+//! PCM audio as mediagate carries it: formats, frames and frame arithmetic.
+//!
+//! A frame's samples live in a [`bytes::Bytes`] (PCM16 little-endian, interleaved when there is
+//! more than one channel): decoded once from the wire, then shared by reference count with every
+//! consumer. This crate knows nothing of sockets or tasks.
+//!
+//! ```
+//! use mediagate_audio::AudioFormat;
+//!
+//! let format = AudioFormat::mono(16_000);
+//! assert_eq!(format.frame_bytes(), 640); // 20 ms of PCM16 at 16 kHz
+//! assert_eq!(format.samples_for_micros(1_000_000), 16_000);
+//! ```
+
+mod format;
+mod frame;
+
+pub use format::{AudioFormat, FRAME_DURATION_MICROS, FRAME_DURATION_MS, FormatError};
+pub use frame::{AudioFrame, AudioSource};
