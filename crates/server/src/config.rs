@@ -1,0 +1,314 @@
+//! The gateway's configuration: one struct tree with defaults, read from TOML, overridden by
+//! `MEDIAGATE_*` environment variables, overridden by command-line flags, validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Everything `mediagate serve` can be told. Every key is optional; see `samples/mediagate.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// Root folder for per-call recordings.
+    pub data_dir: PathBuf,
+    /// TLS (wss://) termination in the gateway; absent means plain ws:// (put a proxy in front).
+    pub tls: Option<TlsConfig>,
+    /// Limits that protect the gateway from misbehaving peers.
+    pub limits: LimitsConfig,
+    /// What to assume before a stream says.
+    pub audio: AudioConfig,
+    /// What is written per call.
+    pub recording: RecordingConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// Certificate and key for terminating TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Per-connection limits. A peer that crosses one is closed with a WebSocket close code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest WebSocket message accepted (a 20 ms frame is ~1.3 KB); larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// This many bad messages in a row closes the socket (1007, or 1003 for unsupported data).
+    pub max_consecutive_bad_messages: u32,
+    /// This many bad messages in one connection closes it (1008), however many good ones came between.
+    pub max_bad_messages: u64,
+    /// Seconds a new connection may take to send its first valid message (1008 after that).
+    pub first_message_timeout_secs: u64,
+    /// Seconds without a valid message before the socket is closed (1008); 0 never closes.
+    pub idle_timeout_secs: u64,
+    /// Frames queued to a call's file writer before the socket waits for the disk.
+    pub recorder_queue_frames: usize,
+}
+
+/// Audio assumptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// Sample rate assumed for audio that arrives before any AudioMetadata (flagged in session.json).
+    pub default_sample_rate_hz: u32,
+}
+
+/// Recording to files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Write WAV, transcript, DTMF and session files (off: the gateway only counts).
+    pub enabled: bool,
+    /// Longest gap in a stream's timestamps filled with silence. A larger jump is treated as a
+    /// clock anomaly: counted, not filled, and the timeline re-anchored.
+    pub max_gap_fill_secs: u64,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds live calls may go on after a shutdown signal before they are closed (1001).
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            data_dir: PathBuf::from("./data"),
+            tls: None,
+            limits: LimitsConfig::default(),
+            audio: AudioConfig::default(),
+            recording: RecordingConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 1024 * 1024,
+            max_consecutive_bad_messages: 50,
+            max_bad_messages: 1_000,
+            first_message_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            recorder_queue_frames: 256,
+        }
+    }
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            default_sample_rate_hz: 16_000,
+        }
+    }
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            enabled: true,
+            max_gap_fill_secs: 600,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout_secs: 10,
+        }
+    }
+}
+
+/// Values given on the command line; each `Some` overrides the file and the environment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CliOverrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key` (both or neither).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A configuration that cannot be used. The message names the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file named with `--config` does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A key has the wrong type, an unknown key was given, or a file does not parse.
+    #[error("invalid configuration: {0}")]
+    Parse(Box<figment::Error>),
+    /// A key has a value of the right type that cannot work.
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid {
+        /// Dotted key, as in the TOML file.
+        key: &'static str,
+        /// Why the value cannot work.
+        reason: String,
+    },
+}
+
+/// The prefix of environment overrides; nested keys use `__`: `MEDIAGATE_LIMITS__MAX_MESSAGE_BYTES`.
+pub const ENV_PREFIX: &str = "MEDIAGATE_";
+
+impl Config {
+    /// Loads defaults ← `file` ← `MEDIAGATE_*` environment ← `cli`, then validates.
+    pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .split("__")
+                    // Variables that belong to the command line, not to this tree.
+                    .ignore(&["config", "log", "log_format"]),
+            )
+            .merge(Serialized::defaults(cli))
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that have the right type but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.limits.max_message_bytes < 1024 {
+            return invalid(
+                "limits.max_message_bytes",
+                "must be at least 1024 (one 20 ms frame at 24 kHz is ~1.3 KB)",
+            );
+        }
+        if self.limits.max_consecutive_bad_messages == 0 {
+            return invalid("limits.max_consecutive_bad_messages", "must be at least 1");
+        }
+        if self.limits.max_bad_messages == 0 {
+            return invalid("limits.max_bad_messages", "must be at least 1");
+        }
+        if self.limits.first_message_timeout_secs == 0 {
+            return invalid("limits.first_message_timeout_secs", "must be at least 1");
+        }
+        if self.limits.recorder_queue_frames == 0 {
+            return invalid("limits.recorder_queue_frames", "must be at least 1");
+        }
+        if mediagate_audio::AudioFormat::new(self.audio.default_sample_rate_hz, 1).is_err()
+            || self.audio.default_sample_rate_hz < 1_000
+        {
+            return invalid(
+                "audio.default_sample_rate_hz",
+                "must be a sample rate between 1000 and 384000",
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// `limits.first_message_timeout_secs` as a duration.
+    pub fn first_message_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.first_message_timeout_secs)
+    }
+
+    /// `limits.idle_timeout_secs` as a duration, `None` when disabled.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.limits.idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(self.limits.idle_timeout_secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mediagate.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &CliOverrides::default())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_cli_take_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[limits]\nidle_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.idle_timeout_secs, 5);
+        let cli = CliOverrides {
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..CliOverrides::default()
+        };
+        assert_eq!(Config::load(Some(&path), &cli).unwrap().listen.port(), 9001);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load_toml("[limits]\nmax_message_bytes = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("max_message_bytes"), "{err}");
+        let err = load_toml("[limits]\nmax_mesage_bytes = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_mesage_bytes"), "{err}");
+        let err = load_toml("[limits]\nmax_message_bytes = 10\n").unwrap_err();
+        assert!(
+            err.to_string().contains("limits.max_message_bytes"),
+            "{err}"
+        );
+        let err = load_toml("[audio]\ndefault_sample_rate_hz = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("audio.default_sample_rate_hz"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/m.toml")),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

@@ -1,0 +1,619 @@
+//! One WebSocket from the platform: read messages, parse them, record them, enforce the limits,
+//! and end the call in a fixed order whatever ended it.
+//!
+//! [`serve_socket`] is generic over a `Stream + Sink` of axum messages, so tests can drive it with
+//! channels as well as with real sockets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message};
+use bytes::BytesMut;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use mediagate_audio::{AudioFormat, AudioSource};
+use mediagate_protocol::{InboundMessage, ProtocolError, Timestamp, parse_inbound};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::recording::{
+    CallRecorder, EndReason, EndReport, FormatReport, Identity, RecordCmd, RecorderHandle,
+    TransportKind, TransportReport, count_transcript,
+};
+use crate::registry::CallSlot;
+
+/// WebSocket close codes the gateway sends (RFC 6455 §7.4.1).
+pub(crate) mod close_code {
+    /// The server is going away (shutdown).
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    /// Data of a type the endpoint cannot accept (binary garbage, unknown kinds).
+    pub(crate) const UNSUPPORTED_DATA: u16 = 1003;
+    /// Data inconsistent with the message type (malformed JSON, bad payloads).
+    pub(crate) const INVALID_PAYLOAD: u16 = 1007;
+    /// A policy was violated (idle, too many bad messages).
+    pub(crate) const POLICY: u16 = 1008;
+    /// A message too big to process.
+    pub(crate) const TOO_BIG: u16 = 1009;
+}
+
+/// What the HTTP upgrade told us about a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionInfo {
+    pub(crate) id: u64,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) path: String,
+    pub(crate) query: BTreeMap<String, String>,
+}
+
+impl ConnectionInfo {
+    /// A query parameter by name, case-insensitively.
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Serves one upgraded socket until it ends, then finalizes its recording.
+pub(crate) async fn serve_socket<S>(socket: S, app: Arc<AppState>, info: ConnectionInfo)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+{
+    let span = tracing::info_span!(
+        "conn",
+        conn = info.id,
+        path = %info.path,
+        call_id = tracing::field::Empty
+    );
+    async move {
+        app.metrics.connection_opened();
+        let mut session = Session::new(Arc::clone(&app), info);
+        let end = session.run(socket).await;
+        session.finish(end).await;
+        app.metrics.connection_closed();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Per-connection state. Owned by the connection's task alone.
+struct Session {
+    app: Arc<AppState>,
+    info: ConnectionInfo,
+    /// Format of the audio (from AudioMetadata, else the configured default).
+    format: AudioFormat,
+    format_announced: bool,
+    /// The recorder has been told `format`.
+    format_recorded: bool,
+    /// Scratch buffer the audio is decoded into; frames are split off it (see `decode_pcm`).
+    pool: BytesMut,
+    /// Participant ids seen, interned so a frame's source is a refcount, not an allocation.
+    participants: Vec<AudioSource>,
+    report: TransportReport,
+    call: Option<OpenCall>,
+    bad: BadInput,
+    last_valid: Instant,
+}
+
+struct OpenCall {
+    slot: CallSlot,
+    recorder: Option<RecorderHandle>,
+}
+
+/// Why the read loop stopped.
+struct End {
+    reason: EndReason,
+    code: Option<u16>,
+    detail: String,
+}
+
+/// Whether to keep reading after a message.
+enum Flow {
+    Continue,
+    Close { code: u16, reason: String },
+}
+
+impl Session {
+    fn new(app: Arc<AppState>, info: ConnectionInfo) -> Self {
+        let format = AudioFormat::new(app.config.audio.default_sample_rate_hz, 1)
+            .unwrap_or(AudioFormat::mono(16_000));
+        let report = TransportReport::new(
+            TransportKind::Media,
+            info.id,
+            info.remote_addr.map(|a| a.to_string()),
+            info.path.clone(),
+            info.query.clone(),
+            now(),
+        );
+        Session {
+            app,
+            info,
+            format,
+            format_announced: false,
+            format_recorded: false,
+            pool: BytesMut::new(),
+            participants: Vec::new(),
+            report,
+            call: None,
+            bad: BadInput::default(),
+            last_valid: Instant::now(),
+        }
+    }
+
+    async fn run<S>(&mut self, mut socket: S) -> End
+    where
+        S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+    {
+        let shutdown = self.app.shutdown.clone();
+        let first_timeout = self.app.config.first_message_timeout();
+        let idle_timeout = self.app.config.idle_timeout();
+        loop {
+            let deadline = if self.call.is_none() && self.report.messages_received == 0 {
+                Some(self.last_valid + first_timeout)
+            } else {
+                idle_timeout.map(|t| self.last_valid + t)
+            };
+            let idle = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let flow = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    close(&mut socket, close_code::GOING_AWAY, "server shutting down").await;
+                    return End {
+                        reason: EndReason::ServerShutdown,
+                        code: Some(close_code::GOING_AWAY),
+                        detail: "server shutting down".to_owned(),
+                    };
+                }
+                () = idle => Flow::Close {
+                    code: close_code::POLICY,
+                    reason: match deadline {
+                        Some(_) if self.call.is_none() && self.report.messages_received == 0 => {
+                            format!("no message within {}s of connecting", first_timeout.as_secs())
+                        }
+                        _ => "no valid message for too long".to_owned(),
+                    },
+                },
+                message = socket.next() => match message {
+                    None => {
+                        return End {
+                            reason: EndReason::AbruptDisconnect,
+                            code: None,
+                            detail: "connection ended without a close frame".to_owned(),
+                        };
+                    }
+                    Some(Err(e)) => match read_error_kind(&e) {
+                        ReadError::TooBig => Flow::Close {
+                            code: close_code::TOO_BIG,
+                            reason: format!(
+                                "message larger than {} bytes",
+                                self.app.config.limits.max_message_bytes
+                            ),
+                        },
+                        ReadError::Other => {
+                            return End {
+                                reason: EndReason::AbruptDisconnect,
+                                code: None,
+                                detail: format!("connection failed: {e}"),
+                            };
+                        }
+                    },
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(data))) => match std::str::from_utf8(&data) {
+                        Ok(text) => self.on_text(text).await,
+                        Err(_) => self.on_bad("binary_not_text", &"binary frame is not UTF-8 JSON", true),
+                    },
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, detail) = match frame {
+                            Some(f) => (Some(f.code), f.reason.to_string()),
+                            None => (None, String::new()),
+                        };
+                        // The close reply is queued when the frame is read; flushing sends it, so
+                        // the peer sees a clean closing handshake.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
+                        return End { reason: EndReason::ClientClose, code, detail };
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
+                },
+            };
+            if let Flow::Close { code, reason } = flow {
+                tracing::warn!(code, %reason, "closing connection");
+                self.app.metrics.policy_close();
+                close(&mut socket, code, &reason).await;
+                return End {
+                    reason: EndReason::PolicyClose,
+                    code: Some(code),
+                    detail: reason,
+                };
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        self.report.messages_received += 1;
+        let message = match parse_inbound(text) {
+            Ok(m) => m,
+            Err(e) => return self.on_protocol_error(&e),
+        };
+        let result = match message {
+            InboundMessage::AudioData(frame) => self.on_audio(frame).await,
+            InboundMessage::AudioMetadata(meta) => {
+                self.report.subscription_id = meta.subscription_id.clone();
+                match AudioFormat::new(meta.sample_rate_hz, meta.channels) {
+                    Ok(format) => {
+                        self.format = format;
+                        self.format_announced = true;
+                        self.report.format = Some(format_report(format));
+                        self.ensure_call(TransportKind::Media).await;
+                        self.record(RecordCmd::Format(format)).await;
+                        self.format_recorded = true;
+                        Ok(())
+                    }
+                    Err(e) => Err(ProtocolError::InvalidField {
+                        field: "sampleRate",
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            InboundMessage::DtmfData(dtmf) => {
+                self.ensure_call(TransportKind::Media).await;
+                self.report.dtmf_tones += 1;
+                let received_at = now();
+                self.record(RecordCmd::Dtmf {
+                    tone: dtmf.tone,
+                    received_at,
+                })
+                .await;
+                Ok(())
+            }
+            InboundMessage::TranscriptionMetadata(meta) => {
+                self.report.subscription_id = meta.subscription_id.clone();
+                self.report.locale = meta.locale.clone();
+                self.report.call_connection_id = meta.call_connection_id.clone();
+                self.report.correlation_id = meta.correlation_id.clone();
+                self.ensure_call(TransportKind::Transcription).await;
+                Ok(())
+            }
+            InboundMessage::TranscriptionData(data) => {
+                self.ensure_call(TransportKind::Transcription).await;
+                count_transcript(&mut self.report, data.result_status);
+                self.record(RecordCmd::Transcript {
+                    data: Box::new(data),
+                    received_at: now(),
+                })
+                .await;
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.bad.consecutive = 0;
+                self.last_valid = Instant::now();
+                Flow::Continue
+            }
+            Err(e) => self.on_protocol_error(&e),
+        }
+    }
+
+    /// The hot path: decode once into the pool, hand the refcounted bytes to the recorder.
+    async fn on_audio(
+        &mut self,
+        frame: mediagate_protocol::AudioData<'_>,
+    ) -> Result<(), ProtocolError> {
+        let pcm = frame.decode_pcm(self.format.bytes_per_sample(), &mut self.pool)?;
+        if !self.format_announced {
+            if self.report.frames_before_metadata == 0 {
+                tracing::warn!(
+                    sample_rate_hz = self.format.sample_rate_hz(),
+                    "audio before AudioMetadata: assuming the default format"
+                );
+                self.report.format = Some(format_report(self.format));
+            }
+            self.report.frames_before_metadata += 1;
+        }
+        let source = match &frame.participant_raw_id {
+            None => AudioSource::Mixed,
+            Some(id) => self.participant(id),
+        };
+        self.report.audio_channel_type = Some(match source {
+            AudioSource::Mixed => "mixed",
+            AudioSource::Participant(_) => "unmixed",
+        });
+        self.report.frames_received += 1;
+        self.report.audio_bytes += pcm.len() as u64;
+        if frame.silent {
+            self.report.silent_frames += 1;
+        }
+        self.app.metrics.frame_received();
+        self.ensure_call(TransportKind::Media).await;
+        if !self.format_recorded {
+            self.record(RecordCmd::Format(self.format)).await;
+            self.format_recorded = true;
+        }
+        self.record(RecordCmd::Audio {
+            source,
+            timestamp: frame.timestamp,
+            pcm,
+        })
+        .await;
+        Ok(())
+    }
+
+    fn participant(&mut self, id: &str) -> AudioSource {
+        let known = self.participants.iter().find(|p| match p {
+            AudioSource::Participant(known) => &**known == id,
+            AudioSource::Mixed => false,
+        });
+        if let Some(source) = known {
+            return source.clone();
+        }
+        let source = AudioSource::Participant(Arc::from(id));
+        self.participants.push(source.clone());
+        self.report.participants.push(id.to_owned());
+        source
+    }
+
+    async fn record(&mut self, cmd: RecordCmd) {
+        let Some(recorder) = self.call.as_ref().and_then(|c| c.recorder.as_ref()) else {
+            return;
+        };
+        if !recorder.send(cmd).await {
+            tracing::error!("recorder stopped; the rest of this call is not recorded");
+            if let Some(call) = &mut self.call {
+                call.recorder = None;
+            }
+        }
+    }
+
+    /// Opens the call folder on the first message that needs one.
+    async fn ensure_call(&mut self, kind: TransportKind) {
+        if self.call.is_some() {
+            return;
+        }
+        self.report.kind = kind;
+        let (identity, keys) = self.identity();
+        tracing::Span::current().record("call_id", identity.value.as_str());
+        let registry = Arc::clone(&self.app.registry);
+        let report = self.report.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let slot = registry.open(identity, keys, report, now())?;
+            slot.folder.write_report()?;
+            Ok::<_, std::io::Error>(slot)
+        })
+        .await;
+        let slot = match opened {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot open the call folder; this call is not recorded");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the call folder; this call is not recorded");
+                return;
+            }
+        };
+        tracing::Span::current().record("call_id", slot.folder.name());
+        tracing::info!(folder = %slot.folder.dir().display(), transport = ?kind, "call started");
+        let recorder = self.app.config.recording.enabled.then(|| {
+            RecorderHandle::spawn(
+                CallRecorder::new(
+                    Arc::clone(&slot.folder),
+                    self.app.config.recording.max_gap_fill_secs,
+                ),
+                self.app.config.limits.recorder_queue_frames,
+            )
+        });
+        self.call = Some(OpenCall { slot, recorder });
+    }
+
+    /// The call's identity and every key another transport of the same call may know it by.
+    fn identity(&self) -> (Identity, BTreeSet<String>) {
+        let mut keys = BTreeSet::new();
+        let query_connection = self.info.query_param("callConnectionId");
+        let query_call = self.info.query_param("callId");
+        for key in [
+            query_connection,
+            query_call,
+            self.report.call_connection_id.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            keys.insert(key.to_owned());
+        }
+        // An id in the transportUrl comes first: the application puts the same one on the media
+        // and the transcription URL, so both transports name the folder alike whichever connects
+        // first. The in-band callConnectionId (transcription only) comes next.
+        let identity = if let Some(id) = query_connection {
+            Identity {
+                source: "query:callConnectionId",
+                value: id.to_owned(),
+            }
+        } else if let Some(id) = query_call {
+            Identity {
+                source: "query:callId",
+                value: id.to_owned(),
+            }
+        } else if let Some(id) = &self.report.call_connection_id {
+            Identity {
+                source: "callConnectionId",
+                value: id.clone(),
+            }
+        } else if let Some(id) = &self.report.subscription_id {
+            Identity {
+                source: "subscriptionId",
+                value: id.clone(),
+            }
+        } else {
+            let at = now().unix_micros() / 1_000;
+            Identity {
+                source: "generated",
+                value: format!("call-{at}-{}", self.info.id),
+            }
+        };
+        (identity, keys)
+    }
+
+    fn on_protocol_error(&mut self, error: &ProtocolError) -> Flow {
+        let unsupported = matches!(error, ProtocolError::UnknownKind(_));
+        self.on_bad(error.class().as_str(), error, unsupported)
+    }
+
+    /// Counts and (rate-limited) logs a bad message; closes when the peer is abusive.
+    fn on_bad(&mut self, class: &'static str, error: &dyn fmt::Display, unsupported: bool) -> Flow {
+        self.report.bad_messages.count(class);
+        self.app.metrics.bad_message();
+        self.bad.consecutive += 1;
+        if let Some(suppressed) = self.bad.should_log() {
+            tracing::warn!(class, error = %error, suppressed, "bad message skipped");
+        }
+        let limits = &self.app.config.limits;
+        if self.bad.consecutive >= limits.max_consecutive_bad_messages {
+            let code = if unsupported {
+                close_code::UNSUPPORTED_DATA
+            } else {
+                close_code::INVALID_PAYLOAD
+            };
+            return Flow::Close {
+                code,
+                reason: format!(
+                    "{} bad messages in a row (last: {class})",
+                    self.bad.consecutive
+                ),
+            };
+        }
+        if self.report.bad_messages.total >= limits.max_bad_messages {
+            return Flow::Close {
+                code: close_code::POLICY,
+                reason: format!("{} bad messages", self.report.bad_messages.total),
+            };
+        }
+        Flow::Continue
+    }
+
+    /// The fixed teardown order: input has stopped; drain and finalize the files; report.
+    async fn finish(mut self, end: End) {
+        let ended_at = now();
+        tracing::info!(reason = ?end.reason, code = end.code, detail = %end.detail, "connection ended");
+        self.report.ended_at = Some(ended_at);
+        self.report.end = Some(EndReport {
+            reason: end.reason,
+            code: end.code,
+            detail: end.detail,
+        });
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        if let Some(recorder) = call.recorder {
+            let summary = recorder.finish().await;
+            self.report.gaps_filled = summary.tracks.iter().map(|t| t.gaps_filled).sum();
+            self.report.tracks = summary.tracks;
+            self.report.files = summary.files;
+            self.report.recording_errors = summary.errors;
+        }
+        let slot = call.slot;
+        {
+            let mut report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = report.transports.get_mut(slot.transport_index) {
+                *entry = self.report;
+            }
+        }
+        let registry = Arc::clone(&self.app.registry);
+        let written = tokio::task::spawn_blocking(move || {
+            registry.close(&slot, ended_at);
+            slot.folder.write_report()
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write session.json"),
+            Err(e) => tracing::error!(error = %e, "cannot write session.json"),
+        }
+    }
+}
+
+/// Bad-message bookkeeping for the abuse limits and the rate-limited log.
+#[derive(Default)]
+struct BadInput {
+    consecutive: u32,
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl BadInput {
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some(n)` when this one should be logged (`n` were suppressed since the last log line).
+    fn should_log(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last_logged {
+            Some(at) if now.duration_since(at) < Self::LOG_EVERY => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_logged = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+enum ReadError {
+    TooBig,
+    Other,
+}
+
+fn read_error_kind(error: &axum::Error) -> ReadError {
+    use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(WsError::Capacity(_)) = e.downcast_ref::<WsError>() {
+            return ReadError::TooBig;
+        }
+        source = e.source();
+    }
+    ReadError::Other
+}
+
+/// Sends a close frame, best effort (the peer may be gone, or not reading).
+async fn close<S>(socket: &mut S, code: u16, reason: &str)
+where
+    S: Sink<Message> + Unpin,
+{
+    // A close reason is at most 123 bytes; cut on a char boundary.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    };
+    let send = socket.send(Message::Close(Some(frame)));
+    let _ = tokio::time::timeout(Duration::from_secs(2), send).await;
+}
+
+fn format_report(format: AudioFormat) -> FormatReport {
+    FormatReport {
+        sample_rate_hz: format.sample_rate_hz(),
+        channels: format.channels(),
+    }
+}
+
+/// Wall-clock time, for the report (the timeline itself runs on the platform's timestamps).
+fn now() -> Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_unix_micros(micros)
+}

@@ -1,0 +1,69 @@
+//! A call's folder under the data dir: its name, the files claimed in it, and its session.json.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::report::CallReport;
+
+/// One call's folder. Shared (by `Arc`) between the transports of the same call.
+#[derive(Debug)]
+pub(crate) struct CallFolder {
+    name: String,
+    dir: PathBuf,
+    claimed: Mutex<HashSet<String>>,
+    /// What session.json says. Locked only for short, synchronous updates and for writing the file
+    /// on a blocking thread; never across an `.await`.
+    pub(crate) report: Mutex<CallReport>,
+}
+
+impl CallFolder {
+    pub(crate) fn new(name: String, dir: PathBuf, report: CallReport) -> Self {
+        CallFolder {
+            name,
+            dir,
+            claimed: Mutex::new(HashSet::new()),
+            report: Mutex::new(report),
+        }
+    }
+
+    /// The folder's name (the call id used in logs and paths).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The folder's path.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reserves a file name `stem.ext` in this folder, or `stem-2.ext`, `stem-3.ext`… if taken,
+    /// so two tracks (or two transports) never write the same file.
+    pub(crate) fn claim_file(&self, stem: &str, ext: &str) -> String {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut name = format!("{stem}.{ext}");
+        let mut n = 2;
+        while claimed.contains(&name) || self.dir.join(&name).exists() {
+            name = format!("{stem}-{n}.{ext}");
+            n += 1;
+        }
+        claimed.insert(name.clone());
+        name
+    }
+
+    /// Writes session.json atomically (temporary file, then rename). Blocking: call it from a
+    /// blocking thread.
+    pub(crate) fn write_report(&self) -> io::Result<()> {
+        let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        let json = serde_json::to_vec_pretty(&*report).map_err(io::Error::other)?;
+        let tmp = self.dir.join(".session.json.tmp");
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&json)?;
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+        }
+        std::fs::rename(&tmp, self.dir.join("session.json"))
+    }
+}

@@ -1,0 +1,79 @@
+//! HTTP routes: the WebSocket endpoint under `/ws` and `/healthz`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::connection::{ConnectionInfo, serve_socket};
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws", any(websocket))
+        .route("/ws/{*rest}", any(websocket))
+        .with_state(state)
+}
+
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if state.draining.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let query: BTreeMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let info = ConnectionInfo {
+        id: state.next_connection_id.fetch_add(1, Ordering::Relaxed),
+        remote_addr: Some(remote),
+        path: uri.path().to_owned(),
+        query,
+    };
+    let max = state.config.limits.max_message_bytes;
+    let tracker = state.tracker.clone();
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_failed_upgrade(|e| tracing::warn!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| tracker.track_future(serve_socket(socket, state, info)))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    live_calls: usize,
+    #[serde(flatten)]
+    metrics: crate::MetricsSnapshot,
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let draining = state.draining.is_cancelled();
+    let health = Health {
+        status: if draining { "draining" } else { "ok" },
+        version: env!("CARGO_PKG_VERSION"),
+        live_calls: state.registry.live_calls(),
+        metrics: state.metrics.snapshot(),
+    };
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(health))
+}
