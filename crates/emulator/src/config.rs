@@ -1,0 +1,187 @@
+//! What to emulate: the tracks, the pacing, the extras (DTMF, transcripts) and how to end.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mediagate_protocol::Timestamp;
+
+use crate::DtmfEvent;
+
+/// One emulated call: which gateway, which audio, and how to send it.
+///
+/// Build one with [`EmulateConfig::new`] and the `with_*` methods, or set the public fields.
+#[derive(Debug, Clone)]
+pub struct EmulateConfig {
+    /// The gateway's WebSocket URL (`ws://host:port/path?query`), used as given for both transports.
+    pub url: String,
+    /// The WAV files to stream: PCM16 mono at 16000 or 24000 Hz, all at the same rate.
+    pub wavs: Vec<PathBuf>,
+    /// One participant per WAV (unmixed audio) instead of one mixed stream.
+    pub unmixed: bool,
+    /// Real time or as fast as the socket accepts.
+    pub pacing: Pacing,
+    /// DTMF tones to send on the media transport.
+    pub dtmf: Vec<DtmfEvent>,
+    /// A transcript script (JSON) to play on a second, transcription, transport.
+    pub transcript: Option<PathBuf>,
+    /// Participant raw ids for unmixed tracks, in WAV order; missing ones default to
+    /// `8:acs:emulated-participant-<n>` (n from 1).
+    pub participant_ids: Vec<String>,
+    /// What to do with all-zero frames of unmixed tracks (mixed audio always sends them).
+    pub silence: SilencePolicy,
+    /// How the media transport ends.
+    pub end: EndMode,
+    /// Capture time of the first frame; `None` means the wall clock at start.
+    pub start_time: Option<Timestamp>,
+}
+
+/// How fast frames go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pacing {
+    /// One 20 ms tick per frame on a steady clock, as ACS sends.
+    #[default]
+    Realtime,
+    /// As fast as the socket accepts (load tests, quick end-to-end tests).
+    Fast,
+}
+
+/// What an unmixed track does with a 20 ms frame whose samples are all zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SilencePolicy {
+    /// Send it, flagged `silent: true`.
+    Send,
+    /// Send nothing, as ACS does for a participant who is not speaking.
+    #[default]
+    Skip,
+}
+
+/// How the emulator leaves the media transport once everything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndMode {
+    /// Send a close frame (1000) and wait up to 5 s for the gateway's.
+    #[default]
+    Close,
+    /// Drop the TCP connection without a close frame, as a crashed platform would.
+    Abrupt,
+}
+
+impl EmulateConfig {
+    /// A configuration for `url` with no tracks yet, mixed audio, real-time pacing, no DTMF, no
+    /// transcript, default participant ids, silent unmixed frames skipped and a normal close.
+    pub fn new(url: impl Into<String>) -> Self {
+        EmulateConfig {
+            url: url.into(),
+            wavs: Vec::new(),
+            unmixed: false,
+            pacing: Pacing::default(),
+            dtmf: Vec::new(),
+            transcript: None,
+            participant_ids: Vec::new(),
+            silence: SilencePolicy::default(),
+            end: EndMode::default(),
+            start_time: None,
+        }
+    }
+
+    /// Adds a WAV file (a track).
+    pub fn with_wav(mut self, path: impl Into<PathBuf>) -> Self {
+        self.wavs.push(path.into());
+        self
+    }
+
+    /// Streams one participant per WAV instead of a mix.
+    pub fn with_unmixed(mut self, unmixed: bool) -> Self {
+        self.unmixed = unmixed;
+        self
+    }
+
+    /// Sets the pacing.
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    /// Adds a DTMF tone.
+    pub fn with_dtmf(mut self, event: DtmfEvent) -> Self {
+        self.dtmf.push(event);
+        self
+    }
+
+    /// Plays a transcript script on a transcription transport.
+    pub fn with_transcript(mut self, path: impl Into<PathBuf>) -> Self {
+        self.transcript = Some(path.into());
+        self
+    }
+
+    /// Adds the participant id of the next unmixed track.
+    pub fn with_participant_id(mut self, id: impl Into<String>) -> Self {
+        self.participant_ids.push(id.into());
+        self
+    }
+
+    /// Sets the silence policy for unmixed tracks.
+    pub fn with_silence(mut self, silence: SilencePolicy) -> Self {
+        self.silence = silence;
+        self
+    }
+
+    /// Sets how the media transport ends.
+    pub fn with_end(mut self, end: EndMode) -> Self {
+        self.end = end;
+        self
+    }
+
+    /// Fixes the capture time of the first frame.
+    pub fn with_start_time(mut self, start_time: Timestamp) -> Self {
+        self.start_time = Some(start_time);
+        self
+    }
+}
+
+/// The participant id of unmixed track `index` (0-based) when none was given.
+pub(crate) fn default_participant_id(index: usize) -> String {
+    format!("8:acs:emulated-participant-{}", index + 1)
+}
+
+/// The wall clock as a [`Timestamp`].
+pub(crate) fn now() -> Timestamp {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_micros(micros)
+}
+
+/// A subscription id unique to this process and run, shaped like a UUID (time, pid, counter).
+pub(crate) fn fresh_subscription_id() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // Keep the low 64 bits of the time: they change every nanosecond and wrap every 584 years.
+    let time = nanos as u64;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:08x}{:04x}",
+        time >> 32,
+        (time >> 16) & 0xffff,
+        time & 0xffff,
+        count & 0xffff,
+        std::process::id(),
+        (count >> 16) & 0xffff,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_are_unique_and_uuid_shaped() {
+        let a = fresh_subscription_id();
+        let b = fresh_subscription_id();
+        assert_ne!(a, b);
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+    }
+}

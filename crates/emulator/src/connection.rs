@@ -1,0 +1,253 @@
+//! One WebSocket connection to the gateway: the sending half for a transport, a reader task that
+//! reads everything the gateway sends back, and the two ways of ending (close frame or drop).
+
+use std::time::Duration;
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, Stream, StreamExt};
+use mediagate_protocol::{OutboundMessage, parse_outbound};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use crate::{EmulatorError, EndMode, GatewayClose, GatewayMessages};
+
+/// How long to wait for the gateway's close frame (and the end of the TCP stream) after ours.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait, after a failed send, for the reader to tell whether the gateway closed.
+const ERROR_WAIT: Duration = Duration::from_secs(1);
+
+/// The sending half of a connection.
+pub(crate) type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+/// How a transport's send phase ended, when the socket itself did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendEnd {
+    /// Everything planned was sent.
+    Completed,
+    /// The gateway closed (or dropped) the connection first.
+    GatewayClosed,
+}
+
+/// What the reader task saw.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderOutcome {
+    /// Messages by kind.
+    pub(crate) messages: GatewayMessages,
+    /// The gateway's first close frame.
+    pub(crate) close: Option<GatewayClose>,
+    /// The read error that ended the connection, if one did.
+    pub(crate) error: Option<tungstenite::Error>,
+}
+
+/// An open connection. The caller sends through `sink`, watching `gateway_closed` to stop early.
+pub(crate) struct Connection {
+    /// Messages to the gateway.
+    pub(crate) sink: WsSink,
+    /// Becomes `true` when the gateway sends a close frame or the connection ends.
+    pub(crate) gateway_closed: watch::Receiver<bool>,
+    /// For errors.
+    url: String,
+    /// Asks the reader to stop (dropping its half of the socket).
+    stop_reader: Option<oneshot::Sender<()>>,
+    /// The reader task.
+    reader: JoinHandle<ReaderOutcome>,
+}
+
+impl Connection {
+    /// Connects to `url` (path and query kept as given) and starts the reader task.
+    pub(crate) async fn open(url: &str) -> Result<Self, EmulatorError> {
+        let (socket, _response) =
+            connect_async(url)
+                .await
+                .map_err(|source| EmulatorError::Connect {
+                    url: url.to_owned(),
+                    source: Box::new(source),
+                })?;
+        tracing::debug!(url, "connected");
+        let (sink, stream) = socket.split();
+        let (closed_tx, gateway_closed) = watch::channel(false);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let reader = tokio::spawn(read_gateway(stream, stop_rx, closed_tx));
+        Ok(Connection {
+            sink,
+            gateway_closed,
+            url: url.to_owned(),
+            stop_reader: Some(stop_tx),
+            reader,
+        })
+    }
+
+    /// Ends the connection after a send phase and collects what the reader saw.
+    ///
+    /// A send phase cut short is an error only if the gateway sent no close frame: a gateway that
+    /// closes properly gets a report, one that vanishes gets [`EmulatorError::ConnectionLost`] (or
+    /// the send error).
+    pub(crate) async fn conclude(
+        mut self,
+        sent: Result<SendEnd, tungstenite::Error>,
+        end: EndMode,
+    ) -> Result<ReaderOutcome, EmulatorError> {
+        let outcome = match (&sent, end) {
+            (Ok(SendEnd::Completed), EndMode::Close) => {
+                if !*self.gateway_closed.borrow() {
+                    let frame = CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "".into(),
+                    };
+                    if let Err(error) = self.sink.send(Message::Close(Some(frame))).await {
+                        // The connection is already gone; the reader reports how.
+                        tracing::debug!(url = self.url, %error, "close frame not sent");
+                    }
+                }
+                self.wait_for_reader(CLOSE_WAIT).await
+            }
+            (Ok(SendEnd::Completed), EndMode::Abrupt) => self.wait_for_reader(Duration::ZERO).await,
+            (Ok(SendEnd::GatewayClosed), _) => self.wait_for_reader(CLOSE_WAIT).await,
+            (Err(_), _) => self.wait_for_reader(ERROR_WAIT).await,
+        };
+        // Both halves are gone now: the TCP connection is closed.
+        drop(self.sink);
+        if outcome.close.is_some() {
+            return Ok(outcome);
+        }
+        match sent {
+            Ok(SendEnd::Completed) => Ok(outcome),
+            Ok(SendEnd::GatewayClosed) => Err(EmulatorError::ConnectionLost {
+                url: self.url,
+                detail: outcome
+                    .error
+                    .map_or_else(|| "end of stream".to_owned(), |e| e.to_string()),
+            }),
+            Err(source) => Err(EmulatorError::Socket {
+                url: self.url,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Waits up to `limit` for the reader to see the end of the connection, then stops it.
+    async fn wait_for_reader(&mut self, limit: Duration) -> ReaderOutcome {
+        if !limit.is_zero() {
+            if let Ok(joined) = tokio::time::timeout(limit, &mut self.reader).await {
+                return joined.unwrap_or_default();
+            }
+        }
+        if let Some(stop) = self.stop_reader.take() {
+            // The reader may have ended already; then there is no one to tell.
+            let _ = stop.send(());
+        }
+        (&mut self.reader).await.unwrap_or_default()
+    }
+}
+
+/// Reads until the connection ends or `stop` fires: counts outbound messages, keeps the first
+/// close frame, and raises `gateway_closed` when the gateway closes or the connection ends.
+///
+/// After a close frame it goes on reading, so that the closing handshake completes.
+pub(crate) async fn read_gateway<S>(
+    mut stream: S,
+    mut stop: oneshot::Receiver<()>,
+    gateway_closed: watch::Sender<bool>,
+) -> ReaderOutcome
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let mut outcome = ReaderOutcome::default();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = &mut stop => return outcome,
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Ok(Message::Text(text))) => outcome.messages.count(text.as_str()),
+            Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                Ok(text) => outcome.messages.count(text),
+                Err(_) => outcome.messages.unparseable += 1,
+            },
+            Some(Ok(Message::Close(frame))) => {
+                if outcome.close.is_none() {
+                    outcome.close = Some(frame.map_or(
+                        GatewayClose {
+                            code: CloseCode::Status.into(),
+                            reason: String::new(),
+                        },
+                        |f| GatewayClose {
+                            code: f.code.into(),
+                            reason: f.reason.as_str().to_owned(),
+                        },
+                    ));
+                }
+                gateway_closed.send_replace(true);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(error)) => {
+                outcome.error = Some(error);
+                break;
+            }
+            None => break,
+        }
+    }
+    gateway_closed.send_replace(true);
+    outcome
+}
+
+impl GatewayMessages {
+    fn count(&mut self, text: &str) {
+        match parse_outbound(text) {
+            Ok(OutboundMessage::AudioData { .. }) => self.audio_data += 1,
+            Ok(OutboundMessage::StopAudio) => self.stop_audio += 1,
+            Err(_) => self.unparseable += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagate_protocol::{OutboundDialect, stop_audio_json, write_outbound_audio};
+
+    #[tokio::test]
+    async fn reader_counts_outbound_kinds_and_keeps_the_first_close() {
+        let mut audio = String::new();
+        write_outbound_audio(&[0, 0, 1, 0], OutboundDialect::Camel, &mut audio);
+        let frames: Vec<Result<Message, tungstenite::Error>> = vec![
+            Ok(Message::text(audio)),
+            Ok(Message::binary(
+                stop_audio_json(OutboundDialect::Pascal).as_bytes().to_vec(),
+            )),
+            Ok(Message::text("not json")),
+            Ok(Message::binary(vec![0xff, 0xfe])),
+            Ok(Message::Ping(Default::default())),
+            Ok(Message::Close(Some(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "too loud".into(),
+            }))),
+            Ok(Message::Close(None)),
+        ];
+        let (_stop_tx, stop_rx) = oneshot::channel();
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let outcome = read_gateway(futures_util::stream::iter(frames), stop_rx, closed_tx).await;
+        assert_eq!(
+            outcome.messages,
+            GatewayMessages {
+                audio_data: 1,
+                stop_audio: 1,
+                unparseable: 2
+            }
+        );
+        assert_eq!(
+            outcome.close,
+            Some(GatewayClose {
+                code: 1008,
+                reason: "too loud".into()
+            })
+        );
+        assert!(*closed_rx.borrow());
+    }
+}

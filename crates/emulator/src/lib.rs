@@ -1,0 +1,233 @@
+//! The platform side of the ACS Call Automation media streaming protocol, for testing gateways.
+//!
+//! The emulator connects to a gateway as a WebSocket client and streams WAV files into it exactly
+//! as ACS would: AudioMetadata first, then one AudioData per 20 ms, mixed into one stream or
+//! unmixed (one participant per file, nothing sent while a participant is silent), plus DTMF tones
+//! and, on a second transport, a scripted transcript. Every message is encoded before the clock
+//! starts, so the emulator is never the bottleneck; pacing is real time or as fast as the socket
+//! accepts. While it streams it reads what the gateway sends back (outbound audio, StopAudio, the
+//! close frame) and reports it in an [`EmulateReport`].
+//!
+//! It speaks `ws://` only (no TLS) and builds on `mediagate-protocol` for the wire format.
+//!
+//! ```no_run
+//! use mediagate_emulator::{EmulateConfig, Pacing};
+//!
+//! # async fn demo() -> Result<(), mediagate_emulator::EmulatorError> {
+//! let config = EmulateConfig::new("ws://127.0.0.1:8080/ws/calls?callId=demo")
+//!     .with_wav("caller.wav")
+//!     .with_dtmf("5@2s".parse()?)
+//!     .with_pacing(Pacing::Fast);
+//! let report = mediagate_emulator::run(config).await?;
+//! println!("{report}");
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod connection;
+mod error;
+mod media;
+mod report;
+mod script;
+mod track;
+mod transcription;
+
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+pub use config::{EmulateConfig, EndMode, Pacing, SilencePolicy};
+pub use error::EmulatorError;
+pub use report::{EmulateReport, GatewayClose, GatewayMessages};
+pub use script::DtmfEvent;
+
+use connection::{Connection, ReaderOutcome, SendEnd};
+use futures_util::SinkExt;
+use media::{MediaCounts, MediaPlan, PlanOptions};
+use script::TranscriptScript;
+use track::TrackSet;
+use transcription::TranscriptPlan;
+
+/// Streams the configured call into the gateway and reports what happened.
+///
+/// Files are read and every message encoded first (on a blocking thread), then the media
+/// transport and, with a transcript script, the transcription transport are opened and streamed
+/// concurrently. A gateway that closes a socket with a close frame ends that transport early and
+/// is reported, not an error.
+pub async fn run(config: EmulateConfig) -> Result<EmulateReport, EmulatorError> {
+    let url = config.url.clone();
+    let (pacing, end) = (config.pacing, config.end);
+    let (media_plan, transcript_plan) = tokio::task::spawn_blocking(move || prepare(&config))
+        .await
+        .map_err(|e| EmulatorError::Task(e.to_string()))??;
+
+    let (media_conn, transcription_conn) = tokio::try_join!(Connection::open(&url), async {
+        if transcript_plan.is_some() {
+            Connection::open(&url).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    })?;
+
+    let start = Instant::now();
+    let media = stream_media(media_conn, media_plan, pacing, start, end);
+    let transcripts = async {
+        match (transcription_conn, transcript_plan) {
+            (Some(conn), Some(plan)) => stream_transcripts(conn, plan, pacing, start)
+                .await
+                .map(Some),
+            _ => Ok(None),
+        }
+    };
+    let (media, transcripts) = tokio::try_join!(media, transcripts)?;
+
+    let mut sending_ended = media.sending_ended;
+    let mut report = EmulateReport {
+        frames_sent: media.counts.frames_sent,
+        frames_skipped_silent: media.counts.frames_skipped_silent,
+        audio_bytes_sent: media.counts.audio_bytes_sent,
+        dtmf_sent: media.counts.dtmf_sent,
+        messages_received_from_gateway: media.reader.messages,
+        gateway_close: media.reader.close,
+        stopped_early: media.stopped_early,
+        ..EmulateReport::default()
+    };
+    if let Some(t) = transcripts {
+        report.transcripts_sent = t.counts;
+        report.transcription_close = t.reader.close;
+        report.stopped_early |= t.stopped_early;
+        sending_ended = sending_ended.max(t.sending_ended);
+    }
+    report.elapsed = sending_ended.saturating_duration_since(start);
+    tracing::debug!(url, frames_sent = report.frames_sent, "emulation done");
+    Ok(report)
+}
+
+/// Reads the inputs and encodes every message (blocking).
+fn prepare(config: &EmulateConfig) -> Result<(MediaPlan, Option<TranscriptPlan>), EmulatorError> {
+    let script = config
+        .transcript
+        .as_deref()
+        .map(TranscriptScript::load)
+        .transpose()?;
+    let tracks = TrackSet::load(&config.wavs)?;
+    let track_count = tracks.tracks.len();
+    if config.unmixed && config.participant_ids.len() > track_count {
+        return Err(EmulatorError::TooManyParticipants {
+            given: config.participant_ids.len(),
+            tracks: track_count,
+        });
+    }
+    let participant_ids: Vec<String> = (0..track_count)
+        .map(|i| {
+            config
+                .participant_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| config::default_participant_id(i))
+        })
+        .collect();
+    let media = MediaPlan::build(
+        &tracks,
+        PlanOptions {
+            start_time: config.start_time.unwrap_or_else(config::now),
+            unmixed: config.unmixed,
+            silence: config.silence,
+            participant_ids: &participant_ids,
+            dtmf: &config.dtmf,
+            subscription_id: config::fresh_subscription_id(),
+        },
+    );
+    let transcript = script.map(|s| TranscriptPlan::build(s, config::fresh_subscription_id()));
+    Ok((media, transcript))
+}
+
+/// What one transport did.
+struct TransportOutcome<C> {
+    /// What it sent.
+    counts: C,
+    /// When its last message was flushed.
+    sending_ended: Instant,
+    /// It did not send everything.
+    stopped_early: bool,
+    /// What the gateway sent on it.
+    reader: ReaderOutcome,
+}
+
+async fn stream_media(
+    mut conn: Connection,
+    plan: MediaPlan,
+    pacing: Pacing,
+    start: Instant,
+    end: EndMode,
+) -> Result<TransportOutcome<MediaCounts>, EmulatorError> {
+    let mut counts = MediaCounts::default();
+    let closed = conn.gateway_closed.clone();
+    let sent = match conn.sink.send(Message::Text(plan.metadata)).await {
+        Ok(()) => {
+            media::send_plan(
+                &mut conn.sink,
+                plan.entries,
+                pacing,
+                start,
+                closed,
+                &mut counts,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let sending_ended = Instant::now();
+    let stopped_early = !matches!(sent, Ok(SendEnd::Completed));
+    let reader = conn.conclude(sent, end).await?;
+    Ok(TransportOutcome {
+        counts,
+        sending_ended,
+        stopped_early,
+        reader,
+    })
+}
+
+async fn stream_transcripts(
+    mut conn: Connection,
+    plan: TranscriptPlan,
+    pacing: Pacing,
+    start: Instant,
+) -> Result<TransportOutcome<u64>, EmulatorError> {
+    let mut counts = 0;
+    let closed = conn.gateway_closed.clone();
+    let sent = match conn.sink.send(Message::Text(plan.metadata)).await {
+        Ok(()) => {
+            transcription::send_results(
+                &mut conn.sink,
+                plan.results,
+                pacing,
+                start,
+                closed,
+                &mut counts,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let sending_ended = Instant::now();
+    let stopped_early = !matches!(sent, Ok(SendEnd::Completed));
+    let reader = conn.conclude(sent, EndMode::Close).await?;
+    Ok(TransportOutcome {
+        counts,
+        sending_ended,
+        stopped_early,
+        reader,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        assert_send(&run(EmulateConfig::new("ws://127.0.0.1:9/")));
+    }
+}
