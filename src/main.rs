@@ -1,0 +1,101 @@
+//! The `mediagate` command: `serve` runs the gateway, `emulate` plays the platform against one.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use mediagate_server::{CliOverrides, Config, Server, TlsConfig};
+
+mod emulate;
+
+#[derive(Parser)]
+#[command(name = "mediagate", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax): `info`, `debug`, `mediagate_server=debug`...
+    #[arg(long, global = true, env = "MEDIAGATE_LOG", default_value = "info")]
+    log: String,
+    /// Log line format.
+    #[arg(long, global = true, env = "MEDIAGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: accept ACS media and transcription WebSockets and record every call.
+    Serve(ServeArgs),
+    /// Play the platform: stream WAV files into a gateway as ACS would.
+    Emulate(emulate::EmulateArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (every key optional; see samples/mediagate.toml).
+    #[arg(long, env = "MEDIAGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8080].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Folder for per-call recordings [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// PEM certificate chain: serve wss:// (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Emulate(args) => runtime.block_on(emulate::run(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = CliOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+            _ => None,
+        },
+    };
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    tracing::info!(data_dir = %config.data_dir.display(), "recording calls");
+    let server = Server::bind(config).await?;
+    server
+        .run_until(mediagate_server::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter `{filter}`"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

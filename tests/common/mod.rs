@@ -1,0 +1,147 @@
+//! Shared helpers of the end-to-end tests: a real gateway on 127.0.0.1 with an ephemeral port and
+//! a temporary data dir, and readers for what it wrote.
+
+#![allow(dead_code, unreachable_pub, missing_docs)] // each test binary uses a different subset
+#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mediagate::server::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), mediagate::server::ServerError>>>,
+}
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.shutdown.drain_timeout_secs = 0;
+        adjust(&mut config);
+        let server = Server::bind(config).await.unwrap();
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn call_dir(&self, call_id: &str) -> PathBuf {
+        self.data_dir.path().join(call_id)
+    }
+
+    /// Waits until the call's session.json says it has ended, and returns it.
+    pub async fn ended_session(&self, call_id: &str) -> serde_json::Value {
+        let path = self.call_dir(call_id).join("session.json");
+        for _ in 0..200 {
+            if let Ok(text) = tokio::fs::read_to_string(&path).await {
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if json["status"] == "ended" {
+                    return json;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let last = std::fs::read_to_string(&path).unwrap_or_else(|e| e.to_string());
+        let listing: Vec<_> = std::fs::read_dir(self.data_dir.path())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        panic!("call {call_id} did not end within 10 s; folders {listing:?}; session.json: {last}");
+    }
+
+    /// Stops the gateway (drain deadline 0: live calls are closed with 1001), waits for it, and
+    /// hands back the data dir so its files can still be read.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self.data_dir
+    }
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
+}
+
+/// Samples and rate of a PCM16 mono WAV, read with hound (which checks the header sizes).
+pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
+    let reader = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("{} is not a valid WAV: {e}", path.display()));
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.bits_per_sample),
+        (1, 16),
+        "{}",
+        path.display()
+    );
+    let samples = reader
+        .into_samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{} has unreadable samples: {e}", path.display()));
+    (samples, spec.sample_rate)
+}
+
+/// Checks the RIFF and data chunk sizes in the header against the file's length.
+pub fn assert_wav_header_consistent(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[0..4], b"RIFF", "{}", path.display());
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff + 8, bytes.len(), "RIFF size of {}", path.display());
+    let data_at = bytes.windows(4).position(|w| w == b"data").unwrap();
+    let data = u32::from_le_bytes(bytes[data_at + 4..data_at + 8].try_into().unwrap()) as usize;
+    assert_eq!(
+        data_at + 8 + data,
+        bytes.len(),
+        "data size of {}",
+        path.display()
+    );
+}
+
+/// Writes a PCM16 mono WAV.
+pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        writer.write_sample(s).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+pub fn emulate(url: String) -> mediagate::emulator::EmulateConfig {
+    mediagate::emulator::EmulateConfig::new(url).with_pacing(mediagate::emulator::Pacing::Fast)
+}
