@@ -266,6 +266,44 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_documents_the_defaults() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/mediagate.toml");
+        let config = Config::load(Some(&sample), &CliOverrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own (large) error type
+    fn environment_overrides_the_file_and_cli_overrides_both() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "m.toml",
+                "listen = \"127.0.0.1:9000\"\n[limits]\nidle_timeout_secs = 5\n",
+            )?;
+            jail.set_env("MEDIAGATE_LIMITS__IDLE_TIMEOUT_SECS", "7");
+            jail.set_env("MEDIAGATE_DATA_DIR", "/srv/calls");
+            let config = Config::load(Some(Path::new("m.toml")), &CliOverrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.limits.idle_timeout_secs, 7);
+            assert_eq!(config.data_dir, PathBuf::from("/srv/calls"));
+            assert_eq!(config.listen.port(), 9000);
+            let cli = CliOverrides {
+                data_dir: Some(PathBuf::from("/tmp/x")),
+                ..CliOverrides::default()
+            };
+            let config =
+                Config::load(Some(Path::new("m.toml")), &cli).map_err(|e| e.to_string())?;
+            assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+            jail.set_env("MEDIAGATE_LIMITS__MAX_MESSAGE_BYTES", "lots");
+            let err = Config::load(None, &CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.to_uppercase().contains("MAX_MESSAGE_BYTES"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn file_then_cli_take_precedence() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.toml");
