@@ -1,0 +1,126 @@
+//! TLS end to end through real sockets: a gateway serving wss:// with a certificate generated at
+//! test time records a call streamed over a rustls client, and refuses plain ws://.
+
+#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestGateway, assert_wav_header_consistent, read_wav};
+use futures_util::SinkExt;
+use mediagate::server::TlsConfig;
+use rustls::pki_types::ServerName;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+fn vector(name: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/protocol/tests/vectors");
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// A self-signed certificate for localhost / 127.0.0.1, written as PEM files to a temp dir.
+struct SelfSigned {
+    dir: tempfile::TempDir,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl SelfSigned {
+    fn generate() -> Self {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), signing_key.serialize_pem()).unwrap();
+        SelfSigned {
+            dir,
+            cert_der: cert.der().clone(),
+        }
+    }
+
+    fn tls_config(&self) -> TlsConfig {
+        TlsConfig {
+            cert: self.dir.path().join("cert.pem"),
+            key: self.dir.path().join("key.pem"),
+        }
+    }
+
+    /// A client that trusts this certificate only.
+    fn connector(&self) -> tokio_rustls::TlsConnector {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert_der.clone()).unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_call_is_recorded_and_plain_ws_is_refused() {
+    let cert = SelfSigned::generate();
+    let gateway = TestGateway::start_with(|c| c.tls = Some(cert.tls_config())).await;
+    let port = gateway.addr.port();
+
+    // TCP to 127.0.0.1, TLS for "localhost" (verified against the generated cert), then WebSocket.
+    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let tls = cert
+        .connector()
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{port}/ws?callId=tls-call");
+    let (mut client, response) = tokio_tungstenite::client_async(url.as_str(), tls)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+
+    client
+        .send(Message::text(vector("media-01-audio-metadata-16k.json")))
+        .await
+        .unwrap();
+    let frame = vector("media-03-audio-data-mixed.json");
+    for _ in 0..50 {
+        client.send(Message::text(frame.clone())).await.unwrap();
+    }
+    client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+
+    let session = gateway.ended_session("tls-call").await;
+    let transport = &session["transports"][0];
+    assert_eq!(transport["end"]["reason"], "client_close", "{session}");
+    assert_eq!(transport["end"]["code"], 1000, "{session}");
+    assert_eq!(transport["frames_received"], 50, "{session}");
+    assert_eq!(transport["bad_messages"]["total"], 0, "{session}");
+    let path = gateway.call_dir("tls-call").join("mixed.wav");
+    assert_wav_header_consistent(&path);
+    let (samples, rate) = read_wav(&path);
+    assert_eq!((samples.len(), rate), (50 * 320, 16_000));
+
+    // Plain ws:// to the TLS port: the TLS handshake fails, so no WebSocket and no call.
+    let plain = format!("ws://127.0.0.1:{port}/ws?callId=plain-call");
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(plain.as_str()),
+    )
+    .await
+    .expect("plain ws:// to the TLS port neither failed nor succeeded within 10 s");
+    assert!(
+        attempt.is_err(),
+        "plain ws:// to the TLS port was accepted: {:?}",
+        attempt.map(|(_, response)| response)
+    );
+    assert!(!gateway.call_dir("plain-call").exists());
+
+    gateway.stop().await;
+}
