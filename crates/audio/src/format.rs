@@ -76,10 +76,18 @@ impl AudioFormat {
         self.frame_samples() * self.bytes_per_sample()
     }
 
-    /// Samples (per channel) in `micros` microseconds, rounded to the nearest sample.
+    /// Samples (per channel) in `micros` microseconds, rounded to the nearest sample (half away
+    /// from zero). Computed in 128 bits and clamped, so any timestamp difference is safe.
     pub const fn samples_for_micros(self, micros: i64) -> i64 {
-        let rate = self.sample_rate_hz as i64;
-        (micros.saturating_mul(rate) + micros.signum() * 500_000) / 1_000_000
+        let scaled = micros as i128 * self.sample_rate_hz as i128;
+        let rounded = (scaled + (micros.signum() as i128) * 500_000) / 1_000_000;
+        if rounded > i64::MAX as i128 {
+            i64::MAX
+        } else if rounded < i64::MIN as i128 {
+            i64::MIN
+        } else {
+            rounded as i64
+        }
     }
 
     /// Microseconds spanned by `samples` samples (per channel).
@@ -105,6 +113,20 @@ mod tests {
         assert_eq!(f.samples_for_micros(20_000), 320);
         assert_eq!(f.samples_for_micros(-20_000), -320);
         assert_eq!(f.micros_for_samples(320), 20_000);
+    }
+
+    #[test]
+    fn extreme_durations_clamp_instead_of_overflowing() {
+        let f = AudioFormat::new(384_000, 8).unwrap();
+        let reference = (i64::MAX as i128 * 384_000 + 500_000) / 1_000_000;
+        assert_eq!(i128::from(f.samples_for_micros(i64::MAX)), reference);
+        assert!(f.samples_for_micros(i64::MIN) < 0);
+        // A year-9999 timestamp against a 2026 origin: large, finite, no panic.
+        let micros = 250_000_000_000_000_000i64;
+        assert_eq!(
+            AudioFormat::mono(16_000).samples_for_micros(micros),
+            micros / 1_000_000 * 16_000
+        );
     }
 
     #[test]
