@@ -195,6 +195,7 @@ impl FrameEncoder {
             participant_raw_id: participant.map(Cow::Borrowed),
             data_base64: Cow::Borrowed(&self.base64),
             silent,
+            invalid_timestamp: false,
         })
         .to_json();
         PlanAction::Audio {

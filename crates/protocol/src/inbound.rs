@@ -6,13 +6,18 @@ use std::borrow::Cow;
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
-use crate::wire::{self, CowStr};
+use crate::wire::{self, AnyValue, CowStr};
 use crate::{ProtocolError, Timestamp, pcm};
 
 /// Highest sample rate the gateway believes; anything above is an impossible header, not audio.
 pub const MAX_SAMPLE_RATE_HZ: u32 = 384_000;
 /// Most channels the gateway believes (ACS sends mono).
 pub const MAX_CHANNELS: u16 = 8;
+/// Most words one `TranscriptionData` may carry; a result with more is
+/// [`ProtocolError::InvalidField`] (`words`). Bounds what one message can expand to in memory
+/// (a 1 MiB message of `{}` words would otherwise become ~350k [`Word`]s); the words past the
+/// cap are checked as JSON and counted, never built.
+pub const MAX_WORDS_PER_RESULT: usize = 1_000;
 
 /// One message from the platform, on either transport. Audio payloads borrow the message text.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,9 +105,16 @@ pub struct AudioMetadata {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AudioData<'a> {
-    /// Capture time of the frame's first sample, if the platform sent one.
+    /// Capture time of the frame's first sample, if the platform sent a valid one. A timestamp
+    /// that is present but not an RFC 3339 date-time (or not a string) is `None` here, and
+    /// [`AudioData::invalid_timestamp`] says so: the frame's audio is kept either way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<Timestamp>,
+    /// `true` when the message had a `timestamp` (not `null`) that could not be parsed as an
+    /// RFC 3339 date-time; then [`AudioData::timestamp`] is `None`. `false` when the timestamp
+    /// was valid or absent. For the caller to count; never serialized.
+    #[serde(skip)]
+    pub invalid_timestamp: bool,
     /// The participant, for unmixed audio (`8:acs:…`, `4:+1425…`); `None` for mixed audio.
     #[serde(rename = "participantRawID", skip_serializing_if = "Option::is_none")]
     pub participant_raw_id: Option<Cow<'a, str>>,
@@ -283,12 +295,11 @@ fn audio_metadata(w: wire::AudioMetadataWire<'_>) -> Result<AudioMetadata, Proto
             reason: format!("`{encoding}` is not supported (only PCM16)"),
         });
     }
+    // A hint only: anything but a byte count that fits a u32 (negative, 960.0, "640", …) is
+    // dropped rather than costing the stream its metadata.
     let frame_bytes_hint = match w.length {
-        None => None,
-        Some(len) => Some(u32::try_from(len).map_err(|_| ProtocolError::InvalidField {
-            field: "length",
-            reason: format!("{len} is not a byte count"),
-        })?),
+        Some(AnyValue::U64(len)) => u32::try_from(len).ok(),
+        _ => None,
     };
     Ok(AudioMetadata {
         subscription_id: w.subscription_id.map(CowStr::into_owned),
@@ -301,12 +312,18 @@ fn audio_metadata(w: wire::AudioMetadataWire<'_>) -> Result<AudioMetadata, Proto
 
 fn audio_data(w: wire::AudioDataWire<'_>) -> Result<AudioData<'_>, ProtocolError> {
     let data_base64 = w.data.ok_or(ProtocolError::MissingField("data"))?.0;
-    let timestamp = match w.timestamp {
-        Some(CowStr(text)) => Some(Timestamp::parse_rfc3339(&text)?),
-        None => None,
+    // A bad timestamp costs the frame its place on the timeline, not its audio.
+    let (timestamp, invalid_timestamp) = match w.timestamp {
+        None => (None, false),
+        Some(AnyValue::Str(CowStr(text))) => match Timestamp::parse_rfc3339(&text) {
+            Ok(at) => (Some(at), false),
+            Err(_) => (None, true),
+        },
+        Some(_) => (None, true),
     };
     Ok(AudioData {
         timestamp,
+        invalid_timestamp,
         participant_raw_id: w.participant_raw_id.map(|p| p.0),
         data_base64,
         silent: w.silent.unwrap_or(false),
@@ -334,9 +351,18 @@ fn transcription_data(
             reason: format!("`{status}` is neither Intermediate nor Final"),
         });
     };
-    let words = w
+    let words = w.words.unwrap_or_default();
+    if words.total > MAX_WORDS_PER_RESULT {
+        return Err(ProtocolError::InvalidField {
+            field: "words",
+            reason: format!(
+                "{} words is more than the {MAX_WORDS_PER_RESULT} one result may carry",
+                words.total
+            ),
+        });
+    }
+    let words = words
         .words
-        .unwrap_or_default()
         .into_iter()
         .map(|word| Word {
             text: word.text.map(CowStr::into_owned).unwrap_or_default(),

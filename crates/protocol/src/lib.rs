@@ -12,8 +12,11 @@
 //! - [`parse_outbound`] and [`InboundMessage::to_json`]: the other direction of each, for the
 //!   emulator that plays the platform.
 //!
-//! Keys and `kind` values are matched case-insensitively in the envelope, unknown properties are
-//! ignored, `null` means absent. Every failure is a [`ProtocolError`] with a [`ErrorClass`].
+//! Keys (of the envelope and of every payload) and `kind` values are matched case-insensitively,
+//! unknown properties are ignored, `null` means absent, a repeated key overwrites the earlier one.
+//! Hints never reject a message: a bad `timestamp` leaves the frame without one (and flagged, see
+//! [`AudioData::invalid_timestamp`]), a bad `length` is dropped. Every failure is a
+//! [`ProtocolError`] with a [`ErrorClass`].
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -38,7 +41,8 @@ mod wire;
 pub use error::{ErrorClass, ProtocolError};
 pub use inbound::{
     AudioData, AudioMetadata, DtmfData, InboundMessage, MAX_CHANNELS, MAX_SAMPLE_RATE_HZ,
-    ResultStatus, TranscriptionData, TranscriptionMetadata, Word, parse_inbound,
+    MAX_WORDS_PER_RESULT, ResultStatus, TranscriptionData, TranscriptionMetadata, Word,
+    parse_inbound,
 };
 pub use outbound::{
     OutboundDialect, OutboundMessage, parse_outbound, stop_audio_json, write_outbound_audio,
