@@ -15,7 +15,7 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 clips=()
 for _ in $(seq "$REPEAT"); do clips+=(samples/hello-16k.wav); done
 sox "${clips[@]}" "$work/long.wav"
-frames_per_call=$(( $(soxi -s "$work/long.wav") / 320 + 1 ))
+frames_per_call=$(( ($(soxi -s "$work/long.wav") + 319) / 320 ))
 
 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" --log warn &
 server=$!
@@ -39,7 +39,12 @@ done
 t1=$(date +%s.%N)
 cpu1=$(cpu)
 
-frames=$(( CALLS * frames_per_call ))
+# Count what the gateway says it received, not what we meant to send.
+frames=$(grep -ho '"frames_received": [0-9]*' "$work"/data/*/session.json | awk '{s += $2} END {print s}')
+expected=$(( CALLS * frames_per_call ))
+ended=$(grep -l '"status": "ended"' "$work"/data/*/session.json | wc -l)
+bytes=$(cat "$work"/data/*/mixed.wav | wc -c)
+echo "frames received ${frames} (expected ${expected}), calls ended ${ended}/${CALLS}, WAV bytes ${bytes}"
 awk -v f="$frames" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="$tick" -v calls="$CALLS" 'BEGIN {
     wall = t1 - t0; cpu = (c1 - c0) / tick;
     printf "calls %d, frames %d (%.0f s of audio), wall %.2f s\n", calls, f, f * 0.02, wall;

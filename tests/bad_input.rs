@@ -275,3 +275,104 @@ async fn shutdown_closes_live_calls_with_1001_and_finalizes_them() {
     assert_wav_header_consistent(&dir.join("mixed.wav"));
     assert_eq!(read_wav(&dir.join("mixed.wav")).0.len(), 50 * 320);
 }
+
+fn unmixed_frame(participant: &str, ms: u64) -> String {
+    let ts = format!("2026-11-24T19:16:{:02}.{:03}Z", 12 + ms / 1000, ms % 1000);
+    let v: serde_json::Value =
+        serde_json::from_str(&vector("media-03-audio-data-mixed.json")).unwrap();
+    serde_json::json!({"kind": "AudioData", "audioData": {
+        "timestamp": ts, "participantRawID": participant,
+        "data": v["audioData"]["data"], "silent": false}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_past_the_limit_are_counted_not_recorded() {
+    let gateway = TestGateway::start_with(|c| c.limits.max_participants_per_call = 2).await;
+    let mut client = connect(&gateway.url("/ws?callId=crowd&apiKey=s3cret&sig=abc")).await;
+    client
+        .send(Message::text(vector("media-01-audio-metadata-16k.json")))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        for who in ["8:acs:a", "8:acs:b", "8:acs:c", "8:acs:d"] {
+            client
+                .send(Message::text(unmixed_frame(who, i * 20)))
+                .await
+                .unwrap();
+        }
+    }
+    client.close(None).await.unwrap();
+    let session = gateway.ended_session("crowd").await;
+    let transport = &session["transports"][0];
+    assert_eq!(
+        transport["participants"],
+        serde_json::json!(["8:acs:a", "8:acs:b"])
+    );
+    assert_eq!(transport["frames_over_participant_limit"], 20);
+    assert_eq!(transport["frames_received"], 20);
+    let files: Vec<_> = std::fs::read_dir(gateway.call_dir("crowd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".wav"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    // Secrets in the transportUrl never reach the disk.
+    assert_eq!(transport["query"]["apiKey"], "[redacted]");
+    assert_eq!(transport["query"]["sig"], "[redacted]");
+    assert_eq!(transport["query"]["callId"], "crowd");
+    let text = std::fs::read_to_string(gateway.call_dir("crowd").join("session.json")).unwrap();
+    assert!(!text.contains("s3cret"));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let gateway = TestGateway::start().await;
+    let mut client = connect(&gateway.url("/ws?callId=utf8")).await;
+    client
+        .send(Message::text(vector("media-01-audio-metadata-16k.json")))
+        .await
+        .unwrap();
+    let frame = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+    client.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(close_code(&mut client).await, Some(1007));
+    let session = gateway.ended_session("utf8").await;
+    assert_eq!(session["transports"][0]["end"]["code"], 1007);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_rate_in_the_url_sets_the_format_before_metadata() {
+    let gateway = TestGateway::start().await;
+    let mut client = connect(&gateway.url("/ws?callId=rate24&sampleRate=24000")).await;
+    for _ in 0..5 {
+        client
+            .send(Message::text(vector("media-07-audio-data-24k.json")))
+            .await
+            .unwrap();
+    }
+    client.close(None).await.unwrap();
+    let session = gateway.ended_session("rate24").await;
+    assert_eq!(session["transports"][0]["format"]["sample_rate_hz"], 24_000);
+    let (samples, rate) = read_wav(&gateway.call_dir("rate24").join("mixed.wav"));
+    assert_eq!((samples.len(), rate), (5 * 480, 24_000));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_recording_off_nothing_is_written() {
+    let gateway = TestGateway::start_with(|c| c.recording.enabled = false).await;
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=ghost")).with_wav(sample("bob-16k.wav")),
+    )
+    .await
+    .unwrap();
+    assert!(report.frames_sent > 100 && !report.stopped_early, "{report:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let entries = std::fs::read_dir(gateway.data_dir.path()).unwrap().count();
+    assert_eq!(entries, 0);
+    gateway.stop().await;
+}

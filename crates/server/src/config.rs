@@ -56,6 +56,9 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Frames queued to a call's file writer before the socket waits for the disk.
     pub recorder_queue_frames: usize,
+    /// Distinct participants (unmixed tracks) recorded per call; frames of more are counted, not
+    /// recorded. Bounds the files and memory one connection can claim.
+    pub max_participants_per_call: usize,
 }
 
 /// Audio assumptions.
@@ -108,6 +111,7 @@ impl Default for LimitsConfig {
             first_message_timeout_secs: 10,
             idle_timeout_secs: 120,
             recorder_queue_frames: 256,
+            max_participants_per_call: 32,
         }
     }
 }
@@ -222,6 +226,9 @@ impl Config {
         }
         if self.limits.recorder_queue_frames == 0 {
             return invalid("limits.recorder_queue_frames", "must be at least 1");
+        }
+        if self.limits.max_participants_per_call == 0 {
+            return invalid("limits.max_participants_per_call", "must be at least 1");
         }
         if mediagate_audio::AudioFormat::new(self.audio.default_sample_rate_hz, 1).is_err()
             || self.audio.default_sample_rate_hz < 1_000

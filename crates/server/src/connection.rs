@@ -24,10 +24,15 @@ use crate::recording::{
 };
 use crate::registry::CallSlot;
 
+/// AudioMetadata may change the stream's format this many times (each change starts new files).
+const MAX_FORMAT_CHANGES: u32 = 4;
+
 /// WebSocket close codes the gateway sends (RFC 6455 §7.4.1).
 pub(crate) mod close_code {
     /// The server is going away (shutdown).
     pub(crate) const GOING_AWAY: u16 = 1001;
+    /// The peer broke the WebSocket protocol itself.
+    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
     /// Data of a type the endpoint cannot accept (binary garbage, unknown kinds).
     pub(crate) const UNSUPPORTED_DATA: u16 = 1003;
     /// Data inconsistent with the message type (malformed JSON, bad payloads).
@@ -86,21 +91,27 @@ struct Session {
     /// Format of the audio (from AudioMetadata, else the configured default).
     format: AudioFormat,
     format_announced: bool,
-    /// The recorder has been told `format`.
-    format_recorded: bool,
+    /// Times AudioMetadata changed the format (each change starts new files): capped.
+    format_changes: u32,
     /// Scratch buffer the audio is decoded into; frames are split off it (see `decode_pcm`).
     pool: BytesMut,
     /// Participant ids seen, interned so a frame's source is a refcount, not an allocation.
     participants: Vec<AudioSource>,
     report: TransportReport,
     call: Option<OpenCall>,
+    /// Opening the call folder failed once: do not retry on every frame.
+    call_failed: bool,
     bad: BadInput,
+    /// When the last valid message arrived (the connection's start until then).
     last_valid: Instant,
+    seen_valid: bool,
 }
 
 struct OpenCall {
-    slot: CallSlot,
+    slot: Option<CallSlot>,
     recorder: Option<RecorderHandle>,
+    /// The recorder's queue refused a command (its task is gone): stop sending, still finish it.
+    recorder_failed: bool,
 }
 
 /// Why the read loop stopped.
@@ -118,7 +129,12 @@ enum Flow {
 
 impl Session {
     fn new(app: Arc<AppState>, info: ConnectionInfo) -> Self {
-        let format = AudioFormat::new(app.config.audio.default_sample_rate_hz, 1)
+        // Before any AudioMetadata: a `sampleRate` query parameter, else the configured default.
+        let format = info
+            .query_param("sampleRate")
+            .and_then(|rate| rate.parse().ok())
+            .and_then(|rate| AudioFormat::new(rate, 1).ok())
+            .or_else(|| AudioFormat::new(app.config.audio.default_sample_rate_hz, 1).ok())
             .unwrap_or(AudioFormat::mono(16_000));
         let report = TransportReport::new(
             TransportKind::Media,
@@ -133,13 +149,15 @@ impl Session {
             info,
             format,
             format_announced: false,
-            format_recorded: false,
+            format_changes: 0,
             pool: BytesMut::new(),
             participants: Vec::new(),
             report,
             call: None,
+            call_failed: false,
             bad: BadInput::default(),
             last_valid: Instant::now(),
+            seen_valid: false,
         }
     }
 
@@ -151,10 +169,10 @@ impl Session {
         let first_timeout = self.app.config.first_message_timeout();
         let idle_timeout = self.app.config.idle_timeout();
         loop {
-            let deadline = if self.call.is_none() && self.report.messages_received == 0 {
-                Some(self.last_valid + first_timeout)
-            } else {
+            let deadline = if self.seen_valid {
                 idle_timeout.map(|t| self.last_valid + t)
+            } else {
+                Some(self.last_valid + first_timeout)
             };
             let idle = async {
                 match deadline {
@@ -174,11 +192,10 @@ impl Session {
                 }
                 () = idle => Flow::Close {
                     code: close_code::POLICY,
-                    reason: match deadline {
-                        Some(_) if self.call.is_none() && self.report.messages_received == 0 => {
-                            format!("no message within {}s of connecting", first_timeout.as_secs())
-                        }
-                        _ => "no valid message for too long".to_owned(),
+                    reason: if self.seen_valid {
+                        "no valid message for too long".to_owned()
+                    } else {
+                        format!("no valid message within {}s of connecting", first_timeout.as_secs())
                     },
                 },
                 message = socket.next() => match message {
@@ -196,6 +213,14 @@ impl Session {
                                 "message larger than {} bytes",
                                 self.app.config.limits.max_message_bytes
                             ),
+                        },
+                        ReadError::NotUtf8 => Flow::Close {
+                            code: close_code::INVALID_PAYLOAD,
+                            reason: "text frame is not UTF-8".to_owned(),
+                        },
+                        ReadError::Protocol => Flow::Close {
+                            code: close_code::PROTOCOL_ERROR,
+                            reason: format!("WebSocket protocol error: {e}"),
                         },
                         ReadError::Other => {
                             return End {
@@ -247,13 +272,26 @@ impl Session {
             InboundMessage::AudioMetadata(meta) => {
                 self.report.subscription_id = meta.subscription_id.clone();
                 match AudioFormat::new(meta.sample_rate_hz, meta.channels) {
+                    Ok(format)
+                        if format != self.format && self.format_changes >= MAX_FORMAT_CHANGES =>
+                    {
+                        Err(ProtocolError::InvalidField {
+                            field: "sampleRate",
+                            reason: format!(
+                                "more than {MAX_FORMAT_CHANGES} format changes in one stream"
+                            ),
+                        })
+                    }
                     Ok(format) => {
+                        if format != self.format
+                            && (self.format_announced || self.report.frames_received > 0)
+                        {
+                            self.format_changes += 1;
+                        }
                         self.format = format;
                         self.format_announced = true;
                         self.report.format = Some(format_report(format));
                         self.ensure_call(TransportKind::Media).await;
-                        self.record(RecordCmd::Format(format)).await;
-                        self.format_recorded = true;
                         Ok(())
                     }
                     Err(e) => Err(ProtocolError::InvalidField {
@@ -296,6 +334,7 @@ impl Session {
             Ok(()) => {
                 self.bad.consecutive = 0;
                 self.last_valid = Instant::now();
+                self.seen_valid = true;
                 Flow::Continue
             }
             Err(e) => self.on_protocol_error(&e),
@@ -320,7 +359,14 @@ impl Session {
         }
         let source = match &frame.participant_raw_id {
             None => AudioSource::Mixed,
-            Some(id) => self.participant(id),
+            Some(id) => match self.participant(id) {
+                Some(source) => source,
+                None => {
+                    // Over the per-call participant limit: this frame is not recorded.
+                    self.report.frames_over_participant_limit += 1;
+                    return Ok(());
+                }
+            },
         };
         self.report.audio_channel_type = Some(match source {
             AudioSource::Mixed => "mixed",
@@ -328,16 +374,19 @@ impl Session {
         });
         self.report.frames_received += 1;
         self.report.audio_bytes += pcm.len() as u64;
+        if frame.invalid_timestamp {
+            if self.report.invalid_timestamps == 0 {
+                tracing::warn!("a frame's timestamp is not RFC 3339: recorded in arrival order");
+            }
+            self.report.invalid_timestamps += 1;
+        }
         if frame.silent {
             self.report.silent_frames += 1;
         }
         self.app.metrics.frame_received();
         self.ensure_call(TransportKind::Media).await;
-        if !self.format_recorded {
-            self.record(RecordCmd::Format(self.format)).await;
-            self.format_recorded = true;
-        }
         self.record(RecordCmd::Audio {
+            format: self.format,
             source,
             timestamp: frame.timestamp,
             pcm,
@@ -346,71 +395,94 @@ impl Session {
         Ok(())
     }
 
-    fn participant(&mut self, id: &str) -> AudioSource {
+    /// The interned source for `id`, or `None` past `limits.max_participants_per_call`.
+    fn participant(&mut self, id: &str) -> Option<AudioSource> {
         let known = self.participants.iter().find(|p| match p {
             AudioSource::Participant(known) => &**known == id,
             AudioSource::Mixed => false,
         });
         if let Some(source) = known {
-            return source.clone();
+            return Some(source.clone());
+        }
+        if self.participants.len() >= self.app.config.limits.max_participants_per_call {
+            if self.report.frames_over_participant_limit == 0 {
+                tracing::warn!(
+                    limit = self.app.config.limits.max_participants_per_call,
+                    "participant limit reached; frames of new participants are not recorded"
+                );
+            }
+            return None;
         }
         let source = AudioSource::Participant(Arc::from(id));
         self.participants.push(source.clone());
         self.report.participants.push(id.to_owned());
-        source
+        Some(source)
     }
 
     async fn record(&mut self, cmd: RecordCmd) {
-        let Some(recorder) = self.call.as_ref().and_then(|c| c.recorder.as_ref()) else {
+        let Some(call) = &mut self.call else {
+            return;
+        };
+        let Some(recorder) = call.recorder.as_ref().filter(|_| !call.recorder_failed) else {
             return;
         };
         if !recorder.send(cmd).await {
             tracing::error!("recorder stopped; the rest of this call is not recorded");
-            if let Some(call) = &mut self.call {
-                call.recorder = None;
-            }
+            call.recorder_failed = true;
         }
     }
 
-    /// Opens the call folder on the first message that needs one.
+    /// Opens the call folder on the first message that needs one (once: a failure is not
+    /// retried on every frame). With recording off, nothing is opened and the call is only counted.
     async fn ensure_call(&mut self, kind: TransportKind) {
-        if self.call.is_some() {
+        if self.call.is_some() || self.call_failed {
             return;
         }
         self.report.kind = kind;
         let (identity, keys) = self.identity();
         tracing::Span::current().record("call_id", identity.value.as_str());
+        if !self.app.config.recording.enabled {
+            self.call = Some(OpenCall {
+                slot: None,
+                recorder: None,
+                recorder_failed: false,
+            });
+            return;
+        }
         let registry = Arc::clone(&self.app.registry);
         let report = self.report.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let slot = registry.open(identity, keys, report, now())?;
-            slot.folder.write_report()?;
-            Ok::<_, std::io::Error>(slot)
-        })
-        .await;
-        let slot = match opened {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot open the call folder; this call is not recorded");
-                return;
+            if let Err(e) = slot.folder.write_report() {
+                registry.close(&slot, now());
+                return Err(e);
             }
+            Ok(slot)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let slot = match opened {
+            Ok(slot) => slot,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the call folder; this call is not recorded");
+                self.call_failed = true;
                 return;
             }
         };
         tracing::Span::current().record("call_id", slot.folder.name());
         tracing::info!(folder = %slot.folder.dir().display(), transport = ?kind, "call started");
-        let recorder = self.app.config.recording.enabled.then(|| {
-            RecorderHandle::spawn(
-                CallRecorder::new(
-                    Arc::clone(&slot.folder),
-                    self.app.config.recording.max_gap_fill_secs,
-                ),
-                self.app.config.limits.recorder_queue_frames,
-            )
+        let recorder = RecorderHandle::spawn(
+            CallRecorder::new(
+                Arc::clone(&slot.folder),
+                self.app.config.recording.max_gap_fill_secs,
+            ),
+            self.app.config.limits.recorder_queue_frames,
+        );
+        self.call = Some(OpenCall {
+            slot: Some(slot),
+            recorder: Some(recorder),
+            recorder_failed: false,
         });
-        self.call = Some(OpenCall { slot, recorder });
     }
 
     /// The call's identity and every key another transport of the same call may know it by.
@@ -518,23 +590,25 @@ impl Session {
             self.report.files = summary.files;
             self.report.recording_errors = summary.errors;
         }
-        let slot = call.slot;
-        {
-            let mut report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(entry) = report.transports.get_mut(slot.transport_index) {
-                *entry = self.report;
-            }
-        }
+        let Some(slot) = call.slot else {
+            return;
+        };
         let registry = Arc::clone(&self.app.registry);
+        let report = self.report;
         let written = tokio::task::spawn_blocking(move || {
+            {
+                let mut call_report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(entry) = call_report.transports.get_mut(slot.transport_index) {
+                    *entry = report;
+                }
+            }
             registry.close(&slot, ended_at);
             slot.folder.write_report()
         })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write session.json"),
-            Err(e) => tracing::error!(error = %e, "cannot write session.json"),
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot write session.json");
         }
     }
 }
@@ -568,16 +642,27 @@ impl BadInput {
 
 enum ReadError {
     TooBig,
+    NotUtf8,
+    Protocol,
     Other,
 }
 
 fn read_error_kind(error: &axum::Error) -> ReadError {
     use std::error::Error as _;
     use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError as ProtocolViolation;
     let mut source = error.source();
     while let Some(e) = source {
-        if let Some(WsError::Capacity(_)) = e.downcast_ref::<WsError>() {
-            return ReadError::TooBig;
+        match e.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(_)) => return ReadError::TooBig,
+            Some(WsError::Utf8(_)) => return ReadError::NotUtf8,
+            // A peer that vanishes mid-stream is not breaking the protocol: it is gone.
+            Some(WsError::Protocol(ProtocolViolation::ResetWithoutClosingHandshake)) => {
+                return ReadError::Other;
+            }
+            Some(WsError::Protocol(_)) => return ReadError::Protocol,
+            Some(_) => return ReadError::Other,
+            None => {}
         }
         source = e.source();
     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mediagate_protocol::Timestamp;
@@ -18,6 +19,8 @@ use crate::recording::{
 pub(crate) struct CallRegistry {
     data_dir: PathBuf,
     live: Mutex<HashMap<String, LiveCall>>,
+    /// `live.len()`, readable without the lock (for `/healthz`).
+    live_count: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -41,12 +44,13 @@ impl CallRegistry {
         CallRegistry {
             data_dir,
             live: Mutex::new(HashMap::new()),
+            live_count: AtomicUsize::new(0),
         }
     }
 
     /// Number of calls with a connected transport.
     pub(crate) fn live_calls(&self) -> usize {
-        self.lock().len()
+        self.live_count.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveCall>> {
@@ -54,7 +58,8 @@ impl CallRegistry {
     }
 
     /// Joins the live call that shares one of `keys` and lacks a transport of this kind, or
-    /// creates a new call folder named from `identity`. Blocking (creates a directory).
+    /// creates a new call folder named from `identity`. Blocking (creates a directory under the
+    /// registry lock, so two calls never pick the same name; only other call openings wait).
     pub(crate) fn open(
         &self,
         identity: Identity,
@@ -116,6 +121,7 @@ impl CallRegistry {
                 transports: vec![kind],
             },
         );
+        self.live_count.store(live.len(), Ordering::Relaxed);
         Ok(CallSlot {
             folder,
             transport_index: 0,
@@ -138,6 +144,7 @@ impl CallRegistry {
         };
         if ended {
             live.remove(&name);
+            self.live_count.store(live.len(), Ordering::Relaxed);
             let mut report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
             report.status = CallStatus::Ended;
             report.ended_at = Some(now);

@@ -36,7 +36,19 @@ async fn websocket(
     }
     let query: BTreeMap<String, String> = uri
         .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .map(|(k, v)| {
+                    let v = if is_secret(&k) {
+                        "[redacted]".to_owned()
+                    } else {
+                        v
+                    };
+                    (k, v)
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let info = ConnectionInfo {
         id: state.next_connection_id.fetch_add(1, Ordering::Relaxed),
@@ -45,12 +57,35 @@ async fn websocket(
         query,
     };
     let max = state.config.limits.max_message_bytes;
-    let tracker = state.tracker.clone();
+    // Tracked from the upgrade request on, not from when the upgraded task first runs, so a
+    // shutdown can never miss a connection that is about to start.
+    let token = state.tracker.token();
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| tracker.track_future(serve_socket(socket, state, info)))
+        .on_upgrade(move |socket| async move {
+            serve_socket(socket, state, info).await;
+            drop(token);
+        })
+}
+
+/// Query parameters whose values never reach logs or session.json: applications put API keys
+/// and signatures in the `transportUrl`.
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "sig",
+        "pass",
+        "auth",
+        "credential",
+        "code",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 #[derive(Serialize)]

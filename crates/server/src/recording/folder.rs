@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::report::CallReport;
 
@@ -13,9 +14,14 @@ pub(crate) struct CallFolder {
     name: String,
     dir: PathBuf,
     claimed: Mutex<HashSet<String>>,
-    /// What session.json says. Locked only for short, synchronous updates and for writing the file
-    /// on a blocking thread; never across an `.await`.
+    /// What session.json says. Locked only for short, synchronous updates; never across an
+    /// `.await`, never during file I/O.
     pub(crate) report: Mutex<CallReport>,
+    /// Numbers each serialized snapshot of `report`, in the order of the updates.
+    snapshots: AtomicU64,
+    /// Serializes writes of session.json; holds the number of the snapshot on disk, so an older
+    /// snapshot that lost the race never overwrites a newer one.
+    written: Mutex<u64>,
 }
 
 impl CallFolder {
@@ -25,6 +31,8 @@ impl CallFolder {
             dir,
             claimed: Mutex::new(HashSet::new()),
             report: Mutex::new(report),
+            snapshots: AtomicU64::new(0),
+            written: Mutex::new(0),
         }
     }
 
@@ -55,8 +63,16 @@ impl CallFolder {
     /// Writes session.json atomically (temporary file, then rename). Blocking: call it from a
     /// blocking thread.
     pub(crate) fn write_report(&self) -> io::Result<()> {
-        let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
-        let json = serde_json::to_vec_pretty(&*report).map_err(io::Error::other)?;
+        let (number, json) = {
+            let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
+            let number = self.snapshots.fetch_add(1, Ordering::Relaxed) + 1;
+            let json = serde_json::to_vec_pretty(&*report).map_err(io::Error::other)?;
+            (number, json)
+        };
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if *written > number {
+            return Ok(()); // a newer snapshot is already on disk
+        }
         let tmp = self.dir.join(".session.json.tmp");
         {
             let mut file = std::fs::File::create(&tmp)?;
@@ -64,6 +80,8 @@ impl CallFolder {
             file.write_all(b"\n")?;
             file.sync_data()?;
         }
-        std::fs::rename(&tmp, self.dir.join("session.json"))
+        std::fs::rename(&tmp, self.dir.join("session.json"))?;
+        *written = number;
+        Ok(())
     }
 }

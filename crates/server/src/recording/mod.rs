@@ -32,10 +32,9 @@ use transcript::{DtmfLog, TranscriptFiles};
 /// One thing to record, in arrival order.
 #[derive(Debug)]
 pub(crate) enum RecordCmd {
-    /// The stream's format (from AudioMetadata, or the default before it).
-    Format(AudioFormat),
-    /// One frame; `pcm` is a whole number of samples in the current format.
+    /// One frame; `pcm` is a whole number of samples in `format`.
     Audio {
+        format: AudioFormat,
         source: AudioSource,
         timestamp: Option<Timestamp>,
         pcm: Bytes,
@@ -67,7 +66,6 @@ const MAX_ERRORS_KEPT: usize = 10;
 pub(crate) struct CallRecorder {
     folder: Arc<CallFolder>,
     max_gap_secs: u64,
-    format: Option<AudioFormat>,
     audio: Option<AudioTracks>,
     /// Tracks finished early because the format changed mid-stream.
     finished_tracks: Vec<TrackSummary>,
@@ -83,7 +81,6 @@ impl CallRecorder {
         CallRecorder {
             folder,
             max_gap_secs,
-            format: None,
             audio: None,
             finished_tracks: Vec::new(),
             transcript: None,
@@ -96,24 +93,12 @@ impl CallRecorder {
 
     fn apply(&mut self, cmd: RecordCmd) {
         let result = match cmd {
-            RecordCmd::Format(format) => {
-                if let Some(audio) = &self.audio {
-                    if audio.format() != format {
-                        // A file cannot change rate: close these tracks, new ones start with the
-                        // next frame (named `-2`, `-3`…).
-                        if let Some(old) = self.audio.take() {
-                            self.finish_tracks(old);
-                        }
-                    }
-                }
-                self.format = Some(format);
-                Ok(())
-            }
             RecordCmd::Audio {
+                format,
                 source,
                 timestamp,
                 pcm,
-            } => self.write_audio(&source, timestamp, &pcm),
+            } => self.write_audio(format, &source, timestamp, &pcm),
             RecordCmd::Dtmf { tone, received_at } => self.write_dtmf(&tone, received_at),
             RecordCmd::Transcript { data, received_at } => {
                 self.write_transcript(&data, received_at)
@@ -126,13 +111,17 @@ impl CallRecorder {
 
     fn write_audio(
         &mut self,
+        format: AudioFormat,
         source: &AudioSource,
         timestamp: Option<Timestamp>,
         pcm: &[u8],
     ) -> std::io::Result<()> {
-        let Some(format) = self.format else {
-            return Err(std::io::Error::other("audio before any format"));
-        };
+        if self.audio.as_ref().is_some_and(|a| a.format() != format) {
+            // A WAV cannot change rate mid-file: finish these tracks; new ones (`-2`…) start now.
+            if let Some(old) = self.audio.take() {
+                self.finish_tracks(old);
+            }
+        }
         if let Some(ts) = timestamp {
             self.first_audio_at.get_or_insert(ts);
             let frame_micros =
@@ -199,7 +188,7 @@ impl CallRecorder {
     }
 
     fn finish_tracks(&mut self, audio: AudioTracks) {
-        let (tracks, errors) = audio.finish();
+        let (tracks, errors) = audio.finish(&self.folder);
         for e in errors {
             self.note_error(e);
         }

@@ -121,6 +121,10 @@ pub(crate) struct TransportReport {
     pub(crate) silent_frames: u64,
     /// Frames that arrived before any AudioMetadata (recorded with the default format).
     pub(crate) frames_before_metadata: u64,
+    /// Frames of participants beyond `limits.max_participants_per_call` (not recorded).
+    pub(crate) frames_over_participant_limit: u64,
+    /// Frames whose timestamp was not RFC 3339 (recorded in arrival order, not placed).
+    pub(crate) invalid_timestamps: u64,
     pub(crate) dtmf_tones: u64,
     pub(crate) transcripts_intermediate: u64,
     pub(crate) transcripts_final: u64,
@@ -164,6 +168,8 @@ impl TransportReport {
             audio_bytes: 0,
             silent_frames: 0,
             frames_before_metadata: 0,
+            frames_over_participant_limit: 0,
+            invalid_timestamps: 0,
             dtmf_tones: 0,
             transcripts_intermediate: 0,
             transcripts_final: 0,

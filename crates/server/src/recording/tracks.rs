@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::Path;
+use std::time::Instant;
 
 use hound::{SampleFormat, WavSpec, WavWriter};
 use mediagate_audio::{AudioFormat, AudioSource};
@@ -19,38 +20,58 @@ pub(crate) struct TrackSummary {
     pub(crate) source: String,
     /// File name inside the call folder.
     pub(crate) file: String,
+    /// Files this track continued in after `file` reached the WAV size limit (4 GiB).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) continued_in: Vec<String>,
     /// Frames received for this track.
     pub(crate) frames: u64,
-    /// Samples in the finished file (per channel), including filled silence.
+    /// Samples in the finished file(s) (per channel), including filled silence.
     pub(crate) samples: u64,
-    /// Seconds of audio in the file.
+    /// Seconds of audio in the file(s).
     pub(crate) duration_secs: f64,
     /// Silence written before the participant's first frame, to place it on the call timeline.
     pub(crate) leading_silence_samples: u64,
-    /// Gaps in the timestamps that were filled with silence, and how many samples they took.
+    /// Gaps in the timestamps that were filled with silence.
     pub(crate) gaps_filled: u64,
     /// Samples of silence written for those gaps.
     pub(crate) gap_samples: u64,
     /// Silence appended at the end so all tracks of the call have the same length.
     pub(crate) trailing_silence_samples: u64,
-    /// Timestamp jumps too large to be real gaps: counted, not filled.
+    /// Timestamps that jumped too far to be a real gap: counted, not filled.
     pub(crate) timestamp_anomalies: u64,
 }
 
+/// Largest WAV data chunk written before a track continues in a new file: hound (and the
+/// RIFF format) count sizes in 32 bits.
+const MAX_WAV_DATA_BYTES: u64 = 4_000_000_000;
+
 struct Track {
     source: AudioSource,
+    stem: String,
     writer: WavWriter<BufWriter<File>>,
+    /// Bytes in the current file's data chunk.
+    file_bytes: u64,
     summary: TrackSummary,
-    /// Microseconds added to this track's timestamps after anomalies re-anchored it.
+}
+
+/// The call's timeline: where each timestamp lands, in microseconds from the first frame.
+struct Timeline {
+    /// Timestamp of the call's first frame.
+    origin: Option<Timestamp>,
+    /// When that frame was written, to bound how far the timeline may run ahead of real time.
+    origin_wall: Instant,
+    /// Shift applied to every timestamp after clock anomalies re-anchored the call.
     offset_micros: i64,
+    /// The furthest point any track has reached.
+    head_micros: i64,
 }
 
 /// The WAV files of one call.
 pub(crate) struct AudioTracks {
     format: AudioFormat,
-    /// Timeline zero: the timestamp of the call's first frame.
-    origin: Option<Timestamp>,
-    max_gap_samples: u64,
+    timeline: Timeline,
+    max_gap_micros: i64,
+    max_file_bytes: u64,
     tracks: Vec<Track>,
 }
 
@@ -60,8 +81,15 @@ impl AudioTracks {
     pub(crate) fn new(format: AudioFormat, max_gap_secs: u64) -> Self {
         AudioTracks {
             format,
-            origin: None,
-            max_gap_samples: max_gap_secs.saturating_mul(u64::from(format.sample_rate_hz())),
+            timeline: Timeline {
+                origin: None,
+                origin_wall: Instant::now(),
+                offset_micros: 0,
+                head_micros: 0,
+            },
+            max_gap_micros: i64::try_from(max_gap_secs.saturating_mul(1_000_000))
+                .unwrap_or(i64::MAX),
+            max_file_bytes: MAX_WAV_DATA_BYTES,
             tracks: Vec::new(),
         }
     }
@@ -70,7 +98,14 @@ impl AudioTracks {
         self.format
     }
 
-    /// Appends one frame of `pcm` (a whole number of samples in `self.format`).
+    /// Appends one frame of `pcm` (a whole number of samples in `self.format`), first filling
+    /// with silence up to where its timestamp places it on the call timeline.
+    ///
+    /// A timestamp beyond the call's head (the furthest point any track reached) by more than
+    /// `max_gap`, or beyond it and ahead of the real time elapsed since the first frame by more
+    /// than `max_gap`, is a clock anomaly: the whole call is re-anchored so the frame lands at the head, and
+    /// nothing is filled. That bounds the silence a bogus timestamp can make us write, while a
+    /// participant who joins late or is silent for long still lines up with the others.
     pub(crate) fn write_frame(
         &mut self,
         folder: &CallFolder,
@@ -87,33 +122,53 @@ impl AudioTracks {
             }
         };
         let format = self.format;
-        let frame_samples = format.frame_samples() as u64;
-        let max_gap = self.max_gap_samples;
+        let frame_samples = (pcm.len() / format.bytes_per_sample()) as u64;
+        let frame_micros = format.micros_for_samples(frame_samples);
+        let timeline = &mut self.timeline;
         let track = &mut self.tracks[index];
         if let Some(ts) = timestamp {
-            let origin = *self.origin.get_or_insert(ts);
-            let position = format.samples_for_micros(ts.micros_since(origin) + track.offset_micros);
-            let expected = u64::try_from(position).unwrap_or(0);
-            let written = track.summary.samples;
-            let missing = expected.saturating_sub(written);
-            if missing > max_gap {
-                // A clock jump, not a pause: re-anchor this track instead of writing hours of zeros.
+            let origin = match timeline.origin {
+                Some(origin) => origin,
+                None => {
+                    timeline.origin = Some(ts);
+                    timeline.origin_wall = Instant::now();
+                    ts
+                }
+            };
+            let mut position = ts
+                .micros_since(origin)
+                .saturating_add(timeline.offset_micros);
+            let real_time =
+                i64::try_from(timeline.origin_wall.elapsed().as_micros()).unwrap_or(i64::MAX);
+            let limit = self.max_gap_micros;
+            // Up to the head is proven by the call's other frames; beyond it, a jump must be
+            // both a plausible pause and not far ahead of real time.
+            let beyond_head = position > timeline.head_micros;
+            if beyond_head
+                && (position > timeline.head_micros.saturating_add(limit)
+                    || position > real_time.saturating_add(limit))
+            {
                 track.summary.timestamp_anomalies += 1;
-                track.offset_micros -= format.micros_for_samples(missing);
-            } else if missing >= frame_samples {
-                write_silence(&mut track.writer, format, missing)?;
+                timeline.offset_micros -= position - timeline.head_micros;
+                position = timeline.head_micros;
+            }
+            let expected = u64::try_from(format.samples_for_micros(position)).unwrap_or(0);
+            let missing = expected.saturating_sub(track.summary.samples);
+            if missing >= format.frame_samples() as u64 {
+                write_silence(folder, track, format, self.max_file_bytes, missing)?;
                 if track.summary.frames == 0 {
                     track.summary.leading_silence_samples += missing;
                 } else {
                     track.summary.gaps_filled += 1;
                     track.summary.gap_samples += missing;
                 }
-                track.summary.samples += missing;
             }
+            timeline.head_micros = timeline
+                .head_micros
+                .max(position.saturating_add(frame_micros));
         }
-        write_pcm(&mut track.writer, pcm)?;
+        write_pcm(folder, track, format, self.max_file_bytes, pcm)?;
         track.summary.frames += 1;
-        track.summary.samples += (pcm.len() / format.bytes_per_sample()) as u64;
         Ok(())
     }
 
@@ -127,7 +182,7 @@ impl AudioTracks {
     }
 
     /// Pads every track to the longest, finalizes the headers and returns what each holds.
-    pub(crate) fn finish(self) -> (Vec<TrackSummary>, Vec<io::Error>) {
+    pub(crate) fn finish(self, folder: &CallFolder) -> (Vec<TrackSummary>, Vec<io::Error>) {
         let longest = self
             .tracks
             .iter()
@@ -140,11 +195,8 @@ impl AudioTracks {
         for mut track in self.tracks {
             let pad = longest - track.summary.samples;
             if pad > 0 {
-                match write_silence(&mut track.writer, self.format, pad) {
-                    Ok(()) => {
-                        track.summary.trailing_silence_samples = pad;
-                        track.summary.samples += pad;
-                    }
+                match write_silence(folder, &mut track, self.format, self.max_file_bytes, pad) {
+                    Ok(()) => track.summary.trailing_silence_samples = pad,
                     Err(e) => errors.push(e),
                 }
             }
@@ -155,6 +207,12 @@ impl AudioTracks {
             summaries.push(track.summary);
         }
         (summaries, errors)
+    }
+
+    #[cfg(test)]
+    fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
     }
 }
 
@@ -167,10 +225,13 @@ fn open_track(folder: &CallFolder, format: AudioFormat, source: &AudioSource) ->
     let writer = create_wav(&folder.dir().join(&file), format)?;
     Ok(Track {
         source: source.clone(),
+        stem,
         writer,
+        file_bytes: 0,
         summary: TrackSummary {
             source: label,
             file,
+            continued_in: Vec::new(),
             frames: 0,
             samples: 0,
             duration_secs: 0.0,
@@ -180,7 +241,6 @@ fn open_track(folder: &CallFolder, format: AudioFormat, source: &AudioSource) ->
             trailing_silence_samples: 0,
             timestamp_anomalies: 0,
         },
-        offset_micros: 0,
     })
 }
 
@@ -195,32 +255,70 @@ fn create_wav(path: &Path, format: AudioFormat) -> io::Result<WavWriter<BufWrite
     WavWriter::new(file, spec).map_err(hound_to_io)
 }
 
-fn write_pcm(writer: &mut WavWriter<BufWriter<File>>, pcm: &[u8]) -> io::Result<()> {
-    let samples = pcm.len() / 2;
-    let Ok(count) = u32::try_from(samples) else {
+/// Room for `bytes` more in the track's current file, or a fresh `-partN` file to continue in.
+fn make_room(
+    folder: &CallFolder,
+    track: &mut Track,
+    format: AudioFormat,
+    max_file_bytes: u64,
+    bytes: u64,
+) -> io::Result<()> {
+    if track.file_bytes + bytes <= max_file_bytes || track.file_bytes == 0 {
+        return Ok(());
+    }
+    let part = track.summary.continued_in.len() + 2;
+    let file = folder.claim_file(&format!("{}-part{part}", track.stem), "wav");
+    let next = create_wav(&folder.dir().join(&file), format)?;
+    let full = std::mem::replace(&mut track.writer, next);
+    full.finalize().map_err(hound_to_io)?;
+    track.summary.continued_in.push(file);
+    track.file_bytes = 0;
+    Ok(())
+}
+
+fn write_pcm(
+    folder: &CallFolder,
+    track: &mut Track,
+    format: AudioFormat,
+    max_file_bytes: u64,
+    pcm: &[u8],
+) -> io::Result<()> {
+    make_room(folder, track, format, max_file_bytes, pcm.len() as u64)?;
+    let Ok(count) = u32::try_from(pcm.len() / 2) else {
         return Err(io::Error::other("frame too large for one WAV write"));
     };
-    let mut out = writer.get_i16_writer(count);
+    let mut out = track.writer.get_i16_writer(count);
     for pair in pcm.chunks_exact(2) {
         out.write_sample(i16::from_le_bytes([pair[0], pair[1]]));
     }
-    out.flush().map_err(hound_to_io)
+    out.flush().map_err(hound_to_io)?;
+    track.file_bytes += pcm.len() as u64;
+    track.summary.samples += (pcm.len() / format.bytes_per_sample()) as u64;
+    Ok(())
 }
 
 fn write_silence(
-    writer: &mut WavWriter<BufWriter<File>>,
+    folder: &CallFolder,
+    track: &mut Track,
     format: AudioFormat,
+    max_file_bytes: u64,
     samples: u64,
 ) -> io::Result<()> {
-    let mut left = samples * u64::from(format.channels());
+    let channels = u64::from(format.channels());
+    let chunk_samples = SILENCE_CHUNK.len() as u64 / channels;
+    let mut left = samples;
     while left > 0 {
-        let n = left.min(SILENCE_CHUNK.len() as u64) as u32;
-        let mut out = writer.get_i16_writer(n);
-        for &s in &SILENCE_CHUNK[..n as usize] {
+        let n = left.min(chunk_samples);
+        let values = (n * channels) as usize;
+        make_room(folder, track, format, max_file_bytes, values as u64 * 2)?;
+        let mut out = track.writer.get_i16_writer(values as u32);
+        for &s in &SILENCE_CHUNK[..values] {
             out.write_sample(s);
         }
         out.flush().map_err(hound_to_io)?;
-        left -= u64::from(n);
+        track.file_bytes += values as u64 * 2;
+        track.summary.samples += n;
+        left -= n;
     }
     Ok(())
 }
@@ -258,6 +356,136 @@ pub(crate) fn sanitize_file_stem(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recording::{CallReport, CallStatus, Identity};
+
+    fn folder(dir: &Path) -> CallFolder {
+        let report = CallReport {
+            call_id: "t".to_owned(),
+            identity: Identity {
+                source: "generated",
+                value: "t".to_owned(),
+            },
+            status: CallStatus::Live,
+            started_at: Timestamp::from_unix_micros(0),
+            ended_at: None,
+            transports: Vec::new(),
+        };
+        CallFolder::new("t".to_owned(), dir.to_owned(), report)
+    }
+
+    const FORMAT: AudioFormat = AudioFormat::mono(16_000);
+    const T0: i64 = 1_790_000_000_000_000;
+
+    fn at(ms: i64) -> Option<Timestamp> {
+        Some(Timestamp::from_unix_micros(T0 + ms * 1_000))
+    }
+
+    fn frame(value: u8) -> Vec<u8> {
+        vec![value; FORMAT.frame_bytes()]
+    }
+
+    fn samples(path: &Path) -> Vec<i16> {
+        hound::WavReader::open(path)
+            .unwrap()
+            .into_samples::<i16>()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_late_joiner_lines_up_even_past_the_gap_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 5);
+        let (a, b) = (
+            AudioSource::Participant("a".into()),
+            AudioSource::Participant("b".into()),
+        );
+        // A speaks for 8 s; B first speaks 6 s in (more than the 5 s limit after the start).
+        for i in 0..400 {
+            tracks
+                .write_frame(&folder, &a, at(i * 20), &frame(1))
+                .unwrap();
+            if i >= 300 {
+                tracks
+                    .write_frame(&folder, &b, at(i * 20), &frame(2))
+                    .unwrap();
+            }
+        }
+        let (summaries, errors) = tracks.finish(&folder);
+        assert!(errors.is_empty());
+        assert_eq!(summaries[1].leading_silence_samples, 300 * 320);
+        assert_eq!(summaries[1].timestamp_anomalies, 0);
+        let b = samples(&dir.path().join("b.wav"));
+        assert_eq!(b.len(), 400 * 320);
+        assert!(b[..300 * 320].iter().all(|&s| s == 0));
+        assert!(b[300 * 320..].iter().all(|&s| s == 0x0202));
+    }
+
+    #[test]
+    fn bogus_timestamp_jumps_cannot_make_it_write_unbounded_silence() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 5);
+        // Each frame claims to be 4.9 s after the last (inside the gap limit) while no real time
+        // passes: only the first jump can be filled, the rest re-anchor.
+        for i in 0..50 {
+            tracks
+                .write_frame(&folder, &AudioSource::Mixed, at(i * 4_900), &frame(3))
+                .unwrap();
+        }
+        let (summaries, _) = tracks.finish(&folder);
+        let written = summaries[0].samples;
+        assert!(
+            written <= (5 * 16_000 + 50 * 320) as u64,
+            "{written} samples written"
+        );
+        assert!(summaries[0].timestamp_anomalies >= 48, "{:?}", summaries[0]);
+        // Year 9999 after a normal frame: no overflow, no panic, counted.
+        let mut tracks = AudioTracks::new(FORMAT, 5);
+        tracks
+            .write_frame(&folder, &AudioSource::Mixed, at(0), &frame(1))
+            .unwrap();
+        let far = Timestamp::parse_rfc3339("9999-01-01T00:00:00Z").ok();
+        tracks
+            .write_frame(&folder, &AudioSource::Mixed, far, &frame(1))
+            .unwrap();
+        let (summaries, _) = tracks.finish(&folder);
+        assert_eq!(summaries[0].samples, 2 * 320);
+        assert_eq!(summaries[0].timestamp_anomalies, 1);
+    }
+
+    #[test]
+    fn a_track_continues_in_a_new_file_at_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 5).with_max_file_bytes(10 * 640);
+        for i in 0..25u8 {
+            tracks
+                .write_frame(
+                    &folder,
+                    &AudioSource::Mixed,
+                    at(i64::from(i) * 20),
+                    &frame(i),
+                )
+                .unwrap();
+        }
+        let (summaries, errors) = tracks.finish(&folder);
+        assert!(errors.is_empty());
+        assert_eq!(
+            summaries[0].continued_in,
+            ["mixed-part2.wav", "mixed-part3.wav"]
+        );
+        let mut all = samples(&dir.path().join("mixed.wav"));
+        assert_eq!(all.len(), 10 * 320);
+        for file in &summaries[0].continued_in {
+            all.extend(samples(&dir.path().join(file)));
+        }
+        let expected: Vec<i16> = (0..25u8)
+            .flat_map(|i| std::iter::repeat_n(i16::from_le_bytes([i, i]), 320))
+            .collect();
+        assert_eq!(all, expected);
+    }
 
     #[test]
     fn sanitizes_participant_ids() {
