@@ -56,6 +56,8 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Frames queued to a call's file writer before the socket waits for the disk.
     pub recorder_queue_frames: usize,
+    /// Bytes queued to a call's file writer before the socket waits for the disk.
+    pub recorder_queue_bytes: usize,
     /// Distinct participants (unmixed tracks) recorded per call; frames of more are counted, not
     /// recorded. Bounds the files and memory one connection can claim.
     pub max_participants_per_call: usize,
@@ -111,6 +113,7 @@ impl Default for LimitsConfig {
             first_message_timeout_secs: 10,
             idle_timeout_secs: 120,
             recorder_queue_frames: 256,
+            recorder_queue_bytes: 4 * 1024 * 1024,
             max_participants_per_call: 32,
         }
     }
@@ -226,6 +229,9 @@ impl Config {
         }
         if self.limits.recorder_queue_frames == 0 {
             return invalid("limits.recorder_queue_frames", "must be at least 1");
+        }
+        if self.limits.recorder_queue_bytes < 4096 {
+            return invalid("limits.recorder_queue_bytes", "must be at least 4096");
         }
         if self.limits.max_participants_per_call == 0 {
             return invalid("limits.max_participants_per_call", "must be at least 1");

@@ -477,6 +477,7 @@ impl Session {
                 self.app.config.recording.max_gap_fill_secs,
             ),
             self.app.config.limits.recorder_queue_frames,
+            self.app.config.limits.recorder_queue_bytes,
         );
         self.call = Some(OpenCall {
             slot: Some(slot),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mediagate_audio::{AudioFormat, AudioSource};
 use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 pub(crate) use folder::CallFolder;
@@ -226,24 +226,59 @@ const BATCH_MAX: usize = 64;
 /// How long the writer waits to fill a batch (bounds recording latency, not audio).
 const BATCH_WINDOW: Duration = Duration::from_millis(200);
 
-/// The socket side of a recorder: a bounded queue into its writer task.
+impl RecordCmd {
+    /// Bytes this command holds while queued (what the queue's byte budget counts).
+    fn queued_bytes(&self) -> usize {
+        match self {
+            RecordCmd::Audio { pcm, .. } => pcm.len(),
+            RecordCmd::Dtmf { tone, .. } => tone.len(),
+            RecordCmd::Transcript { data, .. } => {
+                data.text.len() + data.words.iter().map(|w| w.text.len() + 32).sum::<usize>()
+            }
+        }
+    }
+}
+
+/// A queued command and its share of the queue's byte budget, returned when it is applied.
+type Queued = (RecordCmd, OwnedSemaphorePermit);
+
+/// The socket side of a recorder: a queue into its writer task, bounded both in commands and
+/// in bytes (so a few huge messages cannot hold more memory than many small frames).
 pub(crate) struct RecorderHandle {
-    tx: mpsc::Sender<RecordCmd>,
+    tx: mpsc::Sender<Queued>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
     task: JoinHandle<RecordingSummary>,
 }
 
 impl RecorderHandle {
-    /// Starts the writer task for `recorder`, with a queue of `capacity` commands.
-    pub(crate) fn spawn(recorder: CallRecorder, capacity: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity);
-        let task = tokio::spawn(write_loop(recorder, rx));
-        RecorderHandle { tx, task }
+    /// Starts the writer task for `recorder`, with a queue of at most `max_commands` commands
+    /// holding at most `max_bytes` bytes.
+    pub(crate) fn spawn(recorder: CallRecorder, max_commands: usize, max_bytes: usize) -> Self {
+        let (tx, rx) = mpsc::channel(max_commands);
+        let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let bytes = Arc::new(Semaphore::new(max_bytes));
+        let task = tokio::spawn(write_loop(recorder, rx, Arc::clone(&bytes), max_bytes));
+        RecorderHandle {
+            tx,
+            bytes,
+            max_bytes,
+            task,
+        }
     }
 
     /// Queues `cmd`, waiting while the writer is behind (recording is lossless: a slow disk slows
     /// the socket down rather than dropping audio). False if the writer is gone.
     pub(crate) async fn send(&self, cmd: RecordCmd) -> bool {
-        self.tx.send(cmd).await.is_ok()
+        // A command larger than the whole budget waits for an empty queue rather than forever.
+        let cost = cmd.queued_bytes().clamp(1, self.max_bytes);
+        let Ok(cost) = u32::try_from(cost) else {
+            return false;
+        };
+        let Ok(permit) = Arc::clone(&self.bytes).acquire_many_owned(cost).await else {
+            return false;
+        };
+        self.tx.send((cmd, permit)).await.is_ok()
     }
 
     /// Closes the queue, lets the writer drain it and finalize every file.
@@ -261,7 +296,9 @@ impl RecorderHandle {
 
 async fn write_loop(
     mut recorder: CallRecorder,
-    mut rx: mpsc::Receiver<RecordCmd>,
+    mut rx: mpsc::Receiver<Queued>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
 ) -> RecordingSummary {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     let mut open = true;
@@ -272,7 +309,8 @@ async fn write_loop(
         // Gather more for a short while: one blocking trip per batch, not per frame.
         let window = tokio::time::sleep(BATCH_WINDOW);
         tokio::pin!(window);
-        while batch.len() < BATCH_MAX {
+        // ...unless half the byte budget is already waiting: then the socket is what waits.
+        while batch.len() < BATCH_MAX && bytes.available_permits() > max_bytes / 2 {
             let room = BATCH_MAX - batch.len();
             tokio::select! {
                 () = &mut window => break,
@@ -285,7 +323,8 @@ async fn write_loop(
             }
         }
         let job = tokio::task::spawn_blocking(move || {
-            for cmd in batch.drain(..) {
+            // Each permit is returned as its command is applied.
+            for (cmd, _permit) in batch.drain(..) {
                 recorder.apply(cmd);
             }
             recorder.checkpoint();
@@ -318,5 +357,59 @@ pub(crate) fn count_transcript(report: &mut TransportReport, status: ResultStatu
     match status {
         ResultStatus::Final => report.transcripts_final += 1,
         ResultStatus::Intermediate => report.transcripts_intermediate += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagate_protocol::Word;
+
+    #[tokio::test]
+    async fn commands_larger_than_the_byte_budget_still_pass_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = CallReport {
+            call_id: "q".to_owned(),
+            identity: Identity {
+                source: "generated",
+                value: "q".to_owned(),
+            },
+            status: CallStatus::Live,
+            started_at: Timestamp::from_unix_micros(0),
+            ended_at: None,
+            transports: Vec::new(),
+        };
+        let folder = Arc::new(CallFolder::new(
+            "q".to_owned(),
+            dir.path().to_owned(),
+            report,
+        ));
+        let recorder = RecorderHandle::spawn(CallRecorder::new(folder, 60), 256, 4096);
+        for i in 0..20 {
+            let data = TranscriptionData {
+                text: format!("{i} {}", "x".repeat(6_000)),
+                format: None,
+                confidence: None,
+                offset_ticks: i,
+                duration_ticks: 1,
+                words: vec![Word {
+                    text: "x".to_owned(),
+                    offset_ticks: 0,
+                    duration_ticks: 1,
+                }],
+                participant_raw_id: None,
+                result_status: ResultStatus::Final,
+            };
+            let cmd = RecordCmd::Transcript {
+                data: Box::new(data),
+                received_at: Timestamp::from_unix_micros(0),
+            };
+            let sent = tokio::time::timeout(Duration::from_secs(5), recorder.send(cmd)).await;
+            assert_eq!(sent, Ok(true), "send {i} stalled or failed");
+        }
+        let summary = recorder.finish().await;
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        let lines = std::fs::read_to_string(dir.path().join("transcript.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 20);
     }
 }
