@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Ingest throughput baseline: CALLS concurrent `mediagate emulate --fast` calls, each streaming a
-# REPEAT×4.6 s spoken clip, into one `mediagate serve` with recording on. Prints frames/s and the
-# gateway's CPU time per frame (from /proc). Needs sox (to build the long clip) and a release build.
-#   CALLS=20 REPEAT=13 bash samples/ingest-baseline.sh
+# Ingest baseline: CALLS concurrent `mediagate emulate` calls, each streaming a REPEAT×4.6 s spoken
+# clip, into one `mediagate serve` with recording on. Prints frames/s, the gateway's CPU time per
+# frame and its resident memory (from /proc). Needs sox (to build the long clip) and a release build.
+#   CALLS=20 REPEAT=13 bash samples/ingest-baseline.sh                  # as fast as it goes
+#   PACING=realtime CALLS=100 REPEAT=3 bash samples/ingest-baseline.sh  # on the 20 ms clock, as ACS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${CALLS:-20}
 REPEAT=${REPEAT:-13}
 PORT=${PORT:-18080}
 BIN=${BIN:-target/release/mediagate}
+PACING=${PACING:-fast}
+pace_flag=--fast
+[ "$PACING" = realtime ] && pace_flag=
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -26,10 +30,16 @@ cpu() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 cpu0=$(cpu)
 t0=$(date +%s.%N)
 for i in $(seq "$CALLS"); do
-    "$BIN" emulate --fast --url "ws://127.0.0.1:$PORT/ws?callId=load-$i" --wav "$work/long.wav" \
+    "$BIN" emulate $pace_flag --url "ws://127.0.0.1:$PORT/ws?callId=load-$i" --wav "$work/long.wav" \
         --log warn >/dev/null &
 done
-wait $(jobs -p | grep -v "^$server$")
+# Peak resident memory of the gateway while the calls run.
+rss_kib=0
+while [ "$(jobs -pr | grep -vc "^$server$")" -gt 0 ]; do
+    now=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+    [ "$now" -gt "$rss_kib" ] && rss_kib=$now
+    sleep 0.05
+done
 # Wait for every call to be finalized (session.json says ended).
 for _ in $(seq 600); do
     ended=$(grep -l '"status": "ended"' "$work"/data/*/session.json 2>/dev/null | wc -l)
@@ -51,3 +61,4 @@ awk -v f="$frames" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" -v tick="
     printf "ingest %.0f frames/s (%.0fx real time)\n", f / wall, f * 0.02 / wall;
     printf "gateway CPU %.2f s = %.1f us/frame, %.0f%% of one core\n", cpu, cpu * 1e6 / f, 100 * cpu / wall;
 }'
+echo "gateway peak RSS ${rss_kib} KiB ($(( rss_kib / CALLS )) KiB per call)"

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mediagate_audio::{AudioFormat, AudioSource};
 use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 pub(crate) use folder::CallFolder;
@@ -222,7 +222,7 @@ impl CallRecorder {
 }
 
 /// Commands gathered before one trip to a blocking thread.
-const BATCH_MAX: usize = 64;
+const BATCH_MAX: usize = 128;
 /// How long the writer waits to fill a batch (bounds recording latency, not audio).
 const BATCH_WINDOW: Duration = Duration::from_millis(200);
 
@@ -248,6 +248,8 @@ pub(crate) struct RecorderHandle {
     tx: mpsc::Sender<Queued>,
     bytes: Arc<Semaphore>,
     max_bytes: usize,
+    /// Wakes the writer before its gathering window ends, when the queue is half full.
+    nudge: Arc<Notify>,
     task: JoinHandle<RecordingSummary>,
 }
 
@@ -258,11 +260,13 @@ impl RecorderHandle {
         let (tx, rx) = mpsc::channel(max_commands);
         let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
         let bytes = Arc::new(Semaphore::new(max_bytes));
-        let task = tokio::spawn(write_loop(recorder, rx, Arc::clone(&bytes), max_bytes));
+        let nudge = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(recorder, rx, Arc::clone(&nudge)));
         RecorderHandle {
             tx,
             bytes,
             max_bytes,
+            nudge,
             task,
         }
     }
@@ -278,12 +282,21 @@ impl RecorderHandle {
         let Ok(permit) = Arc::clone(&self.bytes).acquire_many_owned(cost).await else {
             return false;
         };
-        self.tx.send((cmd, permit)).await.is_ok()
+        if self.tx.send((cmd, permit)).await.is_err() {
+            return false;
+        }
+        if self.tx.capacity() < self.tx.max_capacity() / 2
+            || self.bytes.available_permits() < self.max_bytes / 2
+        {
+            self.nudge.notify_one();
+        }
+        true
     }
 
     /// Closes the queue, lets the writer drain it and finalize every file.
     pub(crate) async fn finish(self) -> RecordingSummary {
         drop(self.tx);
+        self.nudge.notify_one();
         match self.task.await {
             Ok(summary) => summary,
             Err(e) => RecordingSummary {
@@ -294,11 +307,14 @@ impl RecorderHandle {
     }
 }
 
+/// The writer: wakes for the first queued command, lets more gather for up to
+/// [`BATCH_WINDOW`] (or until the sender nudges: the queue is half full, or closing), then applies
+/// the batch on a blocking thread. In real time that is one wake-up and one blocking trip per
+/// ~10 frames of a call, not one per frame.
 async fn write_loop(
     mut recorder: CallRecorder,
     mut rx: mpsc::Receiver<Queued>,
-    bytes: Arc<Semaphore>,
-    max_bytes: usize,
+    nudge: Arc<Notify>,
 ) -> RecordingSummary {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     let mut open = true;
@@ -306,19 +322,17 @@ async fn write_loop(
         if rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
             break;
         }
-        // Gather more for a short while: one blocking trip per batch, not per frame.
-        let window = tokio::time::sleep(BATCH_WINDOW);
-        tokio::pin!(window);
-        // ...unless half the byte budget is already waiting: then the socket is what waits.
-        while batch.len() < BATCH_MAX && bytes.available_permits() > max_bytes / 2 {
-            let room = BATCH_MAX - batch.len();
-            tokio::select! {
-                () = &mut window => break,
-                n = rx.recv_many(&mut batch, room) => {
-                    if n == 0 {
-                        open = false;
-                        break;
-                    }
+        tokio::select! {
+            () = tokio::time::sleep(BATCH_WINDOW) => {}
+            () = nudge.notified() => {}
+        }
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
                 }
             }
         }
