@@ -370,7 +370,10 @@ async fn with_recording_off_nothing_is_written() {
     )
     .await
     .unwrap();
-    assert!(report.frames_sent > 100 && !report.stopped_early, "{report:?}");
+    assert!(
+        report.frames_sent > 100 && !report.stopped_early,
+        "{report:?}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let entries = std::fs::read_dir(gateway.data_dir.path()).unwrap().count();
     assert_eq!(entries, 0);
