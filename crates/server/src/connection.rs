@@ -440,8 +440,8 @@ impl Session {
         }
         self.report.kind = kind;
         let (identity, keys) = self.identity();
-        tracing::Span::current().record("call_id", identity.value.as_str());
         if !self.app.config.recording.enabled {
+            tracing::Span::current().record("call_id", identity.value.as_str());
             self.call = Some(OpenCall {
                 slot: None,
                 recorder: None,
