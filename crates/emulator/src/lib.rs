@@ -155,64 +155,55 @@ struct TransportOutcome<C> {
 }
 
 async fn stream_media(
-    mut conn: Connection,
+    conn: Connection,
     plan: MediaPlan,
     pacing: Pacing,
     start: Instant,
     end: EndMode,
 ) -> Result<TransportOutcome<MediaCounts>, EmulatorError> {
-    let mut counts = MediaCounts::default();
+    stream(conn, plan.metadata, end, async |sink, closed, counts| {
+        media::send_plan(sink, plan.entries, pacing, start, closed, counts).await
+    })
+    .await
+}
+
+async fn stream_transcripts(
+    conn: Connection,
+    plan: TranscriptPlan,
+    pacing: Pacing,
+    start: Instant,
+) -> Result<TransportOutcome<u64>, EmulatorError> {
+    stream(
+        conn,
+        plan.metadata,
+        EndMode::Close,
+        async |sink, closed, counts| {
+            transcription::send_results(sink, plan.results, pacing, start, closed, counts).await
+        },
+    )
+    .await
+}
+
+/// One transport's life: its metadata message, then `send` (the plan), then the ending.
+async fn stream<C: Default>(
+    mut conn: Connection,
+    metadata: tokio_tungstenite::tungstenite::Utf8Bytes,
+    end: EndMode,
+    send: impl AsyncFnOnce(
+        &mut connection::WsSink,
+        tokio::sync::watch::Receiver<bool>,
+        &mut C,
+    ) -> Result<SendEnd, tokio_tungstenite::tungstenite::Error>,
+) -> Result<TransportOutcome<C>, EmulatorError> {
+    let mut counts = C::default();
     let closed = conn.gateway_closed.clone();
-    let sent = match conn.sink.send(Message::Text(plan.metadata)).await {
-        Ok(()) => {
-            media::send_plan(
-                &mut conn.sink,
-                plan.entries,
-                pacing,
-                start,
-                closed,
-                &mut counts,
-            )
-            .await
-        }
+    let sent = match conn.sink.send(Message::Text(metadata)).await {
+        Ok(()) => send(&mut conn.sink, closed, &mut counts).await,
         Err(e) => Err(e),
     };
     let sending_ended = Instant::now();
     let stopped_early = !matches!(sent, Ok(SendEnd::Completed));
     let reader = conn.conclude(sent, end).await?;
-    Ok(TransportOutcome {
-        counts,
-        sending_ended,
-        stopped_early,
-        reader,
-    })
-}
-
-async fn stream_transcripts(
-    mut conn: Connection,
-    plan: TranscriptPlan,
-    pacing: Pacing,
-    start: Instant,
-) -> Result<TransportOutcome<u64>, EmulatorError> {
-    let mut counts = 0;
-    let closed = conn.gateway_closed.clone();
-    let sent = match conn.sink.send(Message::Text(plan.metadata)).await {
-        Ok(()) => {
-            transcription::send_results(
-                &mut conn.sink,
-                plan.results,
-                pacing,
-                start,
-                closed,
-                &mut counts,
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    let sending_ended = Instant::now();
-    let stopped_early = !matches!(sent, Ok(SendEnd::Completed));
-    let reader = conn.conclude(sent, EndMode::Close).await?;
     Ok(TransportOutcome {
         counts,
         sending_ended,
