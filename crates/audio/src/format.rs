@@ -14,7 +14,7 @@ pub struct AudioFormat {
     channels: u16,
 }
 
-/// A format that cannot be carried.
+/// A format that cannot be carried, or a conversion between formats that cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum FormatError {
@@ -24,6 +24,16 @@ pub enum FormatError {
     /// Channel count outside 1..=8.
     #[error("{0} channels is not supported")]
     Channels(u16),
+    /// The resampler refused this pair of rates.
+    #[error("cannot resample {from_hz} Hz to {to_hz} Hz: {reason}")]
+    Resampler {
+        /// Input rate.
+        from_hz: u32,
+        /// Output rate.
+        to_hz: u32,
+        /// What the resampler said.
+        reason: String,
+    },
 }
 
 impl AudioFormat {

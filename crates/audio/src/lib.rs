@@ -1,4 +1,5 @@
-//! PCM audio as mediagate carries it: formats, frames and frame arithmetic.
+//! PCM audio as mediagate carries it: formats, frames and frame arithmetic, and streaming
+//! sample-rate conversion ([`StreamResampler`]).
 //!
 //! A frame's samples live in a [`bytes::Bytes`] (PCM16 little-endian, interleaved when there is
 //! more than one channel): decoded once from the wire, then shared by reference count with every
@@ -14,6 +15,8 @@
 
 mod format;
 mod frame;
+mod resample;
 
 pub use format::{AudioFormat, FRAME_DURATION_MICROS, FRAME_DURATION_MS, FormatError};
 pub use frame::{AudioFrame, AudioSource};
+pub use resample::StreamResampler;
