@@ -1,6 +1,7 @@
 //! `mediagate emulate`: the command-line front of `mediagate-emulator` (plays the ACS side).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use mediagate_emulator::{DtmfEvent, EmulateConfig, EndMode, Pacing, SilencePolicy};
 
@@ -34,6 +35,13 @@ pub(crate) struct EmulateArgs {
     /// End by dropping the connection without a close frame.
     #[arg(long)]
     abrupt: bool,
+    /// Record the audio the gateway plays back (outbound AudioData) to this WAV file.
+    #[arg(long, value_name = "FILE.wav")]
+    record_outbound: Option<PathBuf>,
+    /// Keep the media socket open this long after the last inbound frame (`2s`, `500ms`), to
+    /// capture playback that outlasts the inbound audio.
+    #[arg(long, value_name = "TIME", default_value = "0", value_parser = parse_linger)]
+    linger: Duration,
     /// Print the report as JSON instead of a human summary.
     #[arg(long)]
     json: bool,
@@ -64,8 +72,16 @@ impl EmulateArgs {
                 EndMode::Close
             },
             start_time: None,
+            record_outbound: self.record_outbound,
+            linger: self.linger,
         }
     }
+}
+
+/// `--linger`: seconds or milliseconds, as DTMF times are written.
+fn parse_linger(text: &str) -> Result<Duration, String> {
+    mediagate_emulator::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a time: use seconds (`2s`, `1.5`) or `ms`"))
 }
 
 /// Runs the emulation and prints its report.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mediagate_protocol::Timestamp;
 
@@ -34,6 +34,13 @@ pub struct EmulateConfig {
     pub end: EndMode,
     /// Capture time of the first frame; `None` means the wall clock at start.
     pub start_time: Option<Timestamp>,
+    /// Write what the gateway plays back (every outbound AudioData's PCM, in arrival order) to
+    /// this WAV file: mono PCM16 at the stream's rate, at most 30 minutes of it. The file is
+    /// created before connecting (so a bad path fails early) and filled at the end of the run.
+    pub record_outbound: Option<PathBuf>,
+    /// How long the media transport stays open after its last inbound message, to capture
+    /// playback that outlasts the inbound stream (a prompt). A gateway close ends it early.
+    pub linger: Duration,
 }
 
 /// How fast frames go out.
@@ -68,7 +75,8 @@ pub enum EndMode {
 
 impl EmulateConfig {
     /// A configuration for `url` with no tracks yet, mixed audio, real-time pacing, no DTMF, no
-    /// transcript, default participant ids, silent unmixed frames skipped and a normal close.
+    /// transcript, default participant ids, silent unmixed frames skipped, no recording of the
+    /// gateway's playback, no linger and a normal close.
     pub fn new(url: impl Into<String>) -> Self {
         EmulateConfig {
             url: url.into(),
@@ -81,6 +89,8 @@ impl EmulateConfig {
             silence: SilencePolicy::default(),
             end: EndMode::default(),
             start_time: None,
+            record_outbound: None,
+            linger: Duration::ZERO,
         }
     }
 
@@ -135,6 +145,18 @@ impl EmulateConfig {
     /// Fixes the capture time of the first frame.
     pub fn with_start_time(mut self, start_time: Timestamp) -> Self {
         self.start_time = Some(start_time);
+        self
+    }
+
+    /// Records the gateway's playback to a WAV file.
+    pub fn with_record_outbound(mut self, path: impl Into<PathBuf>) -> Self {
+        self.record_outbound = Some(path.into());
+        self
+    }
+
+    /// Keeps the media transport open this long after the last inbound message.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 }

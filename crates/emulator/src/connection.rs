@@ -9,11 +9,13 @@ use mediagate_protocol::{OutboundMessage, parse_outbound};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+use crate::outbound::OutboundCapture;
 use crate::{EmulatorError, EndMode, GatewayClose, GatewayMessages};
 
 /// How long to wait for the gateway's close frame (and the end of the TCP stream) after ours.
@@ -42,6 +44,8 @@ pub(crate) struct ReaderOutcome {
     pub(crate) close: Option<GatewayClose>,
     /// The read error that ended the connection, if one did.
     pub(crate) error: Option<tungstenite::Error>,
+    /// Outbound audio and StopAudio, timed (and recorded when asked).
+    pub(crate) capture: OutboundCapture,
 }
 
 /// An open connection. The caller sends through `sink`, watching `gateway_closed` to stop early.
@@ -59,8 +63,9 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects to `url` (path and query kept as given) and starts the reader task.
-    pub(crate) async fn open(url: &str) -> Result<Self, EmulatorError> {
+    /// Connects to `url` (path and query kept as given) and starts the reader task, which fills
+    /// `capture` with what the gateway plays back.
+    pub(crate) async fn open(url: &str, capture: OutboundCapture) -> Result<Self, EmulatorError> {
         let (socket, _response) =
             connect_async(url)
                 .await
@@ -72,7 +77,7 @@ impl Connection {
         let (sink, stream) = socket.split();
         let (closed_tx, gateway_closed) = watch::channel(false);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let reader = tokio::spawn(read_gateway(stream, stop_rx, closed_tx));
+        let reader = tokio::spawn(read_gateway(stream, stop_rx, closed_tx, capture));
         Ok(Connection {
             sink,
             gateway_closed,
@@ -145,29 +150,35 @@ impl Connection {
     }
 }
 
-/// Reads until the connection ends or `stop` fires: counts outbound messages, keeps the first
-/// close frame, and raises `gateway_closed` when the gateway closes or the connection ends.
+/// Reads until the connection ends or `stop` fires: counts outbound messages, times (and decodes
+/// into `capture`) outbound audio and StopAudio, keeps the first close frame, and raises
+/// `gateway_closed` when the gateway closes or the connection ends.
 ///
 /// After a close frame it goes on reading, so that the closing handshake completes.
 pub(crate) async fn read_gateway<S>(
     mut stream: S,
     mut stop: oneshot::Receiver<()>,
     gateway_closed: watch::Sender<bool>,
+    capture: OutboundCapture,
 ) -> ReaderOutcome
 where
     S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
-    let mut outcome = ReaderOutcome::default();
+    let mut outcome = ReaderOutcome {
+        capture,
+        ..ReaderOutcome::default()
+    };
     loop {
         let next = tokio::select! {
             biased;
             _ = &mut stop => return outcome,
             next = stream.next() => next,
         };
+        let arrived = Instant::now();
         match next {
-            Some(Ok(Message::Text(text))) => outcome.messages.count(text.as_str()),
+            Some(Ok(Message::Text(text))) => outcome.outbound(text.as_str(), arrived),
             Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
-                Ok(text) => outcome.messages.count(text),
+                Ok(text) => outcome.outbound(text, arrived),
                 Err(_) => outcome.messages.unparseable += 1,
             },
             Some(Ok(Message::Close(frame))) => {
@@ -197,12 +208,20 @@ where
     outcome
 }
 
-impl GatewayMessages {
-    fn count(&mut self, text: &str) {
+impl ReaderOutcome {
+    /// A message from the gateway that arrived at `arrived`: counted by kind, audio and StopAudio
+    /// captured.
+    fn outbound(&mut self, text: &str, arrived: Instant) {
         match parse_outbound(text) {
-            Ok(OutboundMessage::AudioData { .. }) => self.audio_data += 1,
-            Ok(OutboundMessage::StopAudio) => self.stop_audio += 1,
-            Err(_) => self.unparseable += 1,
+            Ok(OutboundMessage::AudioData { data_base64 }) => {
+                self.messages.audio_data += 1;
+                self.capture.audio(&data_base64, arrived);
+            }
+            Ok(OutboundMessage::StopAudio) => {
+                self.messages.stop_audio += 1;
+                self.capture.stop_audio(arrived);
+            }
+            Err(_) => self.messages.unparseable += 1,
         }
     }
 }
@@ -210,6 +229,7 @@ impl GatewayMessages {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mediagate_audio::AudioFormat;
     use mediagate_protocol::{OutboundDialect, stop_audio_json, write_outbound_audio};
 
     #[tokio::test]
@@ -232,7 +252,14 @@ mod tests {
         ];
         let (_stop_tx, stop_rx) = oneshot::channel();
         let (closed_tx, closed_rx) = watch::channel(false);
-        let outcome = read_gateway(futures_util::stream::iter(frames), stop_rx, closed_tx).await;
+        let capture = OutboundCapture::new(AudioFormat::mono(16_000), true);
+        let outcome = read_gateway(
+            futures_util::stream::iter(frames),
+            stop_rx,
+            closed_tx,
+            capture,
+        )
+        .await;
         assert_eq!(
             outcome.messages,
             GatewayMessages {
@@ -249,5 +276,9 @@ mod tests {
             })
         );
         assert!(*closed_rx.borrow());
+        assert_eq!(outcome.capture.samples, [0, 1]);
+        assert_eq!(outcome.capture.arrivals.len(), 1);
+        assert_eq!(outcome.capture.stops.len(), 1);
+        assert_eq!(outcome.capture.stops[0].1, 2);
     }
 }

@@ -26,6 +26,15 @@ pub enum EmulatorError {
         #[source]
         source: hound::Error,
     },
+    /// The recording of the gateway's playback could not be created or written.
+    #[error("cannot write recording {}", .path.display())]
+    WavWrite {
+        /// The file.
+        path: PathBuf,
+        /// What `hound` reported.
+        #[source]
+        source: hound::Error,
+    },
     /// A WAV file holds something other than 16-bit integer PCM.
     #[error("{} is {found}, not 16-bit integer PCM", .path.display())]
     NotPcm16 {

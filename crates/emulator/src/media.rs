@@ -24,6 +24,8 @@ const FAST_BATCH: usize = 32;
 /// Everything the media transport will send, encoded before the clock starts.
 #[derive(Debug)]
 pub(crate) struct MediaPlan {
+    /// The stream's format (that of the tracks).
+    pub(crate) format: AudioFormat,
     /// AudioMetadata, sent before the first tick.
     pub(crate) metadata: Utf8Bytes,
     /// In sending order; ticks never decrease.
@@ -73,12 +75,14 @@ pub(crate) struct PlanOptions<'a> {
 }
 
 /// What the media transport sent.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct MediaCounts {
     pub(crate) frames_sent: u64,
     pub(crate) frames_skipped_silent: u64,
     pub(crate) audio_bytes_sent: u64,
     pub(crate) dtmf_sent: u64,
+    /// When each AudioData was handed to the socket, in sending order.
+    pub(crate) sent_at: Vec<Instant>,
 }
 
 impl MediaPlan {
@@ -138,6 +142,7 @@ impl MediaPlan {
             }
         }
         MediaPlan {
+            format,
             metadata: metadata.to_json().into(),
             entries,
         }
@@ -219,6 +224,7 @@ pub(crate) async fn send_plan<S>(
 where
     S: Sink<Message, Error = tungstenite::Error> + Unpin,
 {
+    counts.sent_at.reserve(entries.len());
     match pacing {
         Pacing::Fast => {
             let mut unflushed = 0;
@@ -270,6 +276,8 @@ impl MediaCounts {
     fn record(&mut self, action: PlanAction) -> Option<Message> {
         match action {
             PlanAction::Audio { message, pcm_bytes } => {
+                // Stamped before it is queued: a round trip is never shorter than the real one.
+                self.sent_at.push(Instant::now());
                 self.frames_sent += 1;
                 self.audio_bytes_sent += pcm_bytes as u64;
                 Some(Message::Text(message))

@@ -51,25 +51,41 @@ impl FromStr for DtmfEvent {
             (Some(c @ 'a'..='d'), None) => c.to_ascii_uppercase(),
             _ => return Err(bad("the tone must be one of 0-9, *, #, A-D")),
         };
-        let (number, scale) = if let Some(ms) = time.strip_suffix("ms") {
-            (ms, 0.001)
-        } else if let Some(s) = time.strip_suffix('s') {
-            (s, 1.0)
-        } else {
-            (time, 1.0)
-        };
-        let at = number
-            .parse::<f64>()
-            .ok()
-            .map(|n| n * scale)
-            .filter(|s| (0.0..=MAX_SECONDS).contains(s))
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        let at = parse_duration(time)
             .ok_or_else(|| bad("the time must be a non-negative number of seconds or `ms`"))?;
         Ok(DtmfEvent {
             tone: tone.to_string(),
             at,
         })
     }
+}
+
+/// Parses a time as the command line writes it: seconds (`2.5s`, or a bare `2.5`) or
+/// milliseconds (`1500ms`), non-negative and at most a day. `None` when it is not one.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(mediagate_emulator::parse_duration("2s"), Some(Duration::from_secs(2)));
+/// assert_eq!(mediagate_emulator::parse_duration("250ms"), Some(Duration::from_millis(250)));
+/// assert_eq!(mediagate_emulator::parse_duration("-1"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|s| (0.0..=MAX_SECONDS).contains(s))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// A transcript script, validated: the transcription transport's metadata and its results, each

@@ -346,6 +346,133 @@ async fn outbound_messages_from_the_gateway_are_counted() {
 }
 
 #[tokio::test]
+async fn echoed_audio_is_recorded_sample_for_sample_and_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    // 51 frames, the last one partial.
+    let samples = tone(16_000 + 100, 7);
+    let wav = write_wav(dir.path(), "in.wav", 16_000, &samples);
+    let recording = dir.path().join("out.wav");
+    let mut gateway = TestGateway::start(Behaviour {
+        echo: true,
+        stop_audio_after: Some(10),
+        ..Behaviour::default()
+    })
+    .await;
+    let config = EmulateConfig::new(&gateway.base_url)
+        .with_wav(&wav)
+        .with_pacing(Pacing::Fast)
+        .with_record_outbound(&recording);
+
+    let report = run(config).await.unwrap();
+    let _ = gateway.next_connection().await;
+
+    let mut reader = hound::WavReader::open(&recording).unwrap();
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 16_000, 16)
+    );
+    let recorded: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    assert_eq!(recorded, samples);
+
+    let outbound = &report.outbound;
+    assert_eq!(report.messages_received_from_gateway.audio_data, 51);
+    assert_eq!(outbound.samples, samples.len() as u64);
+    assert_eq!(outbound.duration, Duration::from_micros(1_006_250));
+    assert_eq!(outbound.recording.as_deref(), Some(recording.as_path()));
+    assert_eq!(
+        (outbound.samples_not_recorded, outbound.undecodable_frames),
+        (0, 0)
+    );
+    let rtt = outbound.round_trip.expect("round-trip stats");
+    assert_eq!(rtt.count, 51);
+    assert_eq!(rtt.count, report.frames_sent);
+    assert!(rtt.min_us > 0, "{rtt:?}");
+    assert!(
+        rtt.min_us <= rtt.p50_us
+            && rtt.p50_us <= rtt.p90_us
+            && rtt.p90_us <= rtt.p99_us
+            && rtt.p99_us <= rtt.max_us,
+        "{rtt:?}"
+    );
+    assert_eq!(outbound.pacing.map(|p| p.gaps.count), Some(50));
+    assert_eq!(report.messages_received_from_gateway.stop_audio, 1);
+    assert_eq!(outbound.stop_audio.len(), 1);
+    assert_eq!(outbound.stop_audio[0].sample_index, 10 * 320);
+    assert!(outbound.stop_audio[0].at > Duration::ZERO);
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json_pretty()).unwrap();
+    assert_eq!(json["outbound"]["round_trip"]["count"], 51);
+    assert_eq!(json["outbound"]["stop_audio"][0]["sample_index"], 3200);
+    assert_eq!(json["outbound"]["samples"], 16_100);
+    let summary = report.to_string();
+    assert!(summary.contains("echo round trip: n=51"), "{summary}");
+    assert!(summary.contains("(sample 3200)"), "{summary}");
+}
+
+#[tokio::test]
+async fn linger_captures_paced_playback_that_outlasts_the_inbound_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five frames, sent at once; the gateway then plays 50 frames (1 s) on its own clock.
+    let wav = write_wav(dir.path(), "clip.wav", 16_000, &tone(1_600, 1));
+    let mut gateway = TestGateway::start(Behaviour {
+        paced_frames: 50,
+        ..Behaviour::default()
+    })
+    .await;
+    let config = EmulateConfig::new(&gateway.base_url)
+        .with_wav(&wav)
+        .with_pacing(Pacing::Fast)
+        .with_linger(Duration::from_millis(1_600));
+
+    let report = run(config).await.unwrap();
+    let connection = gateway.next_connection().await;
+
+    assert_eq!(connection.client_close, Some(1000));
+    assert_eq!(report.messages_received_from_gateway.audio_data, 50);
+    let outbound = &report.outbound;
+    assert_eq!(outbound.samples, 50 * 320);
+    assert_eq!(outbound.duration, Duration::from_secs(1));
+    assert_eq!(outbound.recording, None);
+    let pacing = outbound.pacing.expect("pacing stats");
+    assert_eq!(pacing.gaps.count, 49);
+    assert!(
+        (10_000..=40_000).contains(&pacing.gaps.p50_us),
+        "{pacing:?}"
+    );
+    assert!(pacing.gaps_over_25ms < 49, "{pacing:?}");
+    assert!(outbound.stop_audio.is_empty());
+    // Sending took no time; the linger is not part of it.
+    assert!(
+        report.elapsed < Duration::from_millis(500),
+        "{:?}",
+        report.elapsed
+    );
+    assert!(report.to_string().contains("outbound gaps: n=49"));
+}
+
+#[tokio::test]
+async fn without_linger_the_playback_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = write_wav(dir.path(), "clip.wav", 16_000, &tone(1_600, 1));
+    let mut gateway = TestGateway::start(Behaviour {
+        paced_frames: 50,
+        ..Behaviour::default()
+    })
+    .await;
+    let config = EmulateConfig::new(&gateway.base_url)
+        .with_wav(&wav)
+        .with_pacing(Pacing::Fast);
+
+    let report = run(config).await.unwrap();
+    let _ = gateway.next_connection().await;
+
+    let received = report.messages_received_from_gateway.audio_data;
+    assert!(received < 50, "{received}");
+    assert_eq!(report.outbound.samples, received * 320);
+}
+
+#[tokio::test]
 async fn abrupt_end_drops_the_socket_without_a_close_frame() {
     let dir = tempfile::tempdir().unwrap();
     let wav = write_wav(dir.path(), "clip.wav", 16_000, &tone(1_600, 1));

@@ -8,7 +8,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
+use mediagate_protocol::{
+    InboundMessage, OutboundDialect, parse_inbound, stop_audio_json, write_outbound_audio,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,6 +26,14 @@ pub(crate) struct Behaviour {
     pub(crate) replies: Vec<String>,
     /// A close frame sent right after the first message (and the replies).
     pub(crate) close_after_first: Option<(u16, &'static str)>,
+    /// Send every inbound AudioData straight back as an outbound AudioData (PascalCase), as the
+    /// gateway's `echo` processor does.
+    pub(crate) echo: bool,
+    /// Send a StopAudio right after the echo of the n-th AudioData (1-based).
+    pub(crate) stop_audio_after: Option<usize>,
+    /// After the first message, play this many outbound AudioData frames (20 ms of a ramp each)
+    /// on a 20 ms clock of the server's own, until done or the client closes.
+    pub(crate) paced_frames: usize,
 }
 
 /// What one connection delivered.
@@ -87,15 +99,34 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
             .unwrap_or_default();
         Ok(response)
     };
-    let mut socket = tokio_tungstenite::accept_hdr_async(stream, record_path)
+    let socket = tokio_tungstenite::accept_hdr_async(stream, record_path)
         .await
         .ok()?;
+    let (mut sink, mut stream) = socket.split();
+    // One writer: replies, echoes and paced playback go out in the order they are queued.
+    let (tx, mut queued) = mpsc::unbounded_channel::<Message>();
+    let mut out = Some(tx);
+    let send = |out: &Option<mpsc::UnboundedSender<Message>>, message: Message| {
+        if let Some(out) = out {
+            let _ = out.send(message);
+        }
+    };
+    let mut writer = Some(tokio::spawn(async move {
+        while let Some(message) = queued.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+    }));
+    let mut player: Option<tokio::task::JoinHandle<()>> = None;
     let mut connection = Connection {
         path_and_query,
         messages: Vec::new(),
         client_close: None,
     };
-    while let Some(Ok(message)) = socket.next().await {
+    let mut pool = BytesMut::new();
+    let mut frames = 0;
+    while let Some(Ok(message)) = stream.next().await {
         match message {
             Message::Text(text) => connection.messages.push(text.as_str().to_owned()),
             Message::Binary(bytes) => {
@@ -105,23 +136,75 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
             }
             Message::Close(frame) => {
                 connection.client_close = Some(frame.map_or(1005, |f| f.code.into()));
+                // A real gateway stops playing when the platform hangs up, and what it queued
+                // goes out before its close reply (sent on the next read).
+                if let Some(player) = player.take() {
+                    player.abort();
+                    let _ = player.await;
+                }
+                out = None;
+                if let Some(writer) = writer.take() {
+                    let _ = writer.await;
+                }
+                continue;
             }
-            _ => {}
+            _ => continue,
         }
-        if connection.messages.len() == 1 && connection.client_close.is_none() {
+        if connection.messages.len() == 1 {
             for reply in &behaviour.replies {
-                let _ = socket.send(Message::text(reply.as_str())).await;
+                send(&out, Message::text(reply.as_str()));
             }
             if let Some((code, reason)) = behaviour.close_after_first {
                 let frame = CloseFrame {
                     code: code.into(),
                     reason: reason.into(),
                 };
-                let _ = socket.close(Some(frame)).await;
+                send(&out, Message::Close(Some(frame)));
+            }
+            if let (Some(out), 1..) = (&out, behaviour.paced_frames) {
+                player = Some(tokio::spawn(play(behaviour.paced_frames, out.clone())));
+            }
+        }
+        if behaviour.echo {
+            let text = connection.messages.last().unwrap();
+            if let Ok(InboundMessage::AudioData(frame)) = parse_inbound(text) {
+                let pcm = frame.decode_pcm(2, &mut pool).unwrap();
+                let mut echo = String::new();
+                write_outbound_audio(&pcm, OutboundDialect::Pascal, &mut echo);
+                send(&out, Message::text(echo));
+                frames += 1;
+                if behaviour.stop_audio_after == Some(frames) {
+                    let stop = stop_audio_json(OutboundDialect::Pascal);
+                    send(&out, Message::text(stop));
+                }
             }
         }
     }
+    if let Some(player) = player {
+        player.abort();
+        let _ = player.await;
+    }
+    drop(out);
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
     Some(connection)
+}
+
+/// Plays `frames` outbound AudioData frames of 320 samples, one per 20 ms.
+async fn play(frames: usize, out: mpsc::UnboundedSender<Message>) {
+    let mut clock = tokio::time::interval(Duration::from_millis(20));
+    let mut text = String::new();
+    for i in 0..frames {
+        clock.tick().await;
+        let pcm: Vec<u8> = (0..320_i16)
+            .flat_map(|s| (s + i as i16).to_le_bytes())
+            .collect();
+        write_outbound_audio(&pcm, OutboundDialect::Pascal, &mut text);
+        if out.send(Message::text(text.as_str())).is_err() {
+            return;
+        }
+    }
 }
 
 /// Writes a 16-bit mono WAV.
