@@ -1,0 +1,313 @@
+//! One call's pipeline: fans each frame and event out to every processor's inbox (a refcount
+//! clone, never a copy of the samples), runs each processor in its own task, and reports what
+//! each one received, dropped and cost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use mediagate_audio::AudioFrame;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::event::{CallInfo, Event};
+use crate::outbound::{OutboundQueue, Outgoing};
+use crate::processor::{Context, Execution, Input, Processor, ProcessorError};
+use crate::queue::{Inbox, InboxStats, Outbox, Pushed, inbox};
+
+/// What a processor's inbox carries.
+#[derive(Debug, Clone)]
+enum Item {
+    Frame(AudioFrame),
+    Event(Event),
+}
+
+/// Events the processors of one call may emit before the call's event queue is full.
+const EVENT_QUEUE: usize = 256;
+
+/// Processing counters of one processor, shared with its task.
+#[derive(Debug, Default)]
+struct WorkStats {
+    frames: AtomicU64,
+    events: AtomicU64,
+    errors: AtomicU64,
+    busy_nanos: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+struct Consumer {
+    name: Arc<str>,
+    input: Input,
+    inbox: Option<Inbox<Item>>,
+    queue: Arc<InboxStats>,
+    work: Arc<WorkStats>,
+    task: JoinHandle<()>,
+}
+
+/// What one processor did in a call, for session reports and metrics.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConsumerReport {
+    /// The processor's name in the pipeline.
+    pub name: String,
+    /// Frames it processed.
+    pub frames: u64,
+    /// Events it processed.
+    pub events: u64,
+    /// Items dropped because its inbox was full.
+    pub dropped: u64,
+    /// Most items ever waiting in its inbox.
+    pub queue_high_water: u64,
+    /// Callbacks that returned an error.
+    pub errors: u64,
+    /// Time spent in its callbacks.
+    pub busy_micros: u64,
+    /// The slowest single callback.
+    pub max_callback_micros: u64,
+    /// It fell behind under the detach policy, or failed fatally, and stopped receiving.
+    pub detached: bool,
+}
+
+/// A call's processors, fed from the socket task.
+pub struct Pipeline {
+    call: Arc<CallInfo>,
+    consumers: Vec<Consumer>,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+}
+
+impl Pipeline {
+    /// Starts a task per processor and sends each [`Event::CallStarted`].
+    ///
+    /// `outbound` and `to_socket` exist when the call is bidirectional: the paced queue and the
+    /// unpaced path to the socket writer.
+    pub fn start(
+        call: Arc<CallInfo>,
+        processors: Vec<(String, Box<dyn Processor>)>,
+        outbound: Option<OutboundQueue>,
+        to_socket: Option<mpsc::Sender<Outgoing>>,
+    ) -> Self {
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let consumers = processors
+            .into_iter()
+            .map(|(name, processor)| {
+                let name: Arc<str> = name.into();
+                let input = processor.input();
+                let (tx, rx) = inbox(input.queue, input.overflow);
+                let work = Arc::new(WorkStats::default());
+                let ctx = Context::new(
+                    Arc::clone(&call),
+                    outbound.clone(),
+                    to_socket.clone(),
+                    events_tx.clone(),
+                );
+                let task = tokio::spawn(run(
+                    Arc::clone(&name),
+                    processor,
+                    rx,
+                    ctx,
+                    Arc::clone(&work),
+                    input.execution,
+                ));
+                Consumer {
+                    name,
+                    queue: tx.stats(),
+                    inbox: Some(tx),
+                    input,
+                    work,
+                    task,
+                }
+            })
+            .collect();
+        let mut pipeline = Pipeline {
+            call: Arc::clone(&call),
+            consumers,
+            events_tx,
+            events_rx,
+        };
+        pipeline.push_event(Event::CallStarted(call));
+        pipeline
+    }
+
+    /// The call.
+    pub fn call(&self) -> &Arc<CallInfo> {
+        &self.call
+    }
+
+    /// Names and inputs of the processors, in pipeline order.
+    pub fn inputs(&self) -> impl Iterator<Item = (&str, &Input)> {
+        self.consumers.iter().map(|c| (&*c.name, &c.input))
+    }
+
+    /// Hands `frame` to every processor that wants it at its rate. Waits only for processors
+    /// whose policy is [`crate::OverflowPolicy::Wait`], and only while their inbox is full.
+    pub async fn push_frame(&mut self, frame: &AudioFrame) {
+        self.forward_emitted();
+        let mut detached = Vec::new();
+        for consumer in &mut self.consumers {
+            let Some(inbox) = &consumer.inbox else {
+                continue;
+            };
+            let wants = consumer.input.sample_rate_hz;
+            if wants.is_some_and(|rate| rate != frame.format.sample_rate_hz()) {
+                // Other rates are served by the resampler stage (see `mediagate_audio`).
+                continue;
+            }
+            if inbox.push_or_wait(Item::Frame(frame.clone())).await == Pushed::Detached {
+                detached.push(Arc::clone(&consumer.name));
+                consumer.inbox = None;
+            }
+        }
+        for name in detached {
+            tracing::warn!(processor = &*name, "processor fell behind and was detached");
+            self.push_event(Event::ConsumerDetached(name));
+        }
+    }
+
+    /// Hands `event` to every processor. Never waits.
+    pub fn push_event(&mut self, event: Event) {
+        for consumer in &mut self.consumers {
+            if let Some(inbox) = &consumer.inbox {
+                if inbox.push(Item::Event(event.clone())) == Pushed::Detached {
+                    consumer.inbox = None;
+                }
+            }
+        }
+    }
+
+    /// Delivers events the processors emitted since the last call.
+    fn forward_emitted(&mut self) {
+        while let Ok(event) = self.events_rx.try_recv() {
+            self.push_event(event);
+        }
+    }
+
+    /// Ends the call: delivers what is queued and [`Event::CallEnded`], waits for every
+    /// processor to finish, and reports.
+    pub async fn finish(mut self) -> Vec<ConsumerReport> {
+        self.forward_emitted();
+        self.push_event(Event::CallEnded);
+        drop(self.events_tx);
+        let mut reports = Vec::with_capacity(self.consumers.len());
+        for consumer in self.consumers {
+            let detached = consumer.inbox.is_none();
+            drop(consumer.inbox);
+            if let Err(e) = consumer.task.await {
+                tracing::error!(processor = &*consumer.name, error = %e, "processor task failed");
+            }
+            let work = &consumer.work;
+            reports.push(ConsumerReport {
+                name: consumer.name.to_string(),
+                frames: work.frames.load(Ordering::Relaxed),
+                events: work.events.load(Ordering::Relaxed),
+                dropped: consumer.queue.dropped.load(Ordering::Relaxed),
+                queue_high_water: consumer.queue.high_water.load(Ordering::Relaxed),
+                errors: work.errors.load(Ordering::Relaxed),
+                busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
+                max_callback_micros: work.max_nanos.load(Ordering::Relaxed) / 1_000,
+                detached,
+            });
+        }
+        reports
+    }
+}
+
+/// A processor's task: drain the inbox, run the callbacks (inline, or in batches on a blocking
+/// thread), then `finish`.
+async fn run(
+    name: Arc<str>,
+    processor: Box<dyn Processor>,
+    mut outbox: Outbox<Item>,
+    ctx: Context,
+    work: Arc<WorkStats>,
+    execution: Execution,
+) {
+    let mut state = Some((processor, ctx));
+    let mut batch = Vec::new();
+    while outbox.recv_all(&mut batch).await {
+        let Some((mut processor, mut ctx)) = state.take() else {
+            return;
+        };
+        let fatal = match execution {
+            Execution::Inline => {
+                let fatal = apply(&name, &mut *processor, &mut ctx, &mut batch, &work);
+                state = Some((processor, ctx));
+                fatal
+            }
+            Execution::Blocking => {
+                let items = std::mem::take(&mut batch);
+                let (job_name, job_work) = (Arc::clone(&name), Arc::clone(&work));
+                let job = tokio::task::spawn_blocking(move || {
+                    let mut items = items;
+                    let fatal = apply(&job_name, &mut *processor, &mut ctx, &mut items, &job_work);
+                    (processor, ctx, items, fatal)
+                });
+                match job.await {
+                    Ok((processor, ctx, items, fatal)) => {
+                        batch = items;
+                        state = Some((processor, ctx));
+                        fatal
+                    }
+                    Err(e) => {
+                        tracing::error!(processor = &*name, error = %e, "processor panicked");
+                        return;
+                    }
+                }
+            }
+        };
+        if fatal {
+            return;
+        }
+    }
+    if let Some((mut processor, mut ctx)) = state {
+        let finish = match execution {
+            Execution::Inline => processor.finish(&mut ctx),
+            Execution::Blocking => tokio::task::spawn_blocking(move || processor.finish(&mut ctx))
+                .await
+                .unwrap_or_else(|e| Err(ProcessorError::Fatal(e.to_string()))),
+        };
+        if let Err(e) = finish {
+            tracing::error!(processor = &*name, error = %e, "processor failed to finish");
+        }
+    }
+}
+
+/// Runs the callbacks for `items`; true if the processor failed fatally.
+fn apply(
+    name: &str,
+    processor: &mut dyn Processor,
+    ctx: &mut Context,
+    items: &mut Vec<Item>,
+    work: &WorkStats,
+) -> bool {
+    for item in items.drain(..) {
+        let started = Instant::now();
+        let result = match &item {
+            Item::Frame(frame) => {
+                work.frames.fetch_add(1, Ordering::Relaxed);
+                processor.on_frame(frame, ctx)
+            }
+            Item::Event(event) => {
+                work.events.fetch_add(1, Ordering::Relaxed);
+                processor.on_event(event, ctx)
+            }
+        };
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        work.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+        work.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        match result {
+            Ok(()) => {}
+            Err(ProcessorError::Skip(reason)) => {
+                if work.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(processor = name, %reason, "processor skipped an item");
+                }
+            }
+            Err(ProcessorError::Fatal(reason)) => {
+                work.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(processor = name, %reason, "processor failed; detached");
+                return true;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,176 @@
+//! The extension point: a [`Processor`] consumes a call's frames and events and may play audio
+//! into the call and emit events. Recorders, transcript writers, speech engines, echo, VAD and
+//! voice bots are all processors.
+
+use std::sync::Arc;
+
+use mediagate_audio::AudioFrame;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::event::{CallInfo, Event};
+use crate::outbound::{BargeIn, OutboundQueue, Outgoing, QueueFull};
+use crate::queue::OverflowPolicy;
+
+/// A failure inside a processor. Logged and counted; the processor keeps receiving unless it
+/// returns [`ProcessorError::Fatal`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// This frame or event could not be handled; go on with the next.
+    #[error("{0}")]
+    Skip(String),
+    /// The processor cannot go on: it is detached from the call.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// Where a processor's callbacks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Execution {
+    /// On the async runtime, in the processor's own task: for cheap, non-blocking work (echo,
+    /// VAD, tones). Never block here.
+    #[default]
+    Inline,
+    /// On a blocking thread, in batches (one trip per batch, not per frame): for file I/O and
+    /// heavy compute (recorders, speech engines).
+    Blocking,
+}
+
+/// What a processor wants to receive, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Input {
+    /// Frames resampled to this rate (computed once per call and rate, shared by every
+    /// processor that asks for it); `None`: the call's own rate.
+    pub sample_rate_hz: Option<u32>,
+    /// Frames and events that may wait in the processor's inbox.
+    pub queue: usize,
+    /// What happens when the inbox is full.
+    pub overflow: OverflowPolicy,
+    /// Where the callbacks run.
+    pub execution: Execution,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            sample_rate_hz: None,
+            queue: 256,
+            overflow: OverflowPolicy::DropOldest,
+            execution: Execution::Inline,
+        }
+    }
+}
+
+/// A call's frames and events in, audio and events out.
+///
+/// Callbacks run one at a time, in order, on the processor's own task (see [`Execution`]); a
+/// slow processor only ever delays itself.
+pub trait Processor: Send + 'static {
+    /// What it wants to receive. Called once, before the first callback.
+    fn input(&self) -> Input {
+        Input::default()
+    }
+
+    /// One frame of audio (mixed, or one participant's), in the format [`Processor::input`] asked for.
+    fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError>;
+
+    /// Something happened in the call.
+    fn on_event(&mut self, _event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    /// The call is over and every frame and event has been delivered: finalize.
+    fn finish(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+}
+
+/// A processor's handle on its call: who it is, and how to speak into it.
+pub struct Context {
+    call: Arc<CallInfo>,
+    outbound: Option<OutboundQueue>,
+    to_socket: Option<mpsc::Sender<Outgoing>>,
+    events: mpsc::Sender<Event>,
+    /// Outbound frames that found the socket writer full and were dropped.
+    pub(crate) unpaced_dropped: u64,
+}
+
+/// Why audio could not be played.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlayError {
+    /// The platform did not open a bidirectional stream: there is nowhere to play.
+    #[error("this call has no outbound audio (enableBidirectional is off)")]
+    NoOutbound,
+    /// The outbound queue is full.
+    #[error(transparent)]
+    Full(#[from] QueueFull),
+}
+
+impl Context {
+    pub(crate) fn new(
+        call: Arc<CallInfo>,
+        outbound: Option<OutboundQueue>,
+        to_socket: Option<mpsc::Sender<Outgoing>>,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        Context {
+            call,
+            outbound,
+            to_socket,
+            events,
+            unpaced_dropped: 0,
+        }
+    }
+
+    /// The call.
+    pub fn call(&self) -> &CallInfo {
+        &self.call
+    }
+
+    /// Queues mono samples in the call's format for paced playback (20 ms frames on the call's
+    /// clock). Audio from several processors plays one after the other, in the order queued.
+    pub fn play(&mut self, samples: &[i16]) -> Result<(), PlayError> {
+        let outbound = self.outbound.as_ref().ok_or(PlayError::NoOutbound)?;
+        outbound.push(samples).map_err(PlayError::from)
+    }
+
+    /// Sends a frame at once, bypassing the pacer: its pacing is the caller's (this is `echo`).
+    /// Never waits; if the socket writer is full the frame is dropped and counted.
+    pub fn send_now(&mut self, frame: &AudioFrame) -> Result<(), PlayError> {
+        let to_socket = self.to_socket.as_ref().ok_or(PlayError::NoOutbound)?;
+        if to_socket
+            .try_send(Outgoing::Audio(frame.pcm.clone()))
+            .is_err()
+        {
+            self.unpaced_dropped += 1;
+        }
+        Ok(())
+    }
+
+    /// Barge-in: drops the queued outbound audio and sends StopAudio, at once.
+    pub fn stop_audio(&mut self) -> Option<BargeIn> {
+        let cut = self.outbound.as_ref()?.barge_in();
+        self.emit(Event::BargeIn(cut));
+        Some(cut)
+    }
+
+    /// Outbound audio queued and not yet sent.
+    pub fn queued_playback(&self) -> std::time::Duration {
+        self.outbound
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, OutboundQueue::queued_duration)
+    }
+
+    /// Tells every processor of the call (including this one) about `event`. Never waits; an
+    /// event that finds the call's event queue full is dropped with a warning.
+    pub fn emit(&mut self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!(
+                call_id = &*self.call.call_id,
+                "event queue full: event dropped"
+            );
+        }
+    }
+}
