@@ -58,6 +58,30 @@ struct Spy {
     delay: Duration,
 }
 
+impl Spy {
+    /// A consumer that takes `delay_ms` per frame on a blocking thread, with a small inbox.
+    fn slow(delay_ms: u64, queue: usize, overflow: OverflowPolicy) -> Self {
+        Spy {
+            delay: Duration::from_millis(delay_ms),
+            input: Some(Input {
+                queue,
+                overflow,
+                execution: Execution::Blocking,
+                ..Input::default()
+            }),
+            ..Spy::default()
+        }
+    }
+}
+
+fn two_spies(first: (&str, Spy), second: (&str, Spy)) -> Pipeline {
+    let processors: Vec<(String, Box<dyn Processor>)> = vec![
+        (first.0.into(), Box::new(first.1)),
+        (second.0.into(), Box::new(second.1)),
+    ];
+    Pipeline::start(call(), processors, None, None)
+}
+
 impl Processor for Spy {
     fn input(&self) -> Input {
         self.input.clone().unwrap_or_default()
@@ -104,25 +128,9 @@ async fn fan_out_shares_the_samples_never_copies_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_processor_drops_and_counts_while_the_others_get_everything() {
-    let fast = Spy::default();
-    let slow = Spy {
-        delay: Duration::from_millis(2),
-        input: Some(Input {
-            queue: 8,
-            overflow: OverflowPolicy::DropOldest,
-            execution: Execution::Blocking,
-            ..Input::default()
-        }),
-        ..Spy::default()
-    };
-    let pipeline = Pipeline::start(
-        call(),
-        vec![
-            ("fast".into(), Box::new(fast.clone())),
-            ("slow".into(), Box::new(slow.clone())),
-        ],
-        None,
-        None,
+    let pipeline = two_spies(
+        ("fast", Spy::default()),
+        ("slow", Spy::slow(2, 8, OverflowPolicy::DropOldest)),
     );
     // 300 frames as fast as a socket task could read them: pushing never waits for anyone.
     let reports = feed(pipeline, 300).await.finish().await;
@@ -142,24 +150,9 @@ async fn a_slow_processor_drops_and_counts_while_the_others_get_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_the_detach_policy_a_laggard_is_cut_off_and_the_others_are_told() {
     let watcher = Spy::default();
-    let laggard = Spy {
-        delay: Duration::from_millis(5),
-        input: Some(Input {
-            queue: 4,
-            overflow: OverflowPolicy::Detach,
-            execution: Execution::Blocking,
-            ..Input::default()
-        }),
-        ..Spy::default()
-    };
-    let pipeline = Pipeline::start(
-        call(),
-        vec![
-            ("watcher".into(), Box::new(watcher.clone())),
-            ("laggard".into(), Box::new(laggard)),
-        ],
-        None,
-        None,
+    let pipeline = two_spies(
+        ("watcher", watcher.clone()),
+        ("laggard", Spy::slow(5, 4, OverflowPolicy::Detach)),
     );
     let reports = feed(pipeline, 100).await.finish().await;
     assert!(
