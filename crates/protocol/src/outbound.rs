@@ -10,7 +10,7 @@ use crate::{ProtocolError, pcm};
 
 /// How outbound messages are spelled. ACS accepts both; PascalCase is what the ACS documentation
 /// and the .NET SDK send, camelCase is what the JS SDK's helpers produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutboundDialect {
     /// `{"Kind":"AudioData","AudioData":{"Data":…},"StopAudio":null}` (the default).

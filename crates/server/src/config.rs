@@ -28,6 +28,39 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// The processors every call runs, by name.
+    pub pipeline: PipelineConfig,
+    /// Audio sent back into calls (bidirectional streaming).
+    pub outbound: OutboundConfig,
+}
+
+/// The processors of every call.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Processor names, in order (`["echo"]`); empty runs none.
+    pub processors: Vec<String>,
+    /// Per-processor settings, `[pipeline.settings.NAME]`, handed to its constructor.
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Outbound audio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// `pascal` (as the ACS documentation and .NET SDK send) or `camel` (the JS SDK's spelling).
+    pub dialect: mediagate_protocol::OutboundDialect,
+    /// Most audio a call may have queued for playback, in seconds.
+    pub max_queue_secs: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            dialect: mediagate_protocol::OutboundDialect::Pascal,
+            max_queue_secs: 60,
+        }
+    }
 }
 
 /// Certificate and key for terminating TLS.
@@ -100,6 +133,8 @@ impl Default for Config {
             audio: AudioConfig::default(),
             recording: RecordingConfig::default(),
             shutdown: ShutdownConfig::default(),
+            pipeline: PipelineConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -243,6 +278,9 @@ impl Config {
                 "audio.default_sample_rate_hz",
                 "must be a sample rate between 1000 and 384000",
             );
+        }
+        if self.outbound.max_queue_secs == 0 {
+            return invalid("outbound.max_queue_secs", "must be at least 1");
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");

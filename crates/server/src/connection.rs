@@ -10,19 +10,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::ws::Message;
 use bytes::BytesMut;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use mediagate_audio::{AudioFormat, AudioSource};
+use futures_util::{Sink, Stream, StreamExt};
+use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
+use mediagate_pipeline::{Event, Outgoing, Transcript};
 use mediagate_protocol::{InboundMessage, ProtocolError, Timestamp, parse_inbound};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::AppState;
+use crate::media::CallPipeline;
 use crate::recording::{
     CallRecorder, EndReason, EndReport, FormatReport, Identity, RecordCmd, RecorderHandle,
     TransportKind, TransportReport, count_transcript,
 };
 use crate::registry::CallSlot;
+use crate::writer::SocketWriter;
 
 /// AudioMetadata may change the stream's format this many times (each change starts new files).
 const MAX_FORMAT_CHANGES: u32 = 4;
@@ -65,7 +69,7 @@ impl ConnectionInfo {
 /// Serves one upgraded socket until it ends, then finalizes its recording.
 pub(crate) async fn serve_socket<S>(socket: S, app: Arc<AppState>, info: ConnectionInfo)
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin + Send + 'static,
 {
     let span = tracing::info_span!(
         "conn",
@@ -75,9 +79,11 @@ where
     );
     async move {
         app.metrics.connection_opened();
-        let mut session = Session::new(Arc::clone(&app), info);
-        let end = session.run(socket).await;
-        session.finish(end).await;
+        let (sink, stream) = socket.split();
+        let writer = SocketWriter::spawn(sink, app.config.outbound.dialect);
+        let mut session = Session::new(Arc::clone(&app), info, writer.outgoing());
+        let end = session.run(stream, &writer).await;
+        session.finish(end, writer).await;
         app.metrics.connection_closed();
     }
     .instrument(span)
@@ -99,6 +105,10 @@ struct Session {
     participants: Vec<AudioSource>,
     report: TransportReport,
     call: Option<OpenCall>,
+    /// The call's processors (none configured: `None`, and frames go to the recorder only).
+    pipeline: Option<CallPipeline>,
+    /// Where the processors' outbound audio goes: the socket writer.
+    outgoing: mpsc::Sender<Outgoing>,
     /// Opening the call folder failed once: do not retry on every frame.
     call_failed: bool,
     bad: BadInput,
@@ -128,7 +138,7 @@ enum Flow {
 }
 
 impl Session {
-    fn new(app: Arc<AppState>, info: ConnectionInfo) -> Self {
+    fn new(app: Arc<AppState>, info: ConnectionInfo, outgoing: mpsc::Sender<Outgoing>) -> Self {
         // Before any AudioMetadata: a `sampleRate` query parameter, else the configured default.
         let format = info
             .query_param("sampleRate")
@@ -154,6 +164,8 @@ impl Session {
             participants: Vec::new(),
             report,
             call: None,
+            pipeline: None,
+            outgoing,
             call_failed: false,
             bad: BadInput::default(),
             last_valid: Instant::now(),
@@ -161,9 +173,9 @@ impl Session {
         }
     }
 
-    async fn run<S>(&mut self, mut socket: S) -> End
+    async fn run<S>(&mut self, mut socket: S, writer: &SocketWriter) -> End
     where
-        S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+        S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         let shutdown = self.app.shutdown.clone();
         let first_timeout = self.app.config.first_message_timeout();
@@ -183,7 +195,7 @@ impl Session {
             let flow = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    close(&mut socket, close_code::GOING_AWAY, "server shutting down").await;
+                    writer.close(close_code::GOING_AWAY, "server shutting down").await;
                     return End {
                         reason: EndReason::ServerShutdown,
                         code: Some(close_code::GOING_AWAY),
@@ -242,7 +254,7 @@ impl Session {
                         };
                         // The close reply is queued when the frame is read; flushing sends it, so
                         // the peer sees a clean closing handshake.
-                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
+                        writer.flush().await;
                         return End { reason: EndReason::ClientClose, code, detail };
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
@@ -251,7 +263,7 @@ impl Session {
             if let Flow::Close { code, reason } = flow {
                 tracing::warn!(code, %reason, "closing connection");
                 self.app.metrics.policy_close();
-                close(&mut socket, code, &reason).await;
+                writer.close(code, &reason).await;
                 return End {
                     reason: EndReason::PolicyClose,
                     code: Some(code),
@@ -303,6 +315,10 @@ impl Session {
             InboundMessage::DtmfData(dtmf) => {
                 self.ensure_call(TransportKind::Media).await;
                 self.report.dtmf_tones += 1;
+                if let Some(call) = &mut self.pipeline {
+                    call.pipeline
+                        .push_event(Event::Dtmf(Arc::from(dtmf.tone.as_str())));
+                }
                 let received_at = now();
                 self.record(RecordCmd::Dtmf {
                     tone: dtmf.tone,
@@ -322,6 +338,13 @@ impl Session {
             InboundMessage::TranscriptionData(data) => {
                 self.ensure_call(TransportKind::Transcription).await;
                 count_transcript(&mut self.report, data.result_status);
+                if let Some(call) = &mut self.pipeline {
+                    call.pipeline
+                        .push_event(Event::Transcript(Arc::new(Transcript {
+                            source: Arc::from("acs"),
+                            data: data.clone(),
+                        })));
+                }
                 self.record(RecordCmd::Transcript {
                     data: Box::new(data),
                     received_at: now(),
@@ -385,6 +408,16 @@ impl Session {
         }
         self.app.metrics.frame_received();
         self.ensure_call(TransportKind::Media).await;
+        if let Some(call) = &mut self.pipeline {
+            let frame = AudioFrame {
+                pcm: pcm.clone(),
+                format: self.format,
+                timestamp: frame.timestamp,
+                source: source.clone(),
+                silent: frame.silent,
+            };
+            call.pipeline.push_frame(&frame).await;
+        }
         self.record(RecordCmd::Audio {
             format: self.format,
             source,
@@ -416,6 +449,10 @@ impl Session {
         let source = AudioSource::Participant(Arc::from(id));
         self.participants.push(source.clone());
         self.report.participants.push(id.to_owned());
+        if let Some(call) = &mut self.pipeline {
+            call.pipeline
+                .push_event(Event::ParticipantJoined(Arc::from(id)));
+        }
         Some(source)
     }
 
@@ -442,6 +479,7 @@ impl Session {
         let (identity, keys) = self.identity();
         if !self.app.config.recording.enabled {
             tracing::Span::current().record("call_id", identity.value.as_str());
+            self.start_pipeline(kind, &identity.value);
             self.call = Some(OpenCall {
                 slot: None,
                 recorder: None,
@@ -479,11 +517,27 @@ impl Session {
             self.app.config.limits.recorder_queue_frames,
             self.app.config.limits.recorder_queue_bytes,
         );
+        let call_id = slot.folder.name().to_owned();
         self.call = Some(OpenCall {
             slot: Some(slot),
             recorder: Some(recorder),
             recorder_failed: false,
         });
+        self.start_pipeline(kind, &call_id);
+    }
+
+    /// Starts the configured processors for a media transport.
+    fn start_pipeline(&mut self, kind: TransportKind, call_id: &str) {
+        if kind != TransportKind::Media || self.pipeline.is_some() {
+            return;
+        }
+        self.pipeline = CallPipeline::start(
+            &self.app,
+            call_id,
+            &self.info.path,
+            self.format,
+            self.outgoing.clone(),
+        );
     }
 
     /// The call's identity and every key another transport of the same call may know it by.
@@ -572,7 +626,12 @@ impl Session {
     }
 
     /// The fixed teardown order: input has stopped; drain and finalize the files; report.
-    async fn finish(mut self, end: End) {
+    async fn finish(mut self, end: End, writer: SocketWriter) {
+        // Processors first: they see CallEnded, drain, and their last audio still goes out.
+        if let Some(call) = self.pipeline.take() {
+            self.report.processors = call.finish().await;
+        }
+        writer.finish().await;
         let ended_at = now();
         tracing::info!(reason = ?end.reason, code = end.code, detail = %end.detail, "connection ended");
         self.report.ended_at = Some(ended_at);
@@ -668,24 +727,6 @@ fn read_error_kind(error: &axum::Error) -> ReadError {
         source = e.source();
     }
     ReadError::Other
-}
-
-/// Sends a close frame, best effort (the peer may be gone, or not reading).
-async fn close<S>(socket: &mut S, code: u16, reason: &str)
-where
-    S: Sink<Message> + Unpin,
-{
-    // A close reason is at most 123 bytes; cut on a char boundary.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let frame = CloseFrame {
-        code,
-        reason: reason[..end].into(),
-    };
-    let send = socket.send(Message::Close(Some(frame)));
-    let _ = tokio::time::timeout(Duration::from_secs(2), send).await;
 }
 
 fn format_report(format: AudioFormat) -> FormatReport {

@@ -19,10 +19,12 @@
 
 mod config;
 mod connection;
+mod media;
 mod metrics;
 mod recording;
 mod registry;
 mod routes;
+mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,9 +37,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, RecordingConfig,
-    ShutdownConfig, TlsConfig,
+    AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, OutboundConfig,
+    PipelineConfig, RecordingConfig, ShutdownConfig, TlsConfig,
 };
+pub use mediagate_sinks::Registry;
 pub use metrics::MetricsSnapshot;
 
 use metrics::Metrics;
@@ -75,11 +78,16 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// `pipeline.processors` names a processor the registry does not have.
+    #[error("invalid configuration: `pipeline.processors`: {0}")]
+    Processor(#[from] mediagate_sinks::BuildError),
 }
 
 /// State shared by every connection.
 pub(crate) struct AppState {
     pub(crate) config: Config,
+    /// Builds each call's processors by name.
+    pub(crate) processors: Registry,
     pub(crate) registry: Arc<CallRegistry>,
     pub(crate) metrics: Metrics,
     /// Cancelled when live calls must close (drain deadline passed).
@@ -100,8 +108,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Creates the data dir, loads TLS material and binds the listener.
+    /// Creates the data dir, loads TLS material and binds the listener, with the built-in
+    /// processors.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        Server::bind_with(config, Registry::with_builtins()).await
+    }
+
+    /// Like [`Server::bind`], with the processors of `registry` (register your own there).
+    pub async fn bind_with(config: Config, registry: Registry) -> Result<Server, ServerError> {
+        for name in &config.pipeline.processors {
+            if !registry.contains(name) {
+                // Build it once to get the error that lists the known names.
+                registry.build(name, &serde_json::Value::Null)?;
+            }
+        }
         let data_dir = config.data_dir.clone();
         tokio::fs::create_dir_all(&data_dir)
             .await
@@ -135,6 +155,7 @@ impl Server {
         let state = Arc::new(AppState {
             registry: Arc::new(CallRegistry::new(data_dir)),
             config,
+            processors: registry,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),

@@ -134,6 +134,9 @@ pub(crate) struct TransportReport {
     /// Gaps filled with silence, over all tracks.
     pub(crate) gaps_filled: u64,
     pub(crate) tracks: Vec<TrackSummary>,
+    /// What each processor of the call did (frames, drops, time).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) processors: Vec<mediagate_pipeline::ConsumerReport>,
     pub(crate) files: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) recording_errors: Vec<String>,
@@ -177,6 +180,7 @@ impl TransportReport {
             participants: Vec::new(),
             gaps_filled: 0,
             tracks: Vec::new(),
+            processors: Vec::new(),
             files: Vec::new(),
             recording_errors: Vec::new(),
         }

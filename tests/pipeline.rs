@@ -1,0 +1,109 @@
+//! The pipeline through a real gateway: processors named in the config run on every call, and
+//! what they play back reaches the platform (here the emulator, which records and times it).
+
+#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestGateway, emulate, read_wav, sample};
+use mediagate::emulator::{EmulateConfig, Pacing};
+
+async fn echo_gateway() -> TestGateway {
+    TestGateway::start_with(|c| c.pipeline.processors = vec!["echo".to_owned()]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_returns_every_frame_in_order_at_any_rate() {
+    let gateway = echo_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("outbound.wav");
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=echo-fast"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_record_outbound(&recorded)
+            .with_linger(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let (sent, _) = read_wav(&sample("hello-16k.wav"));
+    let (echoed, rate) = read_wav(&recorded);
+    assert_eq!(rate, 16_000);
+    assert_eq!(echoed.len(), sent.len(), "samples lost or duplicated");
+    assert!(echoed == sent, "echoed audio differs from what was sent");
+    let round_trip = report.outbound.round_trip.as_ref().unwrap();
+    assert_eq!(round_trip.count, report.frames_sent);
+    assert!(round_trip.min_us > 0 && round_trip.min_us <= round_trip.max_us);
+
+    let session = gateway.ended_session("echo-fast").await;
+    let processors = &session["transports"][0]["processors"];
+    assert_eq!(processors[0]["name"], "echo");
+    assert_eq!(processors[0]["frames"], report.frames_sent);
+    assert_eq!(processors[0]["dropped"], 0);
+    // Recording runs beside the pipeline, untouched.
+    assert!(read_wav(&gateway.call_dir("echo-fast").join("mixed.wav")).0 == sent);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_in_real_time_comes_back_paced_at_20ms() {
+    let gateway = echo_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("outbound.wav");
+    let report = mediagate::emulator::run(
+        EmulateConfig::new(gateway.url("/ws?callId=echo-rt"))
+            .with_pacing(Pacing::Realtime)
+            .with_wav(sample("carol-16k.wav"))
+            .with_record_outbound(&recorded)
+            .with_linger(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    assert!(read_wav(&recorded).0 == read_wav(&sample("carol-16k.wav")).0);
+    let pacing = report.outbound.pacing.as_ref().unwrap();
+    // Echo's pacing is the caller's: 20 ms, within ±2 ms at the median; a noisy 2-core machine
+    // may delay the odd frame, so the tail is bounded loosely.
+    assert!(
+        (18_000..=22_000).contains(&pacing.gaps.p50_us),
+        "median gap {} us",
+        pacing.gaps.p50_us
+    );
+    assert!(
+        pacing.gaps_over_25ms * 20 <= pacing.gaps.count,
+        "{} of {} gaps over 25 ms",
+        pacing.gaps_over_25ms,
+        pacing.gaps.count
+    );
+    // A sanity bound only: latency is measured by the benchmark, not asserted by a test on a
+    // shared 2-core machine (alone it stayed under 20 ms; beside another test it sat at one frame).
+    let round_trip = report.outbound.round_trip.as_ref().unwrap();
+    assert!(
+        round_trip.p50_us < 60_000,
+        "echo round trip p50 {} us",
+        round_trip.p50_us
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_processor_is_refused_at_start_up_naming_the_key() {
+    let config = mediagate::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: tempfile::tempdir().unwrap().path().to_owned(),
+        pipeline: mediagate::server::PipelineConfig {
+            processors: vec!["ecoh".to_owned()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Err(err) = mediagate::server::Server::bind(config).await else {
+        panic!("a gateway started with an unknown processor");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("pipeline.processors") && text.contains("ecoh"),
+        "{text}"
+    );
+    assert!(text.contains("known: echo"), "{text}");
+}
