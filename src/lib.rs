@@ -4,7 +4,9 @@
 //! This facade re-exports the workspace's crates so a library user needs one dependency:
 //!
 //! - [`protocol`]: the wire protocol, sans-IO (parse and serialize every message).
-//! - [`audio`]: PCM formats and frames.
+//! - [`audio`]: PCM formats, frames and resampling.
+//! - [`pipeline`]: the [`pipeline::Processor`] API, per-call fan-out, outbound playback.
+//! - [`sinks`]: built-in processors and the [`sinks::Registry`] that builds pipelines by name.
 //! - [`server`]: the WebSocket gateway that records every call ([`server::Server`]).
 //! - [`emulator`]: the platform side, streaming WAV files into a gateway as ACS would.
 //!
@@ -20,5 +22,7 @@
 
 pub use mediagate_audio as audio;
 pub use mediagate_emulator as emulator;
+pub use mediagate_pipeline as pipeline;
 pub use mediagate_protocol as protocol;
 pub use mediagate_server as server;
+pub use mediagate_sinks as sinks;
