@@ -1,12 +1,19 @@
 //! One call's pipeline: fans each frame and event out to every processor's inbox (a refcount
 //! clone, never a copy of the samples), runs each processor in its own task, and reports what
 //! each one received, dropped and cost.
+//!
+//! A processor that asks for another sample rate gets the frame resampled: each (source, rate)
+//! variant is computed once per frame, however many processors want it, by one
+//! [`StreamResampler`] per (source, rate) kept for the call's whole life, and shared by refcount.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use mediagate_audio::AudioFrame;
+use bytes::BytesMut;
+use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
+use mediagate_protocol::POOL_BLOCK_BYTES;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -39,6 +46,8 @@ struct WorkStats {
 struct Consumer {
     name: Arc<str>,
     input: Input,
+    /// Index in [`Resampling::stages`] of the rate it asked for; `None`: the call's own rate.
+    stage: Option<usize>,
     inbox: Option<Inbox<Item>>,
     queue: Arc<InboxStats>,
     work: Arc<WorkStats>,
@@ -74,6 +83,130 @@ pub struct Pipeline {
     consumers: Vec<Consumer>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
+    resampling: Resampling,
+}
+
+/// The resampler stage of the fan-out: one entry per distinct rate some processor asked for.
+struct Resampling {
+    /// One per distinct requested rate, fixed at [`Pipeline::start`].
+    stages: Vec<RateStage>,
+    /// This frame's variant per stage (parallel to `stages`); `None`: not wanted, no resampler,
+    /// or no output yet.
+    /// Kept between frames so the fan-out allocates nothing.
+    variants: Vec<Option<AudioFrame>>,
+    /// Where resampled samples are written, then split off as `Bytes` (like the decode pool).
+    pool: BytesMut,
+}
+
+/// Everything needed to serve one target rate.
+struct RateStage {
+    rate_hz: u32,
+    /// One resampler per source, built on that source's first frame and kept for the call's
+    /// whole life (filter state across frames and pauses). `None`: it could not be built.
+    per_source: HashMap<AudioSource, Option<StreamResampler>>,
+}
+
+impl Resampling {
+    /// Distinct rates asked for, in order of first appearance; sets each consumer's stage.
+    fn plan(consumers: &mut [Consumer]) -> Self {
+        let mut stages: Vec<RateStage> = Vec::new();
+        for consumer in consumers {
+            consumer.stage = consumer.input.sample_rate_hz.map(|rate_hz| {
+                stages
+                    .iter()
+                    .position(|s| s.rate_hz == rate_hz)
+                    .unwrap_or_else(|| {
+                        stages.push(RateStage {
+                            rate_hz,
+                            per_source: HashMap::new(),
+                        });
+                        stages.len() - 1
+                    })
+            });
+        }
+        Resampling {
+            variants: Vec::with_capacity(stages.len()),
+            stages,
+            pool: BytesMut::new(),
+        }
+    }
+
+    /// Computes `frame`'s variant for every stage that a live consumer wants.
+    fn prepare(&mut self, frame: &AudioFrame, consumers: &[Consumer]) {
+        self.variants.clear();
+        for (index, stage) in self.stages.iter_mut().enumerate() {
+            let wanted = stage.rate_hz != frame.format.sample_rate_hz()
+                && consumers
+                    .iter()
+                    .any(|c| c.stage == Some(index) && c.inbox.is_some());
+            let variant = if wanted {
+                stage.resample(frame, &mut self.pool)
+            } else {
+                None
+            };
+            self.variants.push(variant);
+        }
+    }
+}
+
+impl RateStage {
+    /// `frame` at this stage's rate; `None` if no resampler can be built for it.
+    fn resample(&mut self, frame: &AudioFrame, pool: &mut BytesMut) -> Option<AudioFrame> {
+        let slot = match self.per_source.get_mut(&frame.source) {
+            Some(slot) => slot,
+            None => self
+                .per_source
+                .entry(frame.source.clone())
+                .or_insert_with(|| build(frame.format, self.rate_hz)),
+        };
+        // The call's format is fixed once AudioMetadata arrived; a frame in another format
+        // (audio before the metadata) needs a resampler of its own.
+        if slot
+            .as_ref()
+            .is_some_and(|r| r.input_format() != frame.format)
+        {
+            *slot = build(frame.format, self.rate_hz);
+        }
+        let resampler = slot.as_mut()?;
+        let to = resampler.output_format();
+        // Room for this frame's output plus one block the resampler may have held back; the
+        // pool grows by whole blocks, shared by the frames split off it.
+        let needed = (frame.pcm.len() * to.sample_rate_hz() as usize)
+            .div_ceil(frame.format.sample_rate_hz() as usize)
+            + resampler.output_block_samples() * to.bytes_per_sample();
+        pool.clear();
+        if pool.capacity() < needed {
+            pool.reserve(needed.max(POOL_BLOCK_BYTES));
+        }
+        resampler.process(&frame.pcm, pool);
+        if pool.is_empty() {
+            // Still filling a block longer than a frame (unusual rate pairs): nothing to send.
+            return None;
+        }
+        Some(AudioFrame {
+            pcm: pool.split().freeze(),
+            format: to,
+            timestamp: frame.timestamp,
+            source: frame.source.clone(),
+            silent: frame.silent,
+        })
+    }
+}
+
+/// A resampler from `from` to `rate_hz`, or `None` (logged) if the pair is impossible.
+fn build(from: AudioFormat, rate_hz: u32) -> Option<StreamResampler> {
+    match StreamResampler::new(from, rate_hz) {
+        Ok(resampler) => Some(resampler),
+        Err(e) => {
+            tracing::error!(
+                from_hz = from.sample_rate_hz(),
+                to_hz = rate_hz,
+                error = %e,
+                "cannot resample: processors asking for this rate get no frames"
+            );
+            None
+        }
+    }
 }
 
 impl Pipeline {
@@ -111,6 +244,7 @@ impl Pipeline {
                 ));
                 Consumer {
                     name,
+                    stage: None,
                     queue: tx.stats(),
                     inbox: Some(tx),
                     input,
@@ -118,12 +252,15 @@ impl Pipeline {
                     task,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut consumers = consumers;
+        let resampling = Resampling::plan(&mut consumers);
         let mut pipeline = Pipeline {
             call: Arc::clone(&call),
             consumers,
             events_tx,
             events_rx,
+            resampling,
         };
         pipeline.push_event(Event::CallStarted(call));
         pipeline
@@ -139,21 +276,31 @@ impl Pipeline {
         self.consumers.iter().map(|c| (&*c.name, &c.input))
     }
 
-    /// Hands `frame` to every processor that wants it at its rate. Waits only for processors
+    /// Hands `frame` to every processor, at the rate it asked for: each variant at another rate
+    /// is resampled once and shared by every processor that wants it. Waits only for processors
     /// whose policy is [`crate::OverflowPolicy::Wait`], and only while their inbox is full.
     pub async fn push_frame(&mut self, frame: &AudioFrame) {
         self.forward_emitted();
+        if !self.resampling.stages.is_empty() {
+            self.resampling.prepare(frame, &self.consumers);
+        }
         let mut detached = Vec::new();
         for consumer in &mut self.consumers {
             let Some(inbox) = &consumer.inbox else {
                 continue;
             };
-            let wants = consumer.input.sample_rate_hz;
-            if wants.is_some_and(|rate| rate != frame.format.sample_rate_hz()) {
-                // Other rates are served by the resampler stage (see `mediagate_audio`).
-                continue;
-            }
-            if inbox.push_or_wait(Item::Frame(frame.clone())).await == Pushed::Detached {
+            let item = match consumer.stage {
+                Some(stage)
+                    if consumer.input.sample_rate_hz != Some(frame.format.sample_rate_hz()) =>
+                {
+                    match &self.resampling.variants[stage] {
+                        Some(variant) => variant.clone(),
+                        None => continue, // no resampler (logged), or no output yet
+                    }
+                }
+                _ => frame.clone(),
+            };
+            if inbox.push_or_wait(Item::Frame(item)).await == Pushed::Detached {
                 detached.push(Arc::clone(&consumer.name));
                 consumer.inbox = None;
             }

@@ -215,3 +215,192 @@ async fn send_now_reaches_the_socket_in_order_and_emitted_events_reach_everyone(
         "{events:?}"
     );
 }
+
+/// Records every frame it gets: where the samples live, how many, and in what format.
+#[derive(Clone, Default)]
+struct RateSpy {
+    rate_hz: Option<u32>,
+    frames: Arc<Mutex<Vec<AudioFrame>>>,
+}
+
+impl Processor for RateSpy {
+    fn input(&self) -> Input {
+        Input {
+            sample_rate_hz: self.rate_hz,
+            queue: 1024,
+            ..Input::default()
+        }
+    }
+    fn on_frame(&mut self, frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        self.frames.lock().unwrap().push(frame.clone());
+        Ok(())
+    }
+}
+
+/// 20 ms frames of a continuous 1 kHz sine at 16 kHz.
+fn sine_frames(n: usize) -> Vec<AudioFrame> {
+    let samples = FORMAT.frame_samples();
+    (0..n)
+        .map(|f| {
+            let pcm: Vec<u8> = (0..samples)
+                .flat_map(|i| {
+                    let t = (f * samples + i) as f64 / 16_000.0;
+                    let v = (8_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin()) as i16;
+                    v.to_le_bytes()
+                })
+                .collect();
+            AudioFrame {
+                pcm: Bytes::from(pcm),
+                format: FORMAT,
+                timestamp: None,
+                source: AudioSource::Mixed,
+                silent: f % 7 == 3,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn other_rates_are_resampled_once_per_rate_and_shared() {
+    let spies = [
+        RateSpy {
+            rate_hz: Some(24_000),
+            ..RateSpy::default()
+        },
+        RateSpy {
+            rate_hz: Some(24_000),
+            ..RateSpy::default()
+        },
+        RateSpy {
+            rate_hz: Some(8_000),
+            ..RateSpy::default()
+        },
+        RateSpy::default(),
+        RateSpy {
+            rate_hz: Some(16_000), // the call's own rate, asked for explicitly
+            ..RateSpy::default()
+        },
+    ];
+    let processors = spies
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("spy{i}"), Box::new(s.clone()) as Box<dyn Processor>))
+        .collect();
+    let mut pipeline = Pipeline::start(call(), processors, None, None);
+    const N: usize = 50;
+    let frames = sine_frames(N);
+    for f in &frames {
+        pipeline.push_frame(f).await;
+    }
+    let reports = pipeline.finish().await;
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.frames == N as u64 && r.dropped == 0)
+    );
+
+    let got: Vec<Vec<AudioFrame>> = spies
+        .iter()
+        .map(|s| s.frames.lock().unwrap().clone())
+        .collect();
+    let total = |frames: &[AudioFrame]| frames.iter().map(AudioFrame::samples).sum::<usize>();
+    // Fixed in, fixed out: one 20 ms frame out per 20 ms frame in.
+    assert_eq!(total(&got[0]), N * 480);
+    assert_eq!(total(&got[1]), N * 480);
+    assert_eq!(total(&got[2]), N * 160);
+    for (i, f) in frames.iter().enumerate() {
+        let (a, b, low) = (&got[0][i], &got[1][i], &got[2][i]);
+        // One variant per rate, shared by refcount by every processor that asked for it.
+        assert_eq!(a.pcm.as_ptr(), b.pcm.as_ptr(), "frame {i}");
+        assert_eq!(a.format, AudioFormat::mono(24_000));
+        assert_eq!(low.format, AudioFormat::mono(8_000));
+        for v in [a, low] {
+            assert_eq!(v.source, f.source);
+            assert_eq!(v.timestamp, f.timestamp);
+            assert_eq!(v.silent, f.silent);
+        }
+        // The call's own rate: the original samples, never copied.
+        assert_eq!(got[3][i].pcm.as_ptr(), f.pcm.as_ptr());
+        assert_eq!(got[4][i].pcm.as_ptr(), f.pcm.as_ptr());
+    }
+
+    // One resampler for the whole stream: past the start-up delay the 24 kHz output is the
+    // same continuous 1 kHz sine (no clicks at frame edges), at the input's level.
+    let pcm: Vec<i16> = got[0]
+        .iter()
+        .flat_map(|f| {
+            f.pcm
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        })
+        .collect();
+    let delay = 240;
+    let steady = &pcm[delay + 480..];
+    let peak = steady.iter().map(|v| v.unsigned_abs()).max().unwrap();
+    assert!((7_800..=8_200).contains(&peak), "peak {peak}");
+    let max_step = steady
+        .windows(2)
+        .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+        .max()
+        .unwrap();
+    // 1 kHz at 24 kHz, amplitude 8000: the steepest step is 8000·2π/24 ≈ 2094.
+    assert!(max_step < 2_200, "discontinuity of {max_step}");
+}
+
+#[tokio::test]
+async fn each_source_has_its_own_resampler_and_an_impossible_rate_is_skipped() {
+    let wide = RateSpy {
+        rate_hz: Some(24_000),
+        ..RateSpy::default()
+    };
+    let impossible = RateSpy {
+        rate_hz: Some(0),
+        ..RateSpy::default()
+    };
+    let native = RateSpy::default();
+    let mut pipeline = Pipeline::start(
+        call(),
+        vec![
+            ("wide".into(), Box::new(wide.clone())),
+            ("impossible".into(), Box::new(impossible.clone())),
+            ("native".into(), Box::new(native.clone())),
+        ],
+        None,
+        None,
+    );
+    let alice = AudioSource::Participant("8:acs:alice".into());
+    let bob = AudioSource::Participant("8:acs:bob".into());
+    for (i, mut f) in sine_frames(20).into_iter().enumerate() {
+        f.source = if i % 2 == 0 {
+            alice.clone()
+        } else {
+            bob.clone()
+        };
+        pipeline.push_frame(&f).await;
+    }
+    let reports = pipeline.finish().await;
+    assert_eq!(
+        (reports[0].frames, reports[1].frames, reports[2].frames),
+        (20, 0, 20)
+    );
+    let wide = wide.frames.lock().unwrap();
+    for (i, f) in wide.iter().enumerate() {
+        assert_eq!(f.samples(), 480);
+        assert_eq!(
+            f.source,
+            if i % 2 == 0 {
+                alice.clone()
+            } else {
+                bob.clone()
+            }
+        );
+    }
+    // Each participant's stream starts with its own resampler's start-up silence (10 ms).
+    for first in &wide[..2] {
+        assert!(
+            first.pcm[..200].iter().all(|&b| b == 0),
+            "{:?}",
+            &first.pcm[..16]
+        );
+    }
+}
