@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use mediagate_audio::AudioFrame;
+use bytes::BytesMut;
+use mediagate_audio::{AudioFormat, AudioFrame, FormatError, StreamResampler};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -95,6 +96,17 @@ pub struct Context {
     events: mpsc::Sender<Event>,
     /// Outbound frames that found the socket writer full and were dropped.
     pub(crate) unpaced_dropped: u64,
+    /// [`Context::play_audio`]'s converters, one per source format, kept for the whole call so
+    /// a stream played in chunks stays continuous.
+    converters: Vec<Converter>,
+}
+
+/// One source format's way into the call: a long-lived resampler to the call's rate, and the
+/// bytes it produced that do not make a whole (multi-channel) sample yet.
+struct Converter {
+    from: AudioFormat,
+    resampler: StreamResampler,
+    resampled: BytesMut,
 }
 
 /// Why audio could not be played.
@@ -106,6 +118,9 @@ pub enum PlayError {
     /// The outbound queue is full.
     #[error(transparent)]
     Full(#[from] QueueFull),
+    /// The audio could not be converted to the call's format.
+    #[error(transparent)]
+    Format(#[from] FormatError),
 }
 
 impl Context {
@@ -121,6 +136,7 @@ impl Context {
             to_socket,
             events,
             unpaced_dropped: 0,
+            converters: Vec::new(),
         }
     }
 
@@ -134,6 +150,56 @@ impl Context {
     pub fn play(&mut self, samples: &[i16]) -> Result<(), PlayError> {
         let outbound = self.outbound.as_ref().ok_or(PlayError::NoOutbound)?;
         outbound.push(samples).map_err(PlayError::from)
+    }
+
+    /// Queues PCM16 LE audio in any `format` for paced playback: resampled to the call's rate
+    /// (and mixed down to mono) on the way, then played like [`Context::play`].
+    ///
+    /// One [`StreamResampler`] per source format is kept for the whole call, so audio handed
+    /// over in chunks (a speech engine's stream) plays without clicks at the chunk edges. The
+    /// price is latency: output lags by the resampler's delay (10 ms at the ACS rates) and input
+    /// short of a whole 20 ms block waits for the next chunk of the same format. To get a clip
+    /// out entirely, pad it with silence to whole 20 ms frames of its own rate plus one more
+    /// (which pushes the delay out). At the call's own rate nothing is held back.
+    ///
+    /// On [`PlayError::Full`] the converted chunk is dropped, and the stream goes on from the
+    /// next one.
+    pub fn play_audio(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
+        if self.outbound.is_none() {
+            return Err(PlayError::NoOutbound);
+        }
+        let to_rate = self.call.format.sample_rate_hz();
+        let index = match self.converters.iter().position(|c| c.from == format) {
+            Some(index) => index,
+            None => {
+                self.converters.push(Converter {
+                    from: format,
+                    resampler: StreamResampler::new(format, to_rate)?,
+                    resampled: BytesMut::new(),
+                });
+                self.converters.len() - 1
+            }
+        };
+        let converter = &mut self.converters[index];
+        converter.resampler.process(pcm, &mut converter.resampled);
+        let channels = usize::from(format.channels());
+        let whole = converter.resampled.len() / (2 * channels) * (2 * channels);
+        let ready = converter.resampled.split_to(whole);
+        let samples: Vec<i16> = ready
+            .chunks_exact(2 * channels)
+            .map(|frame| {
+                let sum: i32 = frame
+                    .chunks_exact(2)
+                    .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]])))
+                    .sum();
+                // The mean of i16 values is an i16.
+                (sum / i32::from(format.channels())) as i16
+            })
+            .collect();
+        if samples.is_empty() {
+            return Ok(());
+        }
+        self.play(&samples)
     }
 
     /// Sends a frame at once, bypassing the pacer: its pacing is the caller's (this is `echo`).

@@ -2,16 +2,26 @@
 //! config.
 //!
 //! - [`Echo`] (`echo`): every inbound frame straight back into the call.
+//! - [`Tone`] (`tone`): a sine beep into the call, on DTMF and/or at call start.
+//! - [`Play`] (`play`): a WAV file into the call, resampled to the call's rate.
+//! - [`Vad`] (`vad`): energy-based voice activity detection per source, with barge-in.
 //!
 //! ```
 //! use mediagate_sinks::Registry;
 //!
 //! let registry = Registry::with_builtins();
-//! assert!(registry.contains("echo"));
+//! assert!(registry.contains("echo") && registry.contains("vad"));
 //! ```
 
 mod echo;
+mod play;
 mod registry;
+mod settings;
+mod tone;
+mod vad;
 
 pub use echo::Echo;
+pub use play::{Clip, Play, PlaySettings};
 pub use registry::{BuildError, Constructor, Registry};
+pub use tone::{Tone, ToneSettings};
+pub use vad::{Vad, VadSettings};

@@ -44,10 +44,19 @@ impl Registry {
         }
     }
 
-    /// The built-in processors (`echo`).
+    /// The built-in processors (`echo`, `play`, `tone`, `vad`).
     pub fn with_builtins() -> Self {
         let mut registry = Registry::empty();
         registry.register("echo", |_| Ok(Box::new(crate::Echo)));
+        registry.register("play", |settings| {
+            Ok(Box::new(crate::Play::from_settings(settings)?))
+        });
+        registry.register("tone", |settings| {
+            Ok(Box::new(crate::Tone::from_settings(settings)?))
+        });
+        registry.register("vad", |settings| {
+            Ok(Box::new(crate::Vad::from_settings(settings)?))
+        });
         registry
     }
 
@@ -99,10 +108,22 @@ mod tests {
     #[test]
     fn unknown_names_list_what_is_known() {
         let registry = Registry::with_builtins();
-        assert!(registry.build("echo", &serde_json::Value::Null).is_ok());
+        for name in ["echo", "tone", "vad"] {
+            assert!(
+                registry.build(name, &serde_json::Value::Null).is_ok(),
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            registry.build("play", &serde_json::Value::Null),
+            Err(BuildError::Settings { .. })
+        ));
         let Err(err) = registry.build("ecoh", &serde_json::Value::Null) else {
             panic!("built an unknown processor");
         };
-        assert_eq!(err.to_string(), "unknown processor `ecoh` (known: echo)");
+        assert_eq!(
+            err.to_string(),
+            "unknown processor `ecoh` (known: echo, play, tone, vad)"
+        );
     }
 }

@@ -1,0 +1,265 @@
+//! `play`: a WAV file into the call, at call start and/or on a DTMF key.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use mediagate_audio::{AudioFormat, AudioFrame};
+use mediagate_pipeline::{Context, Event, Input, PlayError, Processor, ProcessorError};
+use serde::Deserialize;
+
+use crate::BuildError;
+use crate::settings::{invalid, parse};
+
+/// The registry name.
+const NAME: &str = "play";
+
+/// `[processor.play]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaySettings {
+    /// The WAV file (mono; 8-, 16-, 24- or 32-bit integer or 32-bit float samples). Required.
+    pub file: Option<PathBuf>,
+    /// Play it when the call starts. Default true.
+    pub at_start: bool,
+    /// Play it when the caller presses this key (`"1"`, `"#"`…). Default: never.
+    pub on_dtmf: Option<String>,
+}
+
+impl Default for PlaySettings {
+    fn default() -> Self {
+        PlaySettings {
+            file: None,
+            at_start: true,
+            on_dtmf: None,
+        }
+    }
+}
+
+/// A decoded clip: PCM16 LE mono in its own format, padded with silence to whole 20 ms frames
+/// (so the resampler takes all of it in, see [`Context::play_audio`]).
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pcm: Bytes,
+    format: AudioFormat,
+}
+
+impl Clip {
+    /// Reads and decodes a WAV file; the error says what is wrong with which file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let fail = |reason: &dyn std::fmt::Display| format!("{}: {reason}", path.display());
+        let reader = hound::WavReader::open(path).map_err(|e| fail(&e))?;
+        let spec = reader.spec();
+        if spec.channels != 1 {
+            return Err(fail(&format_args!(
+                "{} channels; only mono WAV files are played",
+                spec.channels
+            )));
+        }
+        let format = AudioFormat::new(spec.sample_rate, 1).map_err(|e| fail(&e))?;
+        let samples: Vec<i16> = match (spec.sample_format, spec.bits_per_sample) {
+            (hound::SampleFormat::Int, 16) => reader
+                .into_samples::<i16>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(&e))?,
+            (hound::SampleFormat::Int, bits @ (8 | 24 | 32)) => reader
+                .into_samples::<i32>()
+                .map(|s| {
+                    // Keep the top 16 bits; 8-bit samples are widened instead.
+                    s.map(|s| match bits {
+                        8 => (s << 8) as i16,
+                        _ => (s >> (bits - 16)) as i16,
+                    })
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(&e))?,
+            (hound::SampleFormat::Float, 32) => reader
+                .into_samples::<f32>()
+                .map(|s| {
+                    // `as` saturates; the clamp states the intent.
+                    s.map(|s| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(&e))?,
+            (kind, bits) => {
+                return Err(fail(&format_args!(
+                    "{bits}-bit {kind:?} samples are not supported"
+                )));
+            }
+        };
+        let frame = format.frame_samples();
+        let padded = samples.len().div_ceil(frame) * frame;
+        let mut pcm = Vec::with_capacity(padded * 2);
+        for s in samples
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0, padded - samples.len()))
+        {
+            pcm.extend_from_slice(&s.to_le_bytes());
+        }
+        Ok(Clip {
+            pcm: Bytes::from(pcm),
+            format,
+        })
+    }
+
+    /// The clip's format (its own rate, mono).
+    pub fn format(&self) -> AudioFormat {
+        self.format
+    }
+
+    /// PCM16 LE samples, padded with silence to whole 20 ms frames.
+    pub fn pcm(&self) -> &Bytes {
+        &self.pcm
+    }
+}
+
+/// Plays a WAV file into the call, resampled to the call's rate ([`Context::play_audio`]): so a
+/// 24 kHz prompt plays correctly into a 16 kHz call. When resampled, the clip is followed by
+/// 20 ms of silence that pushes its end out of the resampler (the output lags by 10 ms).
+///
+/// The file is read and decoded once, when the processor is built (at call start, on the
+/// server): fine for prompts of a few seconds; the decoded samples are shared by reference
+/// count, never copied per playback. Receives frames but ignores them.
+#[derive(Debug)]
+pub struct Play {
+    clip: Clip,
+    at_start: bool,
+    on_dtmf: Option<String>,
+    /// A full queue or a call without outbound audio was reported once already.
+    warned: bool,
+}
+
+impl Play {
+    /// Loads the file; fails naming it if it cannot be read or is not mono audio.
+    pub fn new(settings: PlaySettings) -> Result<Self, BuildError> {
+        let file = settings
+            .file
+            .ok_or_else(|| invalid(NAME, "`file` is required"))?;
+        let clip = Clip::load(&file).map_err(|reason| invalid(NAME, reason))?;
+        Ok(Play::with_clip(clip, settings.at_start, settings.on_dtmf))
+    }
+
+    /// Plays an already decoded clip (share one across calls by cloning it).
+    pub fn with_clip(clip: Clip, at_start: bool, on_dtmf: Option<String>) -> Self {
+        Play {
+            clip,
+            at_start,
+            on_dtmf,
+            warned: false,
+        }
+    }
+
+    /// Builds from the config's settings: the registry's constructor.
+    pub fn from_settings(value: &serde_json::Value) -> Result<Self, BuildError> {
+        Play::new(parse(NAME, value)?)
+    }
+
+    fn play(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
+        let format = self.clip.format;
+        let mut played = ctx.play_audio(&self.clip.pcm, format);
+        if played.is_ok() && format.sample_rate_hz() != ctx.call().format.sample_rate_hz() {
+            // One more frame of silence pushes the clip's end out of the resampler's delay.
+            played = ctx.play_audio(&vec![0; format.frame_bytes()], format);
+        }
+        match played {
+            Ok(()) => Ok(()),
+            Err(e @ (PlayError::Full(_) | PlayError::NoOutbound)) => {
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(call_id = &*ctx.call().call_id, error = %e, "playback skipped");
+                }
+                Ok(())
+            }
+            Err(e) => Err(ProcessorError::Skip(e.to_string())),
+        }
+    }
+}
+
+impl Processor for Play {
+    fn input(&self) -> Input {
+        Input {
+            queue: 64,
+            ..Input::default()
+        }
+    }
+
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {
+        match event {
+            Event::CallStarted(_) if self.at_start => self.play(ctx),
+            Event::Dtmf(tone) if self.on_dtmf.as_deref() == Some(&**tone) => self.play(ctx),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn write(path: &Path, spec: hound::WavSpec, samples: &[i32]) {
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for &s in samples {
+            match spec.bits_per_sample {
+                16 => w.write_sample(s as i16).unwrap(),
+                _ => w.write_sample(s).unwrap(),
+            }
+        }
+        w.finalize().unwrap();
+    }
+
+    fn spec(channels: u16, bits: u16) -> hound::WavSpec {
+        hound::WavSpec {
+            channels,
+            sample_rate: 8_000,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        }
+    }
+
+    #[test]
+    fn missing_file_and_stereo_files_are_refused_by_name() {
+        let err = Play::from_settings(&serde_json::Value::Null).unwrap_err();
+        assert!(err.to_string().contains("`file` is required"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stereo.wav");
+        write(&path, spec(2, 16), &[1, 2, 3, 4]);
+        let err = Play::from_settings(&serde_json::json!({ "file": path })).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("stereo.wav") && text.contains("mono"),
+            "{text}"
+        );
+
+        let err =
+            Play::from_settings(&serde_json::json!({ "file": "/nonexistent.wav" })).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent.wav"), "{err}");
+    }
+
+    #[test]
+    fn samples_become_pcm16_padded_to_whole_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        write(&path, spec(1, 24), &[0x12_3456, -0x40_0000, 5]);
+        let clip = Clip::load(&path).unwrap();
+        assert_eq!(clip.format(), AudioFormat::mono(8_000));
+        assert_eq!(clip.pcm().len(), 160 * 2);
+        let first: Vec<i16> = clip
+            .pcm()
+            .chunks_exact(2)
+            .take(4)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(first, [0x1234, -0x4000, 0, 0]);
+
+        write(&path, spec(1, 8), &[64, -128]);
+        let clip = Clip::load(&path).unwrap();
+        assert_eq!(&clip.pcm()[..4], &[0, 64, 0, 128]); // 0x4000, -0x8000
+    }
+}
