@@ -47,6 +47,48 @@ impl TestGateway {
         }
     }
 
+    /// Like [`TestGateway::start_with`], but the gateway runs on a runtime of its own (its own
+    /// threads), as in production where the load generator is another process: a test that
+    /// runs hundreds of emulated calls must not measure the gateway's tasks queued behind them.
+    pub async fn start_isolated(adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.shutdown.drain_timeout_secs = 0;
+        adjust(&mut config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (bound, addr) = oneshot::channel();
+        let (done, finished) = oneshot::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let result = runtime.block_on(async move {
+                let server = Server::bind(config).await?;
+                let _ = bound.send(server.local_addr());
+                server
+                    .run_until(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            });
+            let _ = done.send(result);
+        });
+        let addr = addr.await.unwrap();
+        let task = tokio::spawn(async move { finished.await.unwrap() });
+        TestGateway {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("ws://{}{}", self.addr, path_and_query)
     }
