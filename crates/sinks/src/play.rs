@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use mediagate_audio::{AudioFormat, AudioFrame};
-use mediagate_pipeline::{Context, Event, Input, PlayError, Processor, ProcessorError};
+use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use serde::Deserialize;
 
 use crate::BuildError;
@@ -161,17 +161,7 @@ impl Play {
             // One more frame of silence pushes the clip's end out of the resampler's delay.
             played = ctx.play_audio(&vec![0; format.frame_bytes()], format);
         }
-        match played {
-            Ok(()) => Ok(()),
-            Err(e @ (PlayError::Full(_) | PlayError::NoOutbound)) => {
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(call_id = &*ctx.call().call_id, error = %e, "playback skipped");
-                }
-                Ok(())
-            }
-            Err(e) => Err(ProcessorError::Skip(e.to_string())),
-        }
+        crate::settings::skip_unplayable(played, &mut self.warned, ctx, "playback")
     }
 }
 

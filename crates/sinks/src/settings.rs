@@ -1,5 +1,7 @@
-//! Processor settings from the config: a JSON value (`null` when absent) into a typed struct.
+//! Processor settings from the config: a JSON value (`null` when absent) into a typed struct;
+//! and what prompts do when they cannot play.
 
+use mediagate_pipeline::{Context, PlayError, ProcessorError};
 use serde::de::DeserializeOwned;
 
 use crate::BuildError;
@@ -22,5 +24,25 @@ pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> BuildError {
     BuildError::Settings {
         name: name.to_owned(),
         reason: reason.into(),
+    }
+}
+
+/// What a prompt does when it cannot play: a full queue or a call without outbound audio is
+/// skipped (warned about once per processor, then silent); anything else is a skipped item.
+pub(crate) fn skip_unplayable(
+    result: Result<(), PlayError>,
+    warned: &mut bool,
+    ctx: &Context,
+    what: &str,
+) -> Result<(), ProcessorError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ (PlayError::Full(_) | PlayError::NoOutbound)) => {
+            if !std::mem::replace(warned, true) {
+                tracing::warn!(call_id = &*ctx.call().call_id, error = %e, "{what} skipped");
+            }
+            Ok(())
+        }
+        Err(e) => Err(ProcessorError::Skip(e.to_string())),
     }
 }

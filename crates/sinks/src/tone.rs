@@ -1,7 +1,7 @@
 //! `tone`: a sine beep into the call, on DTMF and/or when the call starts.
 
 use mediagate_audio::{AudioFormat, AudioFrame};
-use mediagate_pipeline::{Context, Event, Input, PlayError, Processor, ProcessorError};
+use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use serde::Deserialize;
 
 use crate::BuildError;
@@ -113,17 +113,8 @@ impl Tone {
             Some((made_for, samples)) if *made_for == format => samples,
             _ => &self.beep.insert((format, self.samples(format))).1,
         };
-        match ctx.play(samples) {
-            Ok(()) => Ok(()),
-            Err(e @ (PlayError::Full(_) | PlayError::NoOutbound)) => {
-                if !self.warned {
-                    self.warned = true;
-                    tracing::warn!(call_id = &*ctx.call().call_id, error = %e, "tone skipped");
-                }
-                Ok(())
-            }
-            Err(e) => Err(ProcessorError::Skip(e.to_string())),
-        }
+        let played = ctx.play(samples);
+        crate::settings::skip_unplayable(played, &mut self.warned, ctx, "tone")
     }
 }
 
