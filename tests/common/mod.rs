@@ -25,14 +25,7 @@ impl TestGateway {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.path().to_owned(),
-            ..Config::default()
-        };
-        config.shutdown.drain_timeout_secs = 0;
-        adjust(&mut config);
+        let (data_dir, config) = test_config(adjust);
         let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -51,14 +44,7 @@ impl TestGateway {
     /// threads), as in production where the load generator is another process: a test that
     /// runs hundreds of emulated calls must not measure the gateway's tasks queued behind them.
     pub async fn start_isolated(adjust: impl FnOnce(&mut Config) + Send + 'static) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.path().to_owned(),
-            ..Config::default()
-        };
-        config.shutdown.drain_timeout_secs = 0;
-        adjust(&mut config);
+        let (data_dir, config) = test_config(adjust);
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound, addr) = oneshot::channel();
         let (done, finished) = oneshot::channel();
@@ -127,6 +113,19 @@ impl TestGateway {
         }
         self.data_dir
     }
+}
+
+/// A config on an ephemeral loopback port, a fresh data dir, no drain wait; then `adjust`.
+fn test_config(adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Config) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.shutdown.drain_timeout_secs = 0;
+    adjust(&mut config);
+    (data_dir, config)
 }
 
 pub fn sample(name: &str) -> PathBuf {
