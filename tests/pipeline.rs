@@ -99,3 +99,36 @@ async fn an_unknown_processor_is_refused_at_start_up_naming_the_key() {
     );
     assert!(text.contains("known: echo"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_give_calls_on_different_paths_different_pipelines() {
+    let gateway = TestGateway::start_with(|c| {
+        c.routes.insert(
+            "/ws/bot".to_owned(),
+            mediagate::server::PipelineConfig {
+                processors: vec!["echo".to_owned()],
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let run = |path: &str| {
+        mediagate::emulator::run(
+            emulate(gateway.url(path))
+                .with_wav(sample("bob-16k.wav"))
+                .with_linger(Duration::from_millis(300)),
+        )
+    };
+    let bot = run("/ws/bot/sales?callId=bot").await.unwrap();
+    let plain = run("/ws/support?callId=plain").await.unwrap();
+    assert_eq!(
+        bot.messages_received_from_gateway.audio_data,
+        bot.frames_sent
+    );
+    assert_eq!(plain.messages_received_from_gateway.audio_data, 0);
+    let session = gateway.ended_session("bot").await;
+    assert_eq!(session["transports"][0]["processors"][0]["name"], "echo");
+    let session = gateway.ended_session("plain").await;
+    assert!(session["transports"][0]["processors"].is_null());
+    gateway.stop().await;
+}

@@ -28,8 +28,11 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
-    /// The processors every call runs, by name.
+    /// The processors every call runs, by name (unless a route says otherwise).
     pub pipeline: PipelineConfig,
+    /// Pipelines by WebSocket path: `[routes."/ws/bot"]`. A call takes the route with the longest
+    /// path that is a prefix of its own (on `/` boundaries), else `pipeline`.
+    pub routes: std::collections::BTreeMap<String, PipelineConfig>,
     /// Audio sent back into calls (bidirectional streaming).
     pub outbound: OutboundConfig,
 }
@@ -134,6 +137,7 @@ impl Default for Config {
             recording: RecordingConfig::default(),
             shutdown: ShutdownConfig::default(),
             pipeline: PipelineConfig::default(),
+            routes: std::collections::BTreeMap::new(),
             outbound: OutboundConfig::default(),
         }
     }
@@ -293,6 +297,34 @@ impl Config {
         Duration::from_secs(self.limits.first_message_timeout_secs)
     }
 
+    /// The pipeline for a call on `path`: the longest matching route, else `pipeline`.
+    pub fn pipeline_for(&self, path: &str) -> &PipelineConfig {
+        self.routes
+            .iter()
+            .filter(|(route, _)| {
+                let route = route.trim_end_matches('/');
+                path == route
+                    || (path.starts_with(route) && path.as_bytes().get(route.len()) == Some(&b'/'))
+            })
+            .max_by_key(|(route, _)| route.trim_end_matches('/').len())
+            .map_or(&self.pipeline, |(_, pipeline)| pipeline)
+    }
+
+    /// Every processor name the config uses, in `pipeline` and in every route.
+    pub fn processor_names(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let main = self
+            .pipeline
+            .processors
+            .iter()
+            .map(|n| ("pipeline.processors", n.as_str()));
+        let routes = self.routes.values().flat_map(|r| {
+            r.processors
+                .iter()
+                .map(|n| ("routes.*.processors", n.as_str()))
+        });
+        main.chain(routes)
+    }
+
     /// `limits.idle_timeout_secs` as a duration, `None` when disabled.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.limits.idle_timeout_secs > 0)
@@ -389,6 +421,26 @@ mod tests {
             err.to_string().contains("audio.default_sample_rate_hz"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn routes_pick_the_longest_matching_path() {
+        let config = load_toml(
+            "[pipeline]\nprocessors = [\"echo\"]\n\
+             [routes.\"/ws/bot\"]\nprocessors = [\"play\", \"vad\"]\n\
+             [routes.\"/ws/bot/quiet\"]\nprocessors = []\n",
+        )
+        .unwrap();
+        let names = |path: &str| config.pipeline_for(path).processors.clone();
+        assert_eq!(names("/ws"), ["echo"]);
+        assert_eq!(
+            names("/ws/bother"),
+            ["echo"],
+            "prefixes match on / boundaries only"
+        );
+        assert_eq!(names("/ws/bot"), ["play", "vad"]);
+        assert_eq!(names("/ws/bot/sales"), ["play", "vad"]);
+        assert!(names("/ws/bot/quiet/x").is_empty());
     }
 
     #[test]

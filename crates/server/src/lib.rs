@@ -78,9 +78,14 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
-    /// `pipeline.processors` names a processor the registry does not have.
-    #[error("invalid configuration: `pipeline.processors`: {0}")]
-    Processor(#[from] mediagate_sinks::BuildError),
+    /// The config names a processor the registry does not have.
+    #[error("invalid configuration: `{key}`: {source}")]
+    Processor {
+        /// `pipeline.processors` or `routes.*.processors`.
+        key: &'static str,
+        /// Which name, and the names that are known.
+        source: mediagate_sinks::BuildError,
+    },
 }
 
 /// State shared by every connection.
@@ -116,10 +121,13 @@ impl Server {
 
     /// Like [`Server::bind`], with the processors of `registry` (register your own there).
     pub async fn bind_with(config: Config, registry: Registry) -> Result<Server, ServerError> {
-        for name in &config.pipeline.processors {
+        for (key, name) in config.processor_names() {
             if !registry.contains(name) {
                 // Build it once to get the error that lists the known names.
-                registry.build(name, &serde_json::Value::Null)?;
+                let Err(e) = registry.build(name, &serde_json::Value::Null) else {
+                    continue;
+                };
+                return Err(ServerError::Processor { key, source: e });
             }
         }
         let data_dir = config.data_dir.clone();

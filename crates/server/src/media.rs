@@ -27,15 +27,14 @@ impl CallPipeline {
         format: AudioFormat,
         to_socket: mpsc::Sender<Outgoing>,
     ) -> Option<Self> {
-        let names = &app.config.pipeline.processors;
+        let pipeline = app.config.pipeline_for(path);
+        let names = &pipeline.processors;
         if names.is_empty() {
             return None;
         }
         let mut processors = Vec::with_capacity(names.len());
         for name in names {
-            let settings = app
-                .config
-                .pipeline
+            let settings = pipeline
                 .settings
                 .get(name)
                 .cloned()
