@@ -132,3 +132,66 @@ async fn routes_give_calls_on_different_paths_different_pipelines() {
     assert!(session["transports"][0]["processors"].is_null());
     gateway.stop().await;
 }
+
+/// Takes 30 ms per frame on a blocking thread: far slower than real time.
+struct Sluggish;
+
+impl mediagate::pipeline::Processor for Sluggish {
+    fn input(&self) -> mediagate::pipeline::Input {
+        mediagate::pipeline::Input {
+            queue: 8,
+            overflow: mediagate::pipeline::OverflowPolicy::DropOldest,
+            execution: mediagate::pipeline::Execution::Blocking,
+            ..Default::default()
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        _frame: &mediagate::audio::AudioFrame,
+        _ctx: &mut mediagate::pipeline::Context,
+    ) -> Result<(), mediagate::pipeline::ProcessorError> {
+        std::thread::sleep(Duration::from_millis(30));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_processor_costs_the_socket_echo_and_recording_nothing() {
+    let mut registry = mediagate::server::Registry::with_builtins();
+    registry.register("sluggish", |_| Ok(Box::new(Sluggish)));
+    let gateway = TestGateway::start_with_registry(
+        |c| c.pipeline.processors = vec!["sluggish".to_owned(), "echo".to_owned()],
+        registry,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("outbound.wav");
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=slow"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_record_outbound(&recorded)
+            .with_linger(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let sent = read_wav(&sample("hello-16k.wav")).0;
+    // The socket kept reading at full speed: echo returned every frame, recording got every frame.
+    assert!(
+        read_wav(&recorded).0 == sent,
+        "echo lost audio behind the slow processor"
+    );
+    let session = gateway.ended_session("slow").await;
+    let transport = &session["transports"][0];
+    assert_eq!(transport["frames_received"], report.frames_sent);
+    assert!(read_wav(&gateway.call_dir("slow").join("mixed.wav")).0 == sent);
+    // The slow one fell behind, and said so.
+    let processors = transport["processors"].as_array().unwrap();
+    let slow = processors.iter().find(|p| p["name"] == "sluggish").unwrap();
+    let echo = processors.iter().find(|p| p["name"] == "echo").unwrap();
+    assert!(slow["dropped"].as_u64().unwrap() > 100, "{slow}");
+    assert!(slow["queue_high_water"].as_u64().unwrap() <= 8, "{slow}");
+    assert_eq!(echo["dropped"], 0);
+    assert_eq!(echo["frames"], report.frames_sent);
+    gateway.stop().await;
+}

@@ -25,8 +25,16 @@ impl TestGateway {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_registry(adjust, mediagate::server::Registry::with_builtins()).await
+    }
+
+    /// With the processors of `registry` (a test's own, registered beside the built-ins).
+    pub async fn start_with_registry(
+        adjust: impl FnOnce(&mut Config),
+        registry: mediagate::server::Registry,
+    ) -> Self {
         let (data_dir, config) = test_config(adjust);
-        let server = Server::bind(config).await.unwrap();
+        let server = Server::bind_with(config, registry).await.unwrap();
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run_until(async {
