@@ -18,7 +18,7 @@ pub mod processor;
 pub mod queue;
 
 pub use event::{CallInfo, Event, Transcript};
-pub use outbound::{BargeIn, OutboundQueue, Outgoing, QueueFull};
+pub use outbound::{BargeIn, OutboundQueue, Outgoing, PacerReport, QueueFull};
 pub use pipeline::{ConsumerReport, Pipeline};
 pub use processor::{Context, Execution, Input, PlayError, Processor, ProcessorError};
 pub use queue::{Inbox, InboxStats, Outbox, OverflowPolicy, Pushed, inbox};

@@ -42,6 +42,24 @@ pub struct BargeIn {
     pub cut_ms: u64,
 }
 
+/// How the pacer kept time, for session reports: each frame's send against its tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PacerReport {
+    /// Frames the pacer sent.
+    pub frames: u64,
+    /// Frames sent more than 5 ms after their tick.
+    pub late_frames: u64,
+    /// The latest any frame left after its tick.
+    pub max_late_micros: u64,
+}
+
+#[derive(Default)]
+struct PacerStats {
+    frames: std::sync::atomic::AtomicU64,
+    late_frames: std::sync::atomic::AtomicU64,
+    max_late_micros: std::sync::atomic::AtomicU64,
+}
+
 struct State {
     samples: VecDeque<i16>,
     max_samples: usize,
@@ -59,6 +77,8 @@ pub struct OutboundQueue {
     drained: Arc<Notify>,
     /// Where StopAudio goes, straight past the queued frames.
     to_socket: mpsc::Sender<Outgoing>,
+    /// How the pacer kept time.
+    pacing: Arc<PacerStats>,
 }
 
 impl OutboundQueue {
@@ -79,6 +99,7 @@ impl OutboundQueue {
             filled: Arc::new(Notify::new()),
             drained: Arc::new(Notify::new()),
             to_socket,
+            pacing: Arc::new(PacerStats::default()),
         }
     }
 
@@ -105,6 +126,16 @@ impl OutboundQueue {
         }
         self.filled.notify_one();
         Ok(())
+    }
+
+    /// How the pacer has kept time so far.
+    pub fn pacer_report(&self) -> PacerReport {
+        use std::sync::atomic::Ordering::Relaxed;
+        PacerReport {
+            frames: self.pacing.frames.load(Relaxed),
+            late_frames: self.pacing.late_frames.load(Relaxed),
+            max_late_micros: self.pacing.max_late_micros.load(Relaxed),
+        }
     }
 
     /// Audio waiting to be sent.
@@ -180,6 +211,16 @@ impl OutboundQueue {
         Some(pool.split_to(frame_bytes).freeze())
     }
 
+    fn count_lateness(&self, tick: tokio::time::Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let late = u64::try_from(tick.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.pacing.frames.fetch_add(1, Relaxed);
+        self.pacing.max_late_micros.fetch_max(late, Relaxed);
+        if late > 5_000 {
+            self.pacing.late_frames.fetch_add(1, Relaxed);
+        }
+    }
+
     fn ms(&self, samples: u64) -> u64 {
         self.format.micros_for_samples(samples).unsigned_abs() / 1_000
     }
@@ -206,10 +247,11 @@ impl OutboundQueue {
             let mut clock = tokio::time::interval(period);
             clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             loop {
-                clock.tick().await;
+                let tick = clock.tick().await;
                 let Some(frame) = self.next_frame(&mut pool) else {
                     break;
                 };
+                self.count_lateness(tick);
                 if self.to_socket.send(Outgoing::Audio(frame)).await.is_err() {
                     return;
                 }
@@ -258,6 +300,11 @@ mod tests {
         assert!(out[input.len()..].iter().all(|&s| s == 0));
         queue.wait_for_playout().await;
         assert_eq!(queue.queued_duration(), Duration::ZERO);
+        let report = queue.pacer_report();
+        assert_eq!(
+            (report.frames, report.late_frames, report.max_late_micros),
+            (51, 0, 0)
+        );
     }
 
     #[tokio::test(start_paused = true)]

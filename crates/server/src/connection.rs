@@ -629,7 +629,7 @@ impl Session {
     async fn finish(mut self, end: End, writer: SocketWriter) {
         // Processors first: they see CallEnded, drain, and their last audio still goes out.
         if let Some(call) = self.pipeline.take() {
-            self.report.processors = call.finish().await;
+            (self.report.processors, self.report.playback_pacing) = call.finish().await;
         }
         writer.finish().await;
         let ended_at = now();

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mediagate_audio::AudioFormat;
-use mediagate_pipeline::{CallInfo, ConsumerReport, OutboundQueue, Outgoing, Pipeline};
+use mediagate_pipeline::{
+    CallInfo, ConsumerReport, OutboundQueue, Outgoing, PacerReport, Pipeline,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -14,6 +16,7 @@ use crate::AppState;
 /// The pipeline of one call, and the pacer task of its outbound queue.
 pub(crate) struct CallPipeline {
     pub(crate) pipeline: Pipeline,
+    outbound: OutboundQueue,
     pacer: JoinHandle<()>,
 }
 
@@ -53,14 +56,20 @@ impl CallPipeline {
             path: path.into(),
             format,
         });
-        let pipeline = Pipeline::start(call, processors, Some(outbound), Some(to_socket));
-        Some(CallPipeline { pipeline, pacer })
+        let pipeline = Pipeline::start(call, processors, Some(outbound.clone()), Some(to_socket));
+        Some(CallPipeline {
+            pipeline,
+            outbound,
+            pacer,
+        })
     }
 
     /// Ends the call for the processors: they drain, see `CallEnded` and finish.
-    pub(crate) async fn finish(self) -> Vec<ConsumerReport> {
+    /// Also reports how the pacer kept time (`None` when nothing was played).
+    pub(crate) async fn finish(self) -> (Vec<ConsumerReport>, Option<PacerReport>) {
         let reports = self.pipeline.finish().await;
         self.pacer.abort();
-        reports
+        let pacing = self.outbound.pacer_report();
+        (reports, (pacing.frames > 0).then_some(pacing))
     }
 }

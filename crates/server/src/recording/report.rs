@@ -137,6 +137,9 @@ pub(crate) struct TransportReport {
     /// What each processor of the call did (frames, drops, time).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) processors: Vec<mediagate_pipeline::ConsumerReport>,
+    /// How the gateway's pacer kept time for played audio (frames sent, how many late, worst).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) playback_pacing: Option<mediagate_pipeline::PacerReport>,
     pub(crate) files: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) recording_errors: Vec<String>,
@@ -181,6 +184,7 @@ impl TransportReport {
             gaps_filled: 0,
             tracks: Vec::new(),
             processors: Vec::new(),
+            playback_pacing: None,
             files: Vec::new(),
             recording_errors: Vec::new(),
         }
