@@ -195,3 +195,55 @@ async fn a_slow_processor_costs_the_socket_echo_and_recording_nothing() {
     assert_eq!(echo["frames"], report.frames_sent);
     gateway.stop().await;
 }
+
+/// `GET path` over a plain TCP connection; the response body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_processors_and_bad_messages() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let gateway = echo_gateway().await;
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=metered")).with_wav(sample("bob-16k.wav")),
+    )
+    .await
+    .unwrap();
+    gateway.ended_session("metered").await;
+    let (mut bad, _) = tokio_tungstenite::connect_async(gateway.url("/ws?callId=bad"))
+        .await
+        .unwrap();
+    bad.send(Message::text("not json")).await.unwrap();
+    bad.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let text = http_get(gateway.addr, "/metrics").await;
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_owned()
+    };
+    let frames = report.frames_sent;
+    assert_eq!(
+        line("mediagate_processor_frames_total{processor=\"echo\"}"),
+        format!("mediagate_processor_frames_total{{processor=\"echo\"}} {frames}")
+    );
+    assert!(line("mediagate_processor_dropped_total{processor=\"echo\"}").ends_with(" 0"));
+    assert!(line("mediagate_bad_messages_total{class=\"not_json\"}").ends_with(" 1"));
+    assert!(line("mediagate_connections_total").ends_with(" 2"));
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
+    gateway.stop().await;
+}

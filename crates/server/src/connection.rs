@@ -596,7 +596,7 @@ impl Session {
     /// Counts and (rate-limited) logs a bad message; closes when the peer is abusive.
     fn on_bad(&mut self, class: &'static str, error: &dyn fmt::Display, unsupported: bool) -> Flow {
         self.report.bad_messages.count(class);
-        self.app.metrics.bad_message();
+        self.app.metrics.bad_message(class);
         self.bad.consecutive += 1;
         if let Some(suppressed) = self.bad.should_log() {
             tracing::warn!(class, error = %error, suppressed, "bad message skipped");
@@ -630,6 +630,10 @@ impl Session {
         // Processors first: they see CallEnded, drain, and their last audio still goes out.
         if let Some(call) = self.pipeline.take() {
             (self.report.processors, self.report.playback_pacing) = call.finish().await;
+            self.app.metrics.call_ended(
+                &self.report.processors,
+                self.report.playback_pacing.as_ref(),
+            );
         }
         writer.finish().await;
         let ended_at = now();

@@ -20,6 +20,7 @@ use crate::connection::{ConnectionInfo, serve_socket};
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/ws", any(websocket))
         .route("/ws/{*rest}", any(websocket))
         .with_state(state)
@@ -101,6 +102,17 @@ struct Health {
     live_calls: usize,
     #[serde(flatten)]
     metrics: crate::MetricsSnapshot,
+}
+
+/// Prometheus / OpenMetrics exposition.
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
