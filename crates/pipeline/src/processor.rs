@@ -74,8 +74,12 @@ pub trait Processor: Send + 'static {
         Input::default()
     }
 
-    /// One frame of audio (mixed, or one participant's), in the format [`Processor::input`] asked for.
-    fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError>;
+    /// One frame of audio (mixed, or one participant's), in the format [`Processor::input`] asked
+    /// for. The default ignores audio: processors that only react to events (prompts, DTMF
+    /// menus) implement [`Processor::on_event`] alone.
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        Ok(())
+    }
 
     /// Something happened in the call.
     fn on_event(&mut self, _event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {

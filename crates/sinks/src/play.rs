@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use mediagate_audio::{AudioFormat, AudioFrame};
+use mediagate_audio::AudioFormat;
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use serde::Deserialize;
 
@@ -171,10 +171,6 @@ impl Processor for Play {
             queue: 64,
             ..Input::default()
         }
-    }
-
-    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
-        Ok(())
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

@@ -1,6 +1,6 @@
 //! `tone`: a sine beep into the call, on DTMF and/or when the call starts.
 
-use mediagate_audio::{AudioFormat, AudioFrame};
+use mediagate_audio::AudioFormat;
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use serde::Deserialize;
 
@@ -124,10 +124,6 @@ impl Processor for Tone {
             queue: 64,
             ..Input::default()
         }
-    }
-
-    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
-        Ok(())
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

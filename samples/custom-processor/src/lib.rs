@@ -2,7 +2,6 @@
 //! two-tone chime when it is right and a low buzz when it is not. A custom processor written
 //! against mediagate's public API, in well under 100 lines.
 
-use mediagate::audio::AudioFrame;
 use mediagate::pipeline::{Context, Event, Processor, ProcessorError};
 use mediagate::sinks::{BuildError, Registry};
 use serde::Deserialize;
@@ -22,10 +21,6 @@ pub struct PinCheck {
 }
 
 impl Processor for PinCheck {
-    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
-        Ok(()) // Only key presses matter here.
-    }
-
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {
         let Event::Dtmf(tone) = event else {
             return Ok(());
