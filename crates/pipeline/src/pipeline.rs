@@ -305,20 +305,30 @@ impl Pipeline {
                 consumer.inbox = None;
             }
         }
-        for name in detached {
-            tracing::warn!(processor = &*name, "processor fell behind and was detached");
-            self.push_event(Event::ConsumerDetached(name));
-        }
+        self.announce_detached(detached);
     }
 
     /// Hands `event` to every processor. Never waits.
     pub fn push_event(&mut self, event: Event) {
+        let mut detached = Vec::new();
         for consumer in &mut self.consumers {
             if let Some(inbox) = &consumer.inbox {
                 if inbox.push(Item::Event(event.clone())) == Pushed::Detached {
+                    detached.push(Arc::clone(&consumer.name));
                     consumer.inbox = None;
                 }
             }
+        }
+        self.announce_detached(detached);
+    }
+
+    /// Logs and tells the remaining processors about the ones that fell behind, whether a frame
+    /// or an event found their inbox full. (Each announcement can detach at most the remaining
+    /// processors, so this ends.)
+    fn announce_detached(&mut self, names: Vec<Arc<str>>) {
+        for name in names {
+            tracing::warn!(processor = &*name, "processor fell behind and was detached");
+            self.push_event(Event::ConsumerDetached(name));
         }
     }
 

@@ -404,3 +404,31 @@ async fn each_source_has_its_own_resampler_and_an_impossible_rate_is_skipped() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laggard_detached_by_events_is_announced_too() {
+    let watcher = Spy::default();
+    let pipeline = two_spies(
+        ("watcher", watcher.clone()),
+        ("laggard", Spy::slow(5, 4, OverflowPolicy::Detach)),
+    );
+    let reports = tokio::spawn(async move {
+        let mut pipeline = pipeline;
+        // A frame keeps the laggard busy on its blocking thread while key presses pile up.
+        pipeline.push_frame(&frame(0)).await;
+        for _ in 0..20 {
+            pipeline.push_event(Event::Dtmf("5".into()));
+        }
+        pipeline.finish().await
+    })
+    .await
+    .unwrap();
+    assert!(reports[1].detached, "{:?}", reports[1]);
+    let events = watcher.events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ConsumerDetached(name) if &**name == "laggard")),
+        "{events:?}"
+    );
+}
