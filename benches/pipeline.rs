@@ -29,11 +29,7 @@ const BATCH: u64 = 256;
 const QUEUE: usize = 1024;
 
 fn call() -> Arc<CallInfo> {
-    Arc::new(CallInfo {
-        call_id: "bench".into(),
-        path: "/ws".into(),
-        format: FORMAT,
-    })
+    Arc::new(CallInfo::new("bench", "/ws", FORMAT))
 }
 
 fn runtime() -> Runtime {

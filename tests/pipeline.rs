@@ -7,11 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestGateway, emulate, read_wav, sample};
+use common::{TestGateway, emulate, processor, processor_names, read_wav, sample};
 use mediagate::emulator::{EmulateConfig, Pacing};
 
+/// The default pipeline (the recorders) plus `echo`.
 async fn echo_gateway() -> TestGateway {
-    TestGateway::start_with(|c| c.pipeline.processors = vec!["echo".to_owned()]).await
+    TestGateway::start_with(|c| c.pipeline.processors.push("echo".to_owned())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,11 +38,20 @@ async fn echo_returns_every_frame_in_order_at_any_rate() {
     assert!(round_trip.min_us > 0 && round_trip.min_us <= round_trip.max_us);
 
     let session = gateway.ended_session("echo-fast").await;
-    let processors = &session["transports"][0]["processors"];
-    assert_eq!(processors[0]["name"], "echo");
-    assert_eq!(processors[0]["frames"], report.frames_sent);
-    assert_eq!(processors[0]["dropped"], 0);
-    // Recording runs beside the pipeline, untouched.
+    let transport = &session["transports"][0];
+    assert_eq!(
+        processor_names(transport),
+        ["wav", "transcript", "dtmf", "echo"]
+    );
+    let echo = processor(transport, "echo");
+    assert_eq!(echo["frames"], report.frames_sent);
+    assert_eq!(echo["dropped"], 0);
+    // The recorder is a processor like echo, and sees the same frames.
+    let wav = processor(transport, "wav");
+    assert_eq!(wav["frames"], report.frames_sent);
+    assert_eq!(wav["files"], serde_json::json!(["mixed.wav"]));
+    assert_eq!(wav["report"]["tracks"][0]["frames"], report.frames_sent);
+    assert_eq!(transport["files"], serde_json::json!(["mixed.wav"]));
     assert!(read_wav(&gateway.call_dir("echo-fast").join("mixed.wav")).0 == sent);
     gateway.stop().await;
 }
@@ -94,10 +104,10 @@ async fn an_unknown_processor_is_refused_at_start_up_naming_the_key() {
     };
     let text = err.to_string();
     assert!(
-        text.contains("pipeline.processors") && text.contains("ecoh"),
+        text.contains("`pipeline`") && text.contains("unknown processor `ecoh`"),
         "{text}"
     );
-    assert!(text.contains("known: echo"), "{text}");
+    assert!(text.contains("known: dtmf, echo"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,9 +137,18 @@ async fn routes_give_calls_on_different_paths_different_pipelines() {
     );
     assert_eq!(plain.messages_received_from_gateway.audio_data, 0);
     let session = gateway.ended_session("bot").await;
-    assert_eq!(session["transports"][0]["processors"][0]["name"], "echo");
+    assert_eq!(processor_names(&session["transports"][0]), ["echo"]);
+    assert!(
+        session["transports"][0]["files"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let session = gateway.ended_session("plain").await;
-    assert!(session["transports"][0]["processors"].is_null());
+    assert_eq!(
+        processor_names(&session["transports"][0]),
+        ["wav", "transcript", "dtmf"]
+    );
     gateway.stop().await;
 }
 
@@ -161,7 +180,10 @@ async fn a_slow_processor_costs_the_socket_echo_and_recording_nothing() {
     let mut registry = mediagate::server::Registry::with_builtins();
     registry.register("sluggish", |_| Ok(Box::new(Sluggish)));
     let gateway = TestGateway::start_with_registry(
-        |c| c.pipeline.processors = vec!["sluggish".to_owned(), "echo".to_owned()],
+        |c| {
+            c.pipeline.processors.push("sluggish".to_owned());
+            c.pipeline.processors.push("echo".to_owned());
+        },
         registry,
     )
     .await;
@@ -186,9 +208,9 @@ async fn a_slow_processor_costs_the_socket_echo_and_recording_nothing() {
     assert_eq!(transport["frames_received"], report.frames_sent);
     assert!(read_wav(&gateway.call_dir("slow").join("mixed.wav")).0 == sent);
     // The slow one fell behind, and said so.
-    let processors = transport["processors"].as_array().unwrap();
-    let slow = processors.iter().find(|p| p["name"] == "sluggish").unwrap();
-    let echo = processors.iter().find(|p| p["name"] == "echo").unwrap();
+    let slow = processor(transport, "sluggish");
+    let echo = processor(transport, "echo");
+    assert_eq!(processor(transport, "wav")["dropped"], 0);
     assert!(slow["dropped"].as_u64().unwrap() > 100, "{slow}");
     assert!(slow["queue_high_water"].as_u64().unwrap() <= 8, "{slow}");
     assert_eq!(echo["dropped"], 0);
@@ -246,4 +268,54 @@ async fn metrics_count_processors_and_bad_messages() {
         "OpenMetrics ends with # EOF"
     );
     gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_metrics_are_live_while_the_call_runs() {
+    let gateway = echo_gateway().await;
+    let call = tokio::spawn(mediagate::emulator::run(
+        EmulateConfig::new(gateway.url("/ws?callId=live-metrics"))
+            .with_pacing(Pacing::Realtime)
+            .with_wav(sample("carol-16k.wav")),
+    ));
+    let frames = |text: &str, processor: &str| -> u64 {
+        let prefix = format!("mediagate_processor_frames_total{{processor=\"{processor}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    // Mid-call, the counters move (real-time pacing: 50 frames a second).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let early = http_get(gateway.addr, "/metrics").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = http_get(gateway.addr, "/metrics").await;
+    assert!(!call.is_finished(), "the clip ended before the scrapes");
+    let (echo_early, echo_later) = (frames(&early, "echo"), frames(&later, "echo"));
+    assert!(echo_early >= 10, "no live count mid-call:\n{early}");
+    assert!(echo_later >= echo_early + 10, "{echo_early} → {echo_later}");
+    // At the end the live count becomes the call's final count, not double it.
+    let report = call.await.unwrap().unwrap();
+    gateway.ended_session("live-metrics").await;
+    let end = http_get(gateway.addr, "/metrics").await;
+    assert_eq!(frames(&end, "echo"), report.frames_sent);
+    assert_eq!(frames(&end, "wav"), report.frames_sent);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_processor_settings_are_refused_at_start_up() {
+    let mut config = mediagate::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: tempfile::tempdir().unwrap().path().to_owned(),
+        ..Default::default()
+    };
+    config
+        .pipeline
+        .settings
+        .insert("wav".to_owned(), serde_json::json!({ "sample_rate_hz": 7 }));
+    let Err(err) = mediagate::server::Server::bind(config).await else {
+        panic!("a gateway started with an impossible recording rate");
+    };
+    let text = err.to_string();
+    assert!(text.contains("`wav`") && text.contains('7'), "{text}");
 }

@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestGateway, assert_wav_header_consistent, emulate, read_wav, sample, write_wav};
+use common::{
+    TestGateway, assert_wav_header_consistent, emulate, processor, read_wav, sample, write_wav,
+};
 use mediagate::emulator::{DtmfEvent, SilencePolicy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +40,7 @@ async fn spoken_clip_is_recorded_byte_identical() {
         assert_eq!(transport["format"]["sample_rate_hz"], rate);
         assert_eq!(transport["audio_channel_type"], "mixed");
         assert_eq!(transport["frames_received"], report.frames_sent);
-        assert_eq!(transport["gaps_filled"], 0);
+        assert_eq!(processor(transport, "wav")["report"]["gaps_filled"], 0);
         assert_eq!(transport["bad_messages"]["total"], 0);
         assert_eq!(transport["path"], "/ws/acs");
         assert_eq!(session["identity"]["source"], "query:callId");
@@ -80,7 +82,12 @@ async fn unmixed_participants_line_up_when_one_falls_silent() {
     let transport = &session["transports"][0];
     assert_eq!(transport["audio_channel_type"], "unmixed");
     assert_eq!(transport["participants"], serde_json::json!(ids));
-    assert!(transport["gaps_filled"].as_u64().unwrap() >= 1);
+    assert!(
+        processor(transport, "wav")["report"]["gaps_filled"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 
     let files = ["8_acs_alice.wav", "8_acs_bob.wav", "4__14255550123.wav"];
     let tracks: Vec<Vec<i16>> = files
@@ -252,7 +259,50 @@ async fn a_silent_policy_send_records_every_frame() {
         session["transports"][0]["frames_received"],
         report.frames_sent
     );
-    assert_eq!(session["transports"][0]["gaps_filled"], 0);
+    assert_eq!(
+        processor(&session["transports"][0], "wav")["report"]["gaps_filled"],
+        0
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_can_be_archived_at_another_rate() {
+    let gateway = TestGateway::start_with(|c| {
+        c.pipeline.settings.insert(
+            "wav".to_owned(),
+            serde_json::json!({ "sample_rate_hz": 8_000 }),
+        );
+    })
+    .await;
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=archive")).with_wav(sample("hello-24k.wav")),
+    )
+    .await
+    .unwrap();
+    let session = gateway.ended_session("archive").await;
+    let (sent, _) = read_wav(&sample("hello-24k.wav"));
+    let path = gateway.call_dir("archive").join("mixed.wav");
+    assert_wav_header_consistent(&path);
+    let (archived, rate) = read_wav(&path);
+    assert_eq!(rate, 8_000);
+    // A third of the samples, less the resampler's delay (at most one 20 ms frame of 8 kHz).
+    let expected = sent.len() / 3;
+    assert!(
+        archived.len() <= expected && expected - archived.len() <= 160,
+        "{} samples at 8 kHz from {} at 24 kHz",
+        archived.len(),
+        sent.len()
+    );
+    // Speech, not silence: the level survives the resampling.
+    let energy = |s: &[i16]| s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64;
+    let ratio = energy(&archived) / energy(&sent);
+    assert!((0.5..1.5).contains(&ratio), "energy ratio {ratio}");
+    let wav = processor(&session["transports"][0], "wav");
+    // The resampler's first frame fills its delay line: one frame fewer comes out.
+    let frames = wav["frames"].as_u64().unwrap();
+    assert!(frames + 1 >= report.frames_sent && frames <= report.frames_sent);
+    assert_eq!(wav["report"]["tracks"][0]["samples"], archived.len());
     gateway.stop().await;
 }

@@ -194,3 +194,23 @@ pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
 pub fn emulate(url: String) -> mediagate::emulator::EmulateConfig {
     mediagate::emulator::EmulateConfig::new(url).with_pacing(mediagate::emulator::Pacing::Fast)
 }
+
+/// The entry of processor `name` in a transport's report.
+pub fn processor<'a>(transport: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    transport["processors"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no processor {name} in {transport}"))
+}
+
+/// The processor names of a transport's report, in order.
+pub fn processor_names(transport: &serde_json::Value) -> Vec<String> {
+    transport["processors"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

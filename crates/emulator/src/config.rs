@@ -168,10 +168,7 @@ pub(crate) fn default_participant_id(index: usize) -> String {
 
 /// The wall clock as a [`Timestamp`].
 pub(crate) fn now() -> Timestamp {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    Timestamp::from_unix_micros(micros)
+    Timestamp::now()
 }
 
 /// A subscription id unique to this process and run, shaped like a UUID (time, pid, counter).

@@ -1,10 +1,12 @@
 //! What happens in a call besides audio: one typed enum, fanned out to every consumer like
 //! frames (cloning an event clones reference counts, not payloads).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mediagate_audio::{AudioFormat, AudioSource};
-use mediagate_protocol::TranscriptionData;
+use mediagate_protocol::{Timestamp, TranscriptionData};
 
 use crate::BargeIn;
 
@@ -17,6 +19,52 @@ pub struct CallInfo {
     pub path: Arc<str>,
     /// The call's audio format (inbound frames, and what outbound audio is converted to).
     pub format: AudioFormat,
+    /// The call's folder, where processors keep files (see [`crate::Context::create_file`]);
+    /// `None` when the gateway keeps no files (`recording.enabled = false`).
+    pub folder: Option<PathBuf>,
+}
+
+impl CallInfo {
+    /// A call with no folder.
+    pub fn new(call_id: &str, path: &str, format: AudioFormat) -> Self {
+        CallInfo {
+            call_id: call_id.into(),
+            path: path.into(),
+            format,
+            folder: None,
+        }
+    }
+
+    /// The same call, keeping its files in `folder`.
+    #[must_use]
+    pub fn with_folder(mut self, folder: impl Into<PathBuf>) -> Self {
+        self.folder = Some(folder.into());
+        self
+    }
+}
+
+/// A key the caller pressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dtmf {
+    /// `0`-`9`, `*`, `#`, `A`-`D`.
+    pub tone: Arc<str>,
+    /// When the gateway received it (wall clock).
+    pub received_at: Timestamp,
+    /// Where the call's audio was when it arrived: the end of the latest frame, from the first
+    /// frame's timestamp (`None` before any timestamped audio). This places the tone on the
+    /// recording's timeline.
+    pub call_offset: Option<Duration>,
+}
+
+impl Dtmf {
+    /// A tone received now, with no place on the audio timeline.
+    pub fn new(tone: &str) -> Self {
+        Dtmf {
+            tone: tone.into(),
+            received_at: Timestamp::now(),
+            call_offset: None,
+        }
+    }
 }
 
 /// A transcription result, from the platform (`acs`) or from one of the gateway's engines.
@@ -26,6 +74,8 @@ pub struct Transcript {
     pub source: Arc<str>,
     /// The result.
     pub data: TranscriptionData,
+    /// When the gateway received it (wall clock).
+    pub received_at: Timestamp,
 }
 
 /// Something that happened in a call.
@@ -37,7 +87,7 @@ pub enum Event {
     /// A participant's first frame arrived (unmixed audio).
     ParticipantJoined(Arc<str>),
     /// The caller pressed a key.
-    Dtmf(Arc<str>),
+    Dtmf(Arc<Dtmf>),
     /// A transcription result.
     Transcript(Arc<Transcript>),
     /// Voice activity started (`true`) or stopped (`false`) on a source.

@@ -12,13 +12,15 @@
 //! This crate knows no wire format and no socket: the server drives it.
 
 pub mod event;
+pub mod files;
 pub mod outbound;
 pub mod pipeline;
 pub mod processor;
 pub mod queue;
 
-pub use event::{CallInfo, Event, Transcript};
+pub use event::{CallInfo, Dtmf, Event, Transcript};
+pub use files::{create_unique, sanitize_file_stem};
 pub use outbound::{BargeIn, OutboundQueue, Outgoing, PacerReport, QueueFull};
-pub use pipeline::{ConsumerReport, Pipeline};
+pub use pipeline::{ConsumerCounters, ConsumerProbe, ConsumerReport, Pipeline};
 pub use processor::{Context, Execution, Input, PlayError, Processor, ProcessorError};
-pub use queue::{Inbox, InboxStats, Outbox, OverflowPolicy, Pushed, inbox};
+pub use queue::{Inbox, InboxStats, Outbox, OverflowPolicy, Pushed, byte_bounded_inbox, inbox};

@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
-use mediagate_protocol::POOL_BLOCK_BYTES;
+use mediagate_protocol::{POOL_BLOCK_BYTES, Timestamp};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,13 +21,31 @@ use tokio::task::JoinHandle;
 use crate::event::{CallInfo, Event};
 use crate::outbound::{OutboundQueue, Outgoing};
 use crate::processor::{Context, Execution, Input, Processor, ProcessorError};
-use crate::queue::{Inbox, InboxStats, Outbox, Pushed, inbox};
+use crate::queue::{Inbox, InboxStats, Outbox, Pushed, byte_bounded_inbox};
 
 /// What a processor's inbox carries.
 #[derive(Debug, Clone)]
 enum Item {
     Frame(AudioFrame),
     Event(Event),
+}
+
+impl Item {
+    /// Bytes it holds, for the inbox's byte budget (events are small, but for transcripts).
+    fn cost(&self) -> usize {
+        match self {
+            Item::Frame(frame) => frame.pcm.len(),
+            Item::Event(Event::Transcript(t)) => {
+                64 + t.data.text.len()
+                    + t.data
+                        .words
+                        .iter()
+                        .map(|w| 32 + w.text.len())
+                        .sum::<usize>()
+            }
+            Item::Event(_) => 64,
+        }
+    }
 }
 
 /// Events the processors of one call may emit before the call's event queue is full.
@@ -44,14 +62,67 @@ struct WorkStats {
 }
 
 struct Consumer {
-    name: Arc<str>,
+    probe: ConsumerProbe,
     input: Input,
     /// Index in [`Resampling::stages`] of the rate it asked for; `None`: the call's own rate.
     stage: Option<usize>,
     inbox: Option<Inbox<Item>>,
+    task: JoinHandle<Finished>,
+}
+
+/// What a processor's task leaves behind.
+#[derive(Default)]
+struct Finished {
+    files: Vec<String>,
+    report: Option<serde_json::Value>,
+}
+
+/// A live view of one processor's counters, readable while the call runs (for metrics).
+#[derive(Debug, Clone)]
+pub struct ConsumerProbe {
+    name: Arc<str>,
     queue: Arc<InboxStats>,
     work: Arc<WorkStats>,
-    task: JoinHandle<()>,
+}
+
+/// One processor's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerCounters {
+    /// Frames processed.
+    pub frames: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Items dropped because the inbox was full.
+    pub dropped: u64,
+    /// Most items ever waiting in the inbox.
+    pub queue_high_water: u64,
+    /// Callbacks that returned an error.
+    pub errors: u64,
+    /// Time spent in callbacks.
+    pub busy_micros: u64,
+    /// The slowest single callback.
+    pub max_callback_micros: u64,
+}
+
+impl ConsumerProbe {
+    /// The processor's name in the pipeline.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Its counters now.
+    pub fn counters(&self) -> ConsumerCounters {
+        let (work, queue) = (&self.work, &self.queue);
+        ConsumerCounters {
+            frames: work.frames.load(Ordering::Relaxed),
+            events: work.events.load(Ordering::Relaxed),
+            dropped: queue.dropped.load(Ordering::Relaxed),
+            queue_high_water: queue.high_water.load(Ordering::Relaxed),
+            errors: work.errors.load(Ordering::Relaxed),
+            busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
+            max_callback_micros: work.max_nanos.load(Ordering::Relaxed) / 1_000,
+        }
+    }
 }
 
 /// What one processor did in a call, for session reports and metrics.
@@ -75,6 +146,12 @@ pub struct ConsumerReport {
     pub max_callback_micros: u64,
     /// It fell behind under the detach policy, or failed fatally, and stopped receiving.
     pub detached: bool,
+    /// Files it made in the call's folder ([`Context::create_file`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// What it says it did ([`Processor::report`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
 }
 
 /// A call's processors, fed from the socket task.
@@ -84,6 +161,36 @@ pub struct Pipeline {
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     resampling: Resampling,
+    timeline: Timeline,
+}
+
+/// How far the call's audio has come, by its timestamps.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// The first timestamped frame's timestamp.
+    first: Option<Timestamp>,
+    /// The furthest end of any timestamped frame.
+    end: Option<Timestamp>,
+}
+
+impl Timeline {
+    fn advance(&mut self, frame: &AudioFrame) {
+        let Some(at) = frame.timestamp else {
+            return;
+        };
+        let first = *self.first.get_or_insert(at);
+        let samples = frame.pcm.len() / frame.format.bytes_per_sample().max(1);
+        let end = at.add_micros(frame.format.micros_for_samples(samples as u64));
+        // A timestamp before the first frame's is a clock anomaly: it moves nothing.
+        if end >= first && self.end.is_none_or(|e| end > e) {
+            self.end = Some(end);
+        }
+    }
+
+    fn position(&self) -> Option<Duration> {
+        let micros = self.end?.micros_since(self.first?);
+        Some(Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
+    }
 }
 
 /// The resampler stage of the fan-out: one entry per distinct rate some processor asked for.
@@ -110,7 +217,7 @@ impl Resampling {
     /// Distinct rates asked for, in order of first appearance; sets each consumer's stage.
     fn plan(consumers: &mut [Consumer]) -> Self {
         let mut stages: Vec<RateStage> = Vec::new();
-        for consumer in consumers {
+        for consumer in consumers.iter_mut().filter(|c| c.input.frames) {
             consumer.stage = consumer.input.sample_rate_hz.map(|rate_hz| {
                 stages
                     .iter()
@@ -226,7 +333,8 @@ impl Pipeline {
             .map(|(name, processor)| {
                 let name: Arc<str> = name.into();
                 let input = processor.input();
-                let (tx, rx) = inbox(input.queue, input.overflow);
+                let (tx, rx) =
+                    byte_bounded_inbox(input.queue, input.queue_bytes, Item::cost, input.overflow);
                 let work = Arc::new(WorkStats::default());
                 let ctx = Context::new(
                     Arc::clone(&call),
@@ -240,15 +348,17 @@ impl Pipeline {
                     rx,
                     ctx,
                     Arc::clone(&work),
-                    input.execution,
+                    input.clone(),
                 ));
                 Consumer {
-                    name,
+                    probe: ConsumerProbe {
+                        name,
+                        queue: tx.stats(),
+                        work,
+                    },
                     stage: None,
-                    queue: tx.stats(),
                     inbox: Some(tx),
                     input,
-                    work,
                     task,
                 }
             })
@@ -261,9 +371,22 @@ impl Pipeline {
             events_tx,
             events_rx,
             resampling,
+            timeline: Timeline::default(),
         };
         pipeline.push_event(Event::CallStarted(call));
         pipeline
+    }
+
+    /// Live views of every processor's counters, for metrics while the call runs.
+    pub fn probes(&self) -> Vec<ConsumerProbe> {
+        self.consumers.iter().map(|c| c.probe.clone()).collect()
+    }
+
+    /// Where the call's audio is: the end of the furthest timestamped frame pushed so far,
+    /// from the first one's timestamp. `None` before any. Events stamped with this (a DTMF
+    /// tone) line up with the recording.
+    pub fn position(&self) -> Option<Duration> {
+        self.timeline.position()
     }
 
     /// The call.
@@ -273,7 +396,7 @@ impl Pipeline {
 
     /// Names and inputs of the processors, in pipeline order.
     pub fn inputs(&self) -> impl Iterator<Item = (&str, &Input)> {
-        self.consumers.iter().map(|c| (&*c.name, &c.input))
+        self.consumers.iter().map(|c| (&*c.probe.name, &c.input))
     }
 
     /// Hands `frame` to every processor, at the rate it asked for: each variant at another rate
@@ -281,12 +404,13 @@ impl Pipeline {
     /// whose policy is [`crate::OverflowPolicy::Wait`], and only while their inbox is full.
     pub async fn push_frame(&mut self, frame: &AudioFrame) {
         self.forward_emitted();
+        self.timeline.advance(frame);
         if !self.resampling.stages.is_empty() {
             self.resampling.prepare(frame, &self.consumers);
         }
         let mut detached = Vec::new();
         for consumer in &mut self.consumers {
-            let Some(inbox) = &consumer.inbox else {
+            let Some(inbox) = consumer.inbox.as_ref().filter(|_| consumer.input.frames) else {
                 continue;
             };
             let item = match consumer.stage {
@@ -300,8 +424,11 @@ impl Pipeline {
                 }
                 _ => frame.clone(),
             };
-            if inbox.push_or_wait(Item::Frame(item)).await == Pushed::Detached {
-                detached.push(Arc::clone(&consumer.name));
+            if matches!(
+                inbox.push_or_wait(Item::Frame(item)).await,
+                Pushed::Detached | Pushed::Closed
+            ) {
+                detached.push(Arc::clone(&consumer.probe.name));
                 consumer.inbox = None;
             }
         }
@@ -313,8 +440,11 @@ impl Pipeline {
         let mut detached = Vec::new();
         for consumer in &mut self.consumers {
             if let Some(inbox) = &consumer.inbox {
-                if inbox.push(Item::Event(event.clone())) == Pushed::Detached {
-                    detached.push(Arc::clone(&consumer.name));
+                if matches!(
+                    inbox.push(Item::Event(event.clone())),
+                    Pushed::Detached | Pushed::Closed
+                ) {
+                    detached.push(Arc::clone(&consumer.probe.name));
                     consumer.inbox = None;
                 }
             }
@@ -349,20 +479,24 @@ impl Pipeline {
         for consumer in self.consumers {
             let detached = consumer.inbox.is_none();
             drop(consumer.inbox);
-            if let Err(e) = consumer.task.await {
-                tracing::error!(processor = &*consumer.name, error = %e, "processor task failed");
-            }
-            let work = &consumer.work;
+            let name = &consumer.probe.name;
+            let finished = consumer.task.await.unwrap_or_else(|e| {
+                tracing::error!(processor = &**name, error = %e, "processor task failed");
+                Finished::default()
+            });
+            let c = consumer.probe.counters();
             reports.push(ConsumerReport {
-                name: consumer.name.to_string(),
-                frames: work.frames.load(Ordering::Relaxed),
-                events: work.events.load(Ordering::Relaxed),
-                dropped: consumer.queue.dropped.load(Ordering::Relaxed),
-                queue_high_water: consumer.queue.high_water.load(Ordering::Relaxed),
-                errors: work.errors.load(Ordering::Relaxed),
-                busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
-                max_callback_micros: work.max_nanos.load(Ordering::Relaxed) / 1_000,
+                name: name.to_string(),
+                frames: c.frames,
+                events: c.events,
+                dropped: c.dropped,
+                queue_high_water: c.queue_high_water,
+                errors: c.errors,
+                busy_micros: c.busy_micros,
+                max_callback_micros: c.max_callback_micros,
                 detached,
+                files: finished.files,
+                report: finished.report,
             });
         }
         reports
@@ -370,62 +504,72 @@ impl Pipeline {
 }
 
 /// A processor's task: drain the inbox, run the callbacks (inline, or in batches on a blocking
-/// thread), then `finish`.
+/// thread), then `finish`; leaves its files and report.
 async fn run(
     name: Arc<str>,
     processor: Box<dyn Processor>,
     mut outbox: Outbox<Item>,
     ctx: Context,
     work: Arc<WorkStats>,
-    execution: Execution,
-) {
+    input: Input,
+) -> Finished {
     let mut state = Some((processor, ctx));
     let mut batch = Vec::new();
-    while outbox.recv_all(&mut batch).await {
-        let Some((mut processor, mut ctx)) = state.take() else {
-            return;
+    let gather = match input.execution {
+        Execution::Inline => Duration::ZERO,
+        Execution::Blocking => input.gather(),
+    };
+    while outbox.recv_gathered(&mut batch, gather).await {
+        let Some((processor, ctx)) = state.take() else {
+            break;
         };
-        let fatal = match execution {
-            Execution::Inline => {
-                let fatal = apply(&name, &mut *processor, &mut ctx, &mut batch, &work);
+        let items = std::mem::take(&mut batch);
+        let (job_name, job_work) = (Arc::clone(&name), Arc::clone(&work));
+        let job = move || {
+            let (mut processor, mut ctx, mut items) = (processor, ctx, items);
+            let fatal = apply(&job_name, &mut *processor, &mut ctx, &mut items, &job_work);
+            (processor, ctx, items, fatal)
+        };
+        let outcome = match input.execution {
+            Execution::Inline => Ok(job()),
+            Execution::Blocking => tokio::task::spawn_blocking(job).await,
+        };
+        match outcome {
+            Ok((processor, ctx, items, failed)) => {
+                batch = items;
                 state = Some((processor, ctx));
-                fatal
-            }
-            Execution::Blocking => {
-                let items = std::mem::take(&mut batch);
-                let (job_name, job_work) = (Arc::clone(&name), Arc::clone(&work));
-                let job = tokio::task::spawn_blocking(move || {
-                    let mut items = items;
-                    let fatal = apply(&job_name, &mut *processor, &mut ctx, &mut items, &job_work);
-                    (processor, ctx, items, fatal)
-                });
-                match job.await {
-                    Ok((processor, ctx, items, fatal)) => {
-                        batch = items;
-                        state = Some((processor, ctx));
-                        fatal
-                    }
-                    Err(e) => {
-                        tracing::error!(processor = &*name, error = %e, "processor panicked");
-                        return;
-                    }
+                if failed {
+                    // Detached: the pipeline sees a closed inbox and says so.
+                    outbox.close();
+                    break;
                 }
             }
-        };
-        if fatal {
-            return;
+            Err(e) => {
+                tracing::error!(processor = &*name, error = %e, "processor panicked");
+                return Finished::default();
+            }
         }
     }
-    if let Some((mut processor, mut ctx)) = state {
-        let finish = match execution {
-            Execution::Inline => processor.finish(&mut ctx),
-            Execution::Blocking => tokio::task::spawn_blocking(move || processor.finish(&mut ctx))
-                .await
-                .unwrap_or_else(|e| Err(ProcessorError::Fatal(e.to_string()))),
-        };
-        if let Err(e) = finish {
+    let Some((processor, ctx)) = state else {
+        return Finished::default();
+    };
+    // A processor detached for failing still finalizes what it wrote.
+    let end = move || {
+        let (mut processor, mut ctx) = (processor, ctx);
+        if let Err(e) = processor.finish(&mut ctx) {
             tracing::error!(processor = &*name, error = %e, "processor failed to finish");
         }
+        Finished {
+            files: std::mem::take(&mut ctx.files),
+            report: processor.report(),
+        }
+    };
+    match input.execution {
+        Execution::Inline => end(),
+        Execution::Blocking => tokio::task::spawn_blocking(end).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "processor panicked while finishing");
+            Finished::default()
+        }),
     }
 }
 
@@ -465,6 +609,11 @@ fn apply(
                 return true;
             }
         }
+    }
+    if let Err(e) = processor.flush(ctx) {
+        work.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(processor = name, error = %e, "processor failed to flush");
+        return matches!(e, ProcessorError::Fatal(_));
     }
     false
 }

@@ -2,7 +2,10 @@
 //! into the call and emit events. Recorders, transcript writers, speech engines, echo, VAD and
 //! voice bots are all processors.
 
+use std::fs::File;
+use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use mediagate_audio::{AudioFormat, AudioFrame, FormatError, StreamResampler};
@@ -42,24 +45,44 @@ pub enum Execution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Input {
+    /// Whether it receives audio at all; `false`: events only (prompts, DTMF menus, transcript
+    /// writers), and frames never enter its inbox.
+    pub frames: bool,
     /// Frames resampled to this rate (computed once per call and rate, shared by every
     /// processor that asks for it); `None`: the call's own rate.
     pub sample_rate_hz: Option<u32>,
     /// Frames and events that may wait in the processor's inbox.
     pub queue: usize,
+    /// Bytes of audio that may wait in the inbox (a few huge frames count like many small
+    /// ones); full at `queue` items or at this many bytes, whichever comes first.
+    pub queue_bytes: usize,
     /// What happens when the inbox is full.
     pub overflow: OverflowPolicy,
     /// Where the callbacks run.
     pub execution: Execution,
+    /// For [`Execution::Blocking`]: once an item is queued, let more gather for up to this many
+    /// milliseconds (or until the inbox is half full) before one trip to a blocking thread. A
+    /// recorder trades this latency for one trip per ~10 frames; `0`: go at once.
+    pub gather_ms: u64,
+}
+
+impl Input {
+    /// The gathering window, as a duration.
+    pub fn gather(&self) -> Duration {
+        Duration::from_millis(self.gather_ms)
+    }
 }
 
 impl Default for Input {
     fn default() -> Self {
         Input {
+            frames: true,
             sample_rate_hz: None,
             queue: 256,
+            queue_bytes: 4 * 1024 * 1024,
             overflow: OverflowPolicy::DropOldest,
             execution: Execution::Inline,
+            gather_ms: 0,
         }
     }
 }
@@ -86,9 +109,21 @@ pub trait Processor: Send + 'static {
         Ok(())
     }
 
+    /// The inbox is empty after a run of callbacks: a moment to flush buffered output (a
+    /// recorder makes its files valid here, so a killed process still leaves playable files).
+    fn flush(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
     /// The call is over and every frame and event has been delivered: finalize.
     fn finish(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
         Ok(())
+    }
+
+    /// What it did, for the call's `session.json` (under `processors[].report`). Asked once,
+    /// after [`Processor::finish`].
+    fn report(&self) -> Option<serde_json::Value> {
+        None
     }
 }
 
@@ -103,6 +138,8 @@ pub struct Context {
     /// [`Context::play_audio`]'s converters, one per source format, kept for the whole call so
     /// a stream played in chunks stays continuous.
     converters: Vec<Converter>,
+    /// Files made with [`Context::create_file`], in order.
+    pub(crate) files: Vec<String>,
 }
 
 /// One source format's way into the call: a long-lived resampler to the call's rate, and the
@@ -141,6 +178,7 @@ impl Context {
             events,
             unpaced_dropped: 0,
             converters: Vec::new(),
+            files: Vec::new(),
         }
     }
 
@@ -231,6 +269,22 @@ impl Context {
         self.outbound
             .as_ref()
             .map_or(std::time::Duration::ZERO, OutboundQueue::queued_duration)
+    }
+
+    /// Creates a file in the call's folder: `stem.ext`, or `stem-2.ext`… if that name is taken
+    /// (creation is exclusive, so two writers never share a file). `stem` may come from outside
+    /// (a participant id): it is made safe first. The name goes into the processor's entry in
+    /// `session.json`. Blocking I/O: call it from an [`Execution::Blocking`] processor.
+    pub fn create_file(&mut self, stem: &str, ext: &str) -> io::Result<(File, String)> {
+        let Some(dir) = &self.call.folder else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "this call keeps no files (recording.enabled = false)",
+            ));
+        };
+        let (file, name) = crate::files::create_unique(dir, stem, ext)?;
+        self.files.push(name.clone());
+        Ok((file, name))
     }
 
     /// Tells every processor of the call (including this one) about `event`. Never waits; an

@@ -1,4 +1,5 @@
-//! A consumer's inbox: bounded, never blocks the producer, and says what it did when full.
+//! A consumer's inbox: bounded in items and in bytes, never blocks the producer unless asked
+//! to, and says what it did when full.
 //!
 //! tokio's mpsc cannot drop its oldest item from the sending side, so this is a small
 //! `Mutex<VecDeque>` plus a `Notify`: the lock is held only to push or to swap the contents out,
@@ -7,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -52,15 +54,38 @@ pub struct InboxStats {
     pub high_water: AtomicU64,
 }
 
+/// The queued items and the bytes they hold.
+struct Queue<T> {
+    items: VecDeque<T>,
+    bytes: usize,
+}
+
 struct Shared<T> {
-    items: Mutex<VecDeque<T>>,
+    queue: Mutex<Queue<T>>,
     ready: Notify,
     /// Signalled when the consumer takes items out (for [`OverflowPolicy::Wait`]).
     room: Notify,
     closed: AtomicBool,
     capacity: usize,
+    max_bytes: usize,
+    /// What one item holds, for the byte budget.
+    cost: fn(&T) -> usize,
     policy: OverflowPolicy,
     stats: Arc<InboxStats>,
+}
+
+impl<T> Shared<T> {
+    /// Whether `queue` has no room for an item of `cost` bytes. An item larger than the whole
+    /// byte budget still fits an empty queue, so it waits for the queue to drain, not forever.
+    fn full(&self, queue: &Queue<T>, cost: usize) -> bool {
+        queue.items.len() >= self.capacity
+            || (!queue.items.is_empty() && queue.bytes.saturating_add(cost) > self.max_bytes)
+    }
+
+    /// Whether `queue` is at least half full, by items or by bytes.
+    fn half_full(&self, queue: &Queue<T>) -> bool {
+        queue.items.len() >= self.capacity.div_ceil(2) || queue.bytes >= self.max_bytes / 2
+    }
 }
 
 /// The producer's side.
@@ -75,13 +100,29 @@ pub struct Outbox<T> {
 
 /// A bounded inbox of `capacity` items (at least 1) with `policy` for when it is full.
 pub fn inbox<T>(capacity: usize, policy: OverflowPolicy) -> (Inbox<T>, Outbox<T>) {
+    byte_bounded_inbox(capacity, usize::MAX, |_| 0, policy)
+}
+
+/// An inbox bounded by `capacity` items and by `max_bytes`, where `cost` says how many bytes an
+/// item holds: a few huge items cannot hold more memory than many small ones.
+pub fn byte_bounded_inbox<T>(
+    capacity: usize,
+    max_bytes: usize,
+    cost: fn(&T) -> usize,
+    policy: OverflowPolicy,
+) -> (Inbox<T>, Outbox<T>) {
     let capacity = capacity.max(1);
     let shared = Arc::new(Shared {
-        items: Mutex::new(VecDeque::with_capacity(capacity)),
+        queue: Mutex::new(Queue {
+            items: VecDeque::with_capacity(capacity.min(1024)),
+            bytes: 0,
+        }),
         ready: Notify::new(),
         room: Notify::new(),
         closed: AtomicBool::new(false),
         capacity,
+        max_bytes: max_bytes.max(1),
+        cost,
         policy,
         stats: Arc::new(InboxStats::default()),
     });
@@ -115,13 +156,15 @@ impl<T> Inbox<T> {
         if shared.closed.load(Ordering::Acquire) {
             return Ok(Pushed::Closed);
         }
+        let cost = (shared.cost)(&item);
         let depth = {
-            let mut items = shared.items.lock().unwrap_or_else(|p| p.into_inner());
-            if items.len() >= shared.capacity {
+            let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.full(&queue, cost) {
                 return Err(item);
             }
-            items.push_back(item);
-            items.len() as u64
+            queue.bytes += cost;
+            queue.items.push_back(item);
+            queue.items.len() as u64
         };
         shared.stats.queued.fetch_add(1, Ordering::Relaxed);
         shared.stats.high_water.fetch_max(depth, Ordering::Relaxed);
@@ -136,30 +179,33 @@ impl<T> Inbox<T> {
         if shared.closed.load(Ordering::Acquire) {
             return Pushed::Closed;
         }
-        let outcome;
+        let cost = (shared.cost)(&item);
+        let mut outcome = Pushed::Queued;
         let depth;
         {
-            let mut items = shared.items.lock().unwrap_or_else(|p| p.into_inner());
-            if items.len() >= shared.capacity {
+            let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            while shared.full(&queue, cost) {
                 match shared.policy {
                     OverflowPolicy::DropOldest | OverflowPolicy::Wait => {
-                        items.pop_front();
+                        if let Some(oldest) = queue.items.pop_front() {
+                            queue.bytes -= (shared.cost)(&oldest);
+                        }
                         shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                         outcome = Pushed::DroppedOldest;
                     }
                     OverflowPolicy::Detach => {
-                        items.clear();
-                        drop(items);
+                        queue.items.clear();
+                        queue.bytes = 0;
+                        drop(queue);
                         shared.closed.store(true, Ordering::Release);
                         shared.ready.notify_one();
                         return Pushed::Detached;
                     }
                 }
-            } else {
-                outcome = Pushed::Queued;
             }
-            items.push_back(item);
-            depth = items.len() as u64;
+            queue.bytes += cost;
+            queue.items.push_back(item);
+            depth = queue.items.len() as u64;
         }
         shared.stats.queued.fetch_add(1, Ordering::Relaxed);
         shared.stats.high_water.fetch_max(depth, Ordering::Relaxed);
@@ -185,6 +231,12 @@ impl<T> Drop for Inbox<T> {
     }
 }
 
+impl<T> Drop for Outbox<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 impl<T> Outbox<T> {
     /// Waits for items and moves all that are queued into `into` (which it clears first).
     /// Returns false once the inbox is closed and empty.
@@ -192,20 +244,73 @@ impl<T> Outbox<T> {
         into.clear();
         loop {
             let notified = self.shared.ready.notified();
-            {
-                let mut items = self.shared.items.lock().unwrap_or_else(|p| p.into_inner());
-                if !items.is_empty() {
-                    into.extend(items.drain(..));
-                    drop(items);
-                    self.shared.room.notify_waiters();
-                    return true;
-                }
+            if self.take_all(into) {
+                return true;
             }
             if self.shared.closed.load(Ordering::Acquire) {
                 return false;
             }
             notified.await;
         }
+    }
+
+    /// Like [`Outbox::recv_all`], but once the first item is there, lets more gather for up to
+    /// `window` (or until the inbox is half full, or closed) before taking them all: a consumer
+    /// that pays per batch (a trip to a blocking thread) pays once per window, not per item.
+    /// Items wait in the inbox meanwhile, so its bounds hold.
+    pub async fn recv_gathered(&mut self, into: &mut Vec<T>, window: Duration) -> bool {
+        if window.is_zero() {
+            return self.recv_all(into).await;
+        }
+        into.clear();
+        let mut deadline = None;
+        loop {
+            let notified = self.shared.ready.notified();
+            let (queued, ready) = {
+                let queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+                (!queue.items.is_empty(), self.shared.half_full(&queue))
+            };
+            let closed = self.shared.closed.load(Ordering::Acquire);
+            if queued && (ready || closed) {
+                return self.take_all(into);
+            }
+            if !queued && closed {
+                return false;
+            }
+            if !queued {
+                notified.await;
+                continue;
+            }
+            let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + window);
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return self.take_all(into),
+                () = notified => {}
+            }
+        }
+    }
+
+    /// The consumer stops: what is queued is dropped, and producers (waiting ones too) see
+    /// [`Pushed::Closed`] from now on.
+    pub fn close(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.items.clear();
+        queue.bytes = 0;
+        drop(queue);
+        self.shared.room.notify_waiters();
+    }
+
+    /// Moves everything queued into `into`; false if nothing was.
+    fn take_all(&self, into: &mut Vec<T>) -> bool {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.items.is_empty() {
+            return false;
+        }
+        into.extend(queue.items.drain(..));
+        queue.bytes = 0;
+        drop(queue);
+        self.shared.room.notify_waiters();
+        true
     }
 }
 
@@ -249,6 +354,56 @@ mod tests {
         assert_eq!(consumer.await.unwrap(), (0..50).collect::<Vec<_>>());
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
         assert!(stats.high_water.load(Ordering::Relaxed) <= 2);
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_bounds_big_items_and_a_huge_one_still_passes() {
+        let (tx, mut rx) =
+            byte_bounded_inbox(100, 10, |s: &Vec<u8>| s.len(), OverflowPolicy::DropOldest);
+        tx.push(vec![1; 4]);
+        tx.push(vec![2; 4]);
+        // 12 bytes would break the budget: the oldest goes.
+        assert_eq!(tx.push(vec![3; 4]), Pushed::DroppedOldest);
+        let mut got = Vec::new();
+        assert!(rx.recv_all(&mut got).await);
+        assert_eq!(got, [vec![2; 4], vec![3; 4]]);
+        // Larger than the whole budget: it passes alone.
+        tx.push(vec![4; 4]);
+        assert_eq!(tx.push(vec![5; 50]), Pushed::DroppedOldest);
+        assert!(rx.recv_all(&mut got).await);
+        assert_eq!(got, [vec![5; 50]]);
+        assert_eq!(tx.stats().dropped.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gathering_waits_for_the_window_or_half_a_queue() {
+        let (tx, mut rx) = inbox(8, OverflowPolicy::Wait);
+        let window = Duration::from_millis(200);
+        tx.push(1);
+        let started = tokio::time::Instant::now();
+        let mut got = Vec::new();
+        let producer = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.push(2);
+        };
+        let (received, ()) = tokio::join!(rx.recv_gathered(&mut got, window), producer);
+        assert!(received);
+        assert_eq!(got, [1, 2]);
+        assert_eq!(started.elapsed(), window);
+        // Half full (4 of 8) ends the wait at once.
+        for i in 0..4 {
+            tx.push(i);
+        }
+        let started = tokio::time::Instant::now();
+        assert!(rx.recv_gathered(&mut got, window).await);
+        assert_eq!(got.len(), 4);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Closing ends it too, and then the end is seen.
+        tx.push(9);
+        drop(tx);
+        assert!(rx.recv_gathered(&mut got, window).await);
+        assert_eq!(got, [9]);
+        assert!(!rx.recv_gathered(&mut got, window).await);
     }
 
     #[tokio::test]

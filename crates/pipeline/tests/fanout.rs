@@ -9,19 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate_pipeline::{
-    CallInfo, Context, Event, Execution, Input, Outgoing, OverflowPolicy, Pipeline, Processor,
-    ProcessorError,
+    CallInfo, Context, Dtmf, Event, Execution, Input, Outgoing, OverflowPolicy, Pipeline,
+    Processor, ProcessorError,
 };
 use tokio::sync::mpsc;
 
 const FORMAT: AudioFormat = AudioFormat::mono(16_000);
 
 fn call() -> Arc<CallInfo> {
-    Arc::new(CallInfo {
-        call_id: "c".into(),
-        path: "/ws".into(),
-        format: FORMAT,
-    })
+    Arc::new(CallInfo::new("c", "/ws", FORMAT))
 }
 
 fn frame(i: u16) -> AudioFrame {
@@ -178,7 +174,7 @@ impl Processor for Echo {
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
         if !self.announced {
             self.announced = true;
-            ctx.emit(Event::Dtmf("echo-ready".into()));
+            ctx.emit(Event::Dtmf(Arc::new(Dtmf::new("echo-ready"))));
         }
         ctx.send_now(frame)
             .map_err(|e| ProcessorError::Fatal(e.to_string()))
@@ -211,7 +207,7 @@ async fn send_now_reaches_the_socket_in_order_and_emitted_events_reach_everyone(
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::Dtmf(t) if &**t == "echo-ready")),
+            .any(|e| matches!(e, Event::Dtmf(d) if &*d.tone == "echo-ready")),
         "{events:?}"
     );
 }
@@ -417,7 +413,7 @@ async fn a_laggard_detached_by_events_is_announced_too() {
         // A frame keeps the laggard busy on its blocking thread while key presses pile up.
         pipeline.push_frame(&frame(0)).await;
         for _ in 0..20 {
-            pipeline.push_event(Event::Dtmf("5".into()));
+            pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("5"))));
         }
         pipeline.finish().await
     })

@@ -20,6 +20,14 @@ impl Timestamp {
         Timestamp { unix_micros }
     }
 
+    /// The wall clock now (the Unix epoch if the clock is set before it).
+    pub fn now() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Timestamp::from_unix_micros(micros)
+    }
+
     /// Microseconds since the Unix epoch.
     pub const fn unix_micros(self) -> i64 {
         self.unix_micros

@@ -28,7 +28,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
-    /// The processors every call runs, by name (unless a route says otherwise).
+    /// The processors every call runs, by name (unless a route says otherwise); by default the
+    /// recorders `wav`, `transcript` and `dtmf`.
     pub pipeline: PipelineConfig,
     /// Pipelines by WebSocket path: `[routes."/ws/bot"]`. A call takes the route with the longest
     /// path that is a prefix of its own (on `/` boundaries), else `pipeline`.
@@ -38,13 +39,33 @@ pub struct Config {
 }
 
 /// The processors of every call.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Processor names, in order (`["echo"]`); empty runs none.
+    /// Processor names, in order (`["wav", "echo"]`); empty runs none.
     pub processors: Vec<String>,
     /// Per-processor settings, `[pipeline.settings.NAME]`, handed to its constructor.
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for PipelineConfig {
+    /// The call recorded: its audio (`wav`), transcripts (`transcript`) and keys (`dtmf`).
+    fn default() -> Self {
+        PipelineConfig {
+            processors: ["wav", "transcript", "dtmf"].map(String::from).to_vec(),
+            settings: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The settings of processor `name` (`null` when it has none).
+    pub fn settings_of(&self, name: &str) -> serde_json::Value {
+        self.settings
+            .get(name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// Outbound audio.
@@ -90,10 +111,6 @@ pub struct LimitsConfig {
     pub first_message_timeout_secs: u64,
     /// Seconds without a valid message before the socket is closed (1008); 0 never closes.
     pub idle_timeout_secs: u64,
-    /// Frames queued to a call's file writer before the socket waits for the disk.
-    pub recorder_queue_frames: usize,
-    /// Bytes queued to a call's file writer before the socket waits for the disk.
-    pub recorder_queue_bytes: usize,
     /// Distinct participants (unmixed tracks) recorded per call; frames of more are counted, not
     /// recorded. Bounds the files and memory one connection can claim.
     pub max_participants_per_call: usize,
@@ -111,11 +128,9 @@ pub struct AudioConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordingConfig {
-    /// Write WAV, transcript, DTMF and session files (off: the gateway only counts).
+    /// Keep a folder per call, with session.json and what the recording processors write
+    /// (off: no files at all, whatever the pipeline says; calls are only counted).
     pub enabled: bool,
-    /// Longest gap in a stream's timestamps filled with silence. A larger jump is treated as a
-    /// clock anomaly: counted, not filled, and the timeline re-anchored.
-    pub max_gap_fill_secs: u64,
 }
 
 /// Graceful shutdown.
@@ -151,8 +166,6 @@ impl Default for LimitsConfig {
             max_bad_messages: 1_000,
             first_message_timeout_secs: 10,
             idle_timeout_secs: 120,
-            recorder_queue_frames: 256,
-            recorder_queue_bytes: 4 * 1024 * 1024,
             max_participants_per_call: 32,
         }
     }
@@ -168,10 +181,7 @@ impl Default for AudioConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig {
-            enabled: true,
-            max_gap_fill_secs: 600,
-        }
+        RecordingConfig { enabled: true }
     }
 }
 
@@ -266,12 +276,6 @@ impl Config {
         if self.limits.first_message_timeout_secs == 0 {
             return invalid("limits.first_message_timeout_secs", "must be at least 1");
         }
-        if self.limits.recorder_queue_frames == 0 {
-            return invalid("limits.recorder_queue_frames", "must be at least 1");
-        }
-        if self.limits.recorder_queue_bytes < 4096 {
-            return invalid("limits.recorder_queue_bytes", "must be at least 4096");
-        }
         if self.limits.max_participants_per_call == 0 {
             return invalid("limits.max_participants_per_call", "must be at least 1");
         }
@@ -310,19 +314,13 @@ impl Config {
             .map_or(&self.pipeline, |(_, pipeline)| pipeline)
     }
 
-    /// Every processor name the config uses, in `pipeline` and in every route.
-    pub fn processor_names(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        let main = self
-            .pipeline
-            .processors
-            .iter()
-            .map(|n| ("pipeline.processors", n.as_str()));
-        let routes = self.routes.values().flat_map(|r| {
-            r.processors
+    /// Every pipeline the config defines, with the key it is under: `pipeline`, then each route.
+    pub fn pipelines(&self) -> impl Iterator<Item = (String, &PipelineConfig)> {
+        std::iter::once(("pipeline".to_owned(), &self.pipeline)).chain(
+            self.routes
                 .iter()
-                .map(|n| ("routes.*.processors", n.as_str()))
-        });
-        main.chain(routes)
+                .map(|(path, p)| (format!("routes.\"{path}\""), p)),
+        )
     }
 
     /// `limits.idle_timeout_secs` as a duration, `None` when disabled.

@@ -1,5 +1,5 @@
-//! One WebSocket from the platform: read messages, parse them, record them, enforce the limits,
-//! and end the call in a fixed order whatever ended it.
+//! One WebSocket from the platform: read messages, parse them, hand frames and events to the
+//! call's pipeline, enforce the limits, and end the call in a fixed order whatever ended it.
 //!
 //! [`serve_socket`] is generic over a `Stream + Sink` of axum messages, so tests can drive it with
 //! channels as well as with real sockets.
@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,18 +15,17 @@ use axum::extract::ws::Message;
 use bytes::BytesMut;
 use futures_util::{Sink, Stream, StreamExt};
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
-use mediagate_pipeline::{Event, Outgoing, Transcript};
+use mediagate_pipeline::{Dtmf, Event, Outgoing, Transcript};
 use mediagate_protocol::{InboundMessage, ProtocolError, Timestamp, parse_inbound};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::AppState;
-use crate::media::CallPipeline;
-use crate::recording::{
-    CallRecorder, EndReason, EndReport, FormatReport, Identity, RecordCmd, RecorderHandle,
-    TransportKind, TransportReport, count_transcript,
-};
+use crate::media::{CallPipeline, PipelineTarget};
 use crate::registry::CallSlot;
+use crate::session::{
+    EndReason, EndReport, FormatReport, Identity, TransportKind, TransportReport, count_transcript,
+};
 use crate::writer::SocketWriter;
 
 /// AudioMetadata may change the stream's format this many times (each change starts new files).
@@ -105,7 +105,7 @@ struct Session {
     participants: Vec<AudioSource>,
     report: TransportReport,
     call: Option<OpenCall>,
-    /// The call's processors (none configured: `None`, and frames go to the recorder only).
+    /// The call's processors (none configured: `None`, and frames are only counted).
     pipeline: Option<CallPipeline>,
     /// Where the processors' outbound audio goes: the socket writer.
     outgoing: mpsc::Sender<Outgoing>,
@@ -118,10 +118,8 @@ struct Session {
 }
 
 struct OpenCall {
+    /// The call's folder and this transport's place in it; `None` with recording off.
     slot: Option<CallSlot>,
-    recorder: Option<RecorderHandle>,
-    /// The recorder's queue refused a command (its task is gone): stop sending, still finish it.
-    recorder_failed: bool,
 }
 
 /// Why the read loop stopped.
@@ -316,15 +314,12 @@ impl Session {
                 self.ensure_call(TransportKind::Media).await;
                 self.report.dtmf_tones += 1;
                 if let Some(call) = &mut self.pipeline {
-                    call.pipeline
-                        .push_event(Event::Dtmf(Arc::from(dtmf.tone.as_str())));
+                    let call_offset = call.pipeline.position();
+                    call.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf {
+                        call_offset,
+                        ..Dtmf::new(&dtmf.tone)
+                    })));
                 }
-                let received_at = now();
-                self.record(RecordCmd::Dtmf {
-                    tone: dtmf.tone,
-                    received_at,
-                })
-                .await;
                 Ok(())
             }
             InboundMessage::TranscriptionMetadata(meta) => {
@@ -342,14 +337,10 @@ impl Session {
                     call.pipeline
                         .push_event(Event::Transcript(Arc::new(Transcript {
                             source: Arc::from("acs"),
-                            data: data.clone(),
+                            data,
+                            received_at: Timestamp::now(),
                         })));
                 }
-                self.record(RecordCmd::Transcript {
-                    data: Box::new(data),
-                    received_at: now(),
-                })
-                .await;
                 Ok(())
             }
         };
@@ -364,7 +355,7 @@ impl Session {
         }
     }
 
-    /// The hot path: decode once into the pool, hand the refcounted bytes to the recorder.
+    /// The hot path: decode once into the pool, hand the refcounted bytes to the pipeline.
     async fn on_audio(
         &mut self,
         frame: mediagate_protocol::AudioData<'_>,
@@ -410,21 +401,14 @@ impl Session {
         self.ensure_call(TransportKind::Media).await;
         if let Some(call) = &mut self.pipeline {
             let frame = AudioFrame {
-                pcm: pcm.clone(),
+                pcm,
                 format: self.format,
                 timestamp: frame.timestamp,
-                source: source.clone(),
+                source,
                 silent: frame.silent,
             };
             call.pipeline.push_frame(&frame).await;
         }
-        self.record(RecordCmd::Audio {
-            format: self.format,
-            source,
-            timestamp: frame.timestamp,
-            pcm,
-        })
-        .await;
         Ok(())
     }
 
@@ -456,19 +440,6 @@ impl Session {
         Some(source)
     }
 
-    async fn record(&mut self, cmd: RecordCmd) {
-        let Some(call) = &mut self.call else {
-            return;
-        };
-        let Some(recorder) = call.recorder.as_ref().filter(|_| !call.recorder_failed) else {
-            return;
-        };
-        if !recorder.send(cmd).await {
-            tracing::error!("recorder stopped; the rest of this call is not recorded");
-            call.recorder_failed = true;
-        }
-    }
-
     /// Opens the call folder on the first message that needs one (once: a failure is not
     /// retried on every frame). With recording off, nothing is opened and the call is only counted.
     async fn ensure_call(&mut self, kind: TransportKind) {
@@ -479,12 +450,8 @@ impl Session {
         let (identity, keys) = self.identity();
         if !self.app.config.recording.enabled {
             tracing::Span::current().record("call_id", identity.value.as_str());
-            self.start_pipeline(kind, &identity.value);
-            self.call = Some(OpenCall {
-                slot: None,
-                recorder: None,
-                recorder_failed: false,
-            });
+            self.start_pipeline(kind, &identity.value, None);
+            self.call = Some(OpenCall { slot: None });
             return;
         }
         let registry = Arc::clone(&self.app.registry);
@@ -509,34 +476,28 @@ impl Session {
         };
         tracing::Span::current().record("call_id", slot.folder.name());
         tracing::info!(folder = %slot.folder.dir().display(), transport = ?kind, "call started");
-        let recorder = RecorderHandle::spawn(
-            CallRecorder::new(
-                Arc::clone(&slot.folder),
-                self.app.config.recording.max_gap_fill_secs,
-            ),
-            self.app.config.limits.recorder_queue_frames,
-            self.app.config.limits.recorder_queue_bytes,
-        );
         let call_id = slot.folder.name().to_owned();
-        self.call = Some(OpenCall {
-            slot: Some(slot),
-            recorder: Some(recorder),
-            recorder_failed: false,
-        });
-        self.start_pipeline(kind, &call_id);
+        let folder = slot.folder.dir().to_owned();
+        self.call = Some(OpenCall { slot: Some(slot) });
+        self.start_pipeline(kind, &call_id, Some(folder));
     }
 
-    /// Starts the configured processors for a media transport.
-    fn start_pipeline(&mut self, kind: TransportKind, call_id: &str) {
-        if kind != TransportKind::Media || self.pipeline.is_some() {
+    /// Starts the configured processors: with outbound audio for a media transport, events
+    /// only (transcripts) for a transcription transport.
+    fn start_pipeline(&mut self, kind: TransportKind, call_id: &str, folder: Option<PathBuf>) {
+        if self.pipeline.is_some() {
             return;
         }
         self.pipeline = CallPipeline::start(
             &self.app,
-            call_id,
-            &self.info.path,
-            self.format,
-            self.outgoing.clone(),
+            PipelineTarget {
+                call_id,
+                path: &self.info.path,
+                connection_id: self.info.id,
+                format: self.format,
+                folder,
+                to_socket: (kind == TransportKind::Media).then(|| self.outgoing.clone()),
+            },
         );
     }
 
@@ -629,11 +590,14 @@ impl Session {
     async fn finish(mut self, end: End, writer: SocketWriter) {
         // Processors first: they see CallEnded, drain, and their last audio still goes out.
         if let Some(call) = self.pipeline.take() {
-            (self.report.processors, self.report.playback_pacing) = call.finish().await;
-            self.app.metrics.call_ended(
-                &self.report.processors,
-                self.report.playback_pacing.as_ref(),
-            );
+            (self.report.processors, self.report.playback_pacing) =
+                call.finish(&self.app.metrics).await;
+            self.report.files = self
+                .report
+                .processors
+                .iter()
+                .flat_map(|p| p.files.iter().cloned())
+                .collect();
         }
         writer.finish().await;
         let ended_at = now();
@@ -644,17 +608,7 @@ impl Session {
             code: end.code,
             detail: end.detail,
         });
-        let Some(call) = self.call.take() else {
-            return;
-        };
-        if let Some(recorder) = call.recorder {
-            let summary = recorder.finish().await;
-            self.report.gaps_filled = summary.tracks.iter().map(|t| t.gaps_filled).sum();
-            self.report.tracks = summary.tracks;
-            self.report.files = summary.files;
-            self.report.recording_errors = summary.errors;
-        }
-        let Some(slot) = call.slot else {
+        let Some(slot) = self.call.take().and_then(|call| call.slot) else {
             return;
         };
         let registry = Arc::clone(&self.app.registry);
@@ -742,9 +696,5 @@ fn format_report(format: AudioFormat) -> FormatReport {
 
 /// Wall-clock time, for the report (the timeline itself runs on the platform's timestamps).
 fn now() -> Timestamp {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_unix_micros(micros)
+    Timestamp::now()
 }

@@ -21,9 +21,9 @@ mod config;
 mod connection;
 mod media;
 mod metrics;
-mod recording;
 mod registry;
 mod routes;
+mod session;
 mod writer;
 
 use std::future::Future;
@@ -78,11 +78,11 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
-    /// The config names a processor the registry does not have.
+    /// The config names a processor the registry does not have, or gives it bad settings.
     #[error("invalid configuration: `{key}`: {source}")]
     Processor {
-        /// `pipeline.processors` or `routes.*.processors`.
-        key: &'static str,
+        /// `pipeline`, or `routes."/ws/bot"`.
+        key: String,
         /// Which name, and the names that are known.
         source: mediagate_sinks::BuildError,
     },
@@ -121,13 +121,13 @@ impl Server {
 
     /// Like [`Server::bind`], with the processors of `registry` (register your own there).
     pub async fn bind_with(config: Config, registry: Registry) -> Result<Server, ServerError> {
-        for (key, name) in config.processor_names() {
-            if !registry.contains(name) {
-                // Build it once to get the error that lists the known names.
-                let Err(e) = registry.build(name, &serde_json::Value::Null) else {
-                    continue;
-                };
-                return Err(ServerError::Processor { key, source: e });
+        // Build every configured processor once: an unknown name or a bad setting stops
+        // start-up with an error naming it, rather than failing each call.
+        for (key, pipeline) in config.pipelines() {
+            for name in &pipeline.processors {
+                if let Err(source) = registry.build(name, &pipeline.settings_of(name)) {
+                    return Err(ServerError::Processor { key, source });
+                }
             }
         }
         let data_dir = config.data_dir.clone();

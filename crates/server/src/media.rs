@@ -1,6 +1,7 @@
-//! A call's processors: the pipeline the config names, its paced outbound queue, and the glue
-//! between the connection's messages and the pipeline's frames and events.
+//! A call's processors: the pipeline the config names, its paced outbound queue (bidirectional
+//! media only), and the glue between the connection's messages and the pipeline.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,64 +13,81 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
+use crate::metrics::Metrics;
 
-/// The pipeline of one call, and the pacer task of its outbound queue.
+/// The pipeline of one transport of a call, and the pacer task of its outbound queue.
 pub(crate) struct CallPipeline {
     pub(crate) pipeline: Pipeline,
-    outbound: OutboundQueue,
-    pacer: JoinHandle<()>,
+    outbound: Option<(OutboundQueue, JoinHandle<()>)>,
+    /// The connection's id: its live counters are listed in the metrics under it.
+    connection_id: u64,
+}
+
+/// Who the pipeline serves.
+pub(crate) struct PipelineTarget<'a> {
+    pub(crate) call_id: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) connection_id: u64,
+    pub(crate) format: AudioFormat,
+    /// The call's folder; `None` when the gateway keeps no files.
+    pub(crate) folder: Option<PathBuf>,
+    /// The socket writer, for a media transport (outbound audio); `None` for transcription.
+    pub(crate) to_socket: Option<mpsc::Sender<Outgoing>>,
 }
 
 impl CallPipeline {
-    /// Builds the configured processors for this call; `None` when none are configured (then
-    /// the call costs nothing here).
-    pub(crate) fn start(
-        app: &AppState,
-        call_id: &str,
-        path: &str,
-        format: AudioFormat,
-        to_socket: mpsc::Sender<Outgoing>,
-    ) -> Option<Self> {
-        let pipeline = app.config.pipeline_for(path);
-        let names = &pipeline.processors;
+    /// Builds the configured processors for this transport; `None` when none are configured
+    /// (then the call costs nothing here).
+    pub(crate) fn start(app: &Arc<AppState>, target: PipelineTarget<'_>) -> Option<Self> {
+        let config = app.config.pipeline_for(target.path);
+        let names = &config.processors;
         if names.is_empty() {
             return None;
         }
         let mut processors = Vec::with_capacity(names.len());
         for name in names {
-            let settings = pipeline
-                .settings
-                .get(name)
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            match app.processors.build(name, &settings) {
+            match app.processors.build(name, &config.settings_of(name)) {
                 Ok(processor) => processors.push((name.clone(), processor)),
                 // Names were checked at start-up; a constructor may still refuse a call.
                 Err(e) => tracing::error!(processor = %name, error = %e, "processor not started"),
             }
         }
-        let max_queue = Duration::from_secs(app.config.outbound.max_queue_secs);
-        let outbound = OutboundQueue::new(format, max_queue, to_socket.clone());
-        let pacer = tokio::spawn(outbound.clone().run_pacer());
-        let call = Arc::new(CallInfo {
-            call_id: call_id.into(),
-            path: path.into(),
-            format,
+        let outbound = target.to_socket.as_ref().map(|to_socket| {
+            let max_queue = Duration::from_secs(app.config.outbound.max_queue_secs);
+            let queue = OutboundQueue::new(target.format, max_queue, to_socket.clone());
+            let pacer = tokio::spawn(queue.clone().run_pacer());
+            (queue, pacer)
         });
-        let pipeline = Pipeline::start(call, processors, Some(outbound.clone()), Some(to_socket));
+        let mut call = CallInfo::new(target.call_id, target.path, target.format);
+        call.folder = target.folder;
+        let pipeline = Pipeline::start(
+            Arc::new(call),
+            processors,
+            outbound.as_ref().map(|(queue, _)| queue.clone()),
+            target.to_socket,
+        );
+        app.metrics
+            .pipeline_started(target.connection_id, pipeline.probes());
         Some(CallPipeline {
             pipeline,
             outbound,
-            pacer,
+            connection_id: target.connection_id,
         })
     }
 
     /// Ends the call for the processors: they drain, see `CallEnded` and finish.
     /// Also reports how the pacer kept time (`None` when nothing was played).
-    pub(crate) async fn finish(self) -> (Vec<ConsumerReport>, Option<PacerReport>) {
+    pub(crate) async fn finish(
+        self,
+        metrics: &Metrics,
+    ) -> (Vec<ConsumerReport>, Option<PacerReport>) {
         let reports = self.pipeline.finish().await;
-        self.pacer.abort();
-        let pacing = self.outbound.pacer_report();
-        (reports, (pacing.frames > 0).then_some(pacing))
+        let pacing = self.outbound.and_then(|(queue, pacer)| {
+            pacer.abort();
+            let pacing = queue.pacer_report();
+            (pacing.frames > 0).then_some(pacing)
+        });
+        metrics.pipeline_ended(self.connection_id, &reports, pacing.as_ref());
+        (reports, pacing)
     }
 }

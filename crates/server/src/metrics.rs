@@ -1,9 +1,14 @@
 //! The gateway's metrics: Prometheus counters and gauges (OpenMetrics text at `GET /metrics`),
 //! cheap atomics on the hot path, also read by `/healthz`.
 //!
-//! Per-processor figures (frames, drops, errors, callback time, inbox high water) are added when
-//! each call ends, from the same reports `session.json` gets.
+//! Per-processor figures (frames, drops, errors, callback time, inbox high water) are live: the
+//! processors count in their own atomics, and a scrape adds up those of running calls and the
+//! totals of ended ones. Nothing is added to the hot path for them.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use mediagate_pipeline::{ConsumerCounters, ConsumerProbe, ConsumerReport, PacerReport};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -30,6 +35,43 @@ pub(crate) struct Metrics {
     processor_high_water: Family<Label, Gauge>,
     playback_frames: Counter,
     playback_late_frames: Counter,
+    processors: Mutex<ProcessorTotals>,
+}
+
+/// Where the per-processor counters come from.
+#[derive(Debug, Default)]
+struct ProcessorTotals {
+    /// Running pipelines' live counters, by connection id.
+    live: HashMap<u64, Vec<ConsumerProbe>>,
+    /// What ended pipelines did, by processor name.
+    ended: HashMap<String, ConsumerCounters>,
+    /// The totals the Prometheus counters show, by processor name (as of the last scrape).
+    published: HashMap<String, ConsumerCounters>,
+}
+
+impl ProcessorTotals {
+    /// Ended plus live, by processor name.
+    fn totals(&self) -> HashMap<String, ConsumerCounters> {
+        let mut totals = self.ended.clone();
+        for probe in self.live.values().flatten() {
+            add(
+                totals.entry(probe.name().to_string()).or_default(),
+                &probe.counters(),
+            );
+        }
+        totals
+    }
+}
+
+/// Adds `b`'s counts into `a` (the high-water mark is a maximum).
+fn add(a: &mut ConsumerCounters, b: &ConsumerCounters) {
+    a.frames += b.frames;
+    a.events += b.events;
+    a.dropped += b.dropped;
+    a.errors += b.errors;
+    a.busy_micros += b.busy_micros;
+    a.queue_high_water = a.queue_high_water.max(b.queue_high_water);
+    a.max_callback_micros = a.max_callback_micros.max(b.max_callback_micros);
 }
 
 /// A snapshot of the gateway-wide counters, for `/healthz`.
@@ -64,6 +106,7 @@ impl Default for Metrics {
             processor_high_water: Family::default(),
             playback_frames: Counter::default(),
             playback_late_frames: Counter::default(),
+            processors: Mutex::default(),
         };
         let m = &metrics;
         registry.register(
@@ -93,7 +136,7 @@ impl Default for Metrics {
         );
         registry.register(
             "processor_frames",
-            "Frames processed, by processor (at call end)",
+            "Frames processed, by processor",
             m.processor_frames.clone(),
         );
         registry.register(
@@ -157,35 +200,74 @@ impl Metrics {
         self.policy_closes.inc();
     }
 
-    /// Adds one call's processor reports and playback timing.
-    pub(crate) fn call_ended(
+    /// A pipeline started: its processors' counters are read at every scrape from now on.
+    pub(crate) fn pipeline_started(&self, connection_id: u64, probes: Vec<ConsumerProbe>) {
+        self.lock_processors().live.insert(connection_id, probes);
+    }
+
+    /// A pipeline ended: its final counts join the totals, and its playback timing is added.
+    pub(crate) fn pipeline_ended(
         &self,
-        processors: &[mediagate_pipeline::ConsumerReport],
-        pacing: Option<&mediagate_pipeline::PacerReport>,
+        connection_id: u64,
+        reports: &[ConsumerReport],
+        pacing: Option<&PacerReport>,
     ) {
-        for report in processors {
-            let label = [("processor", report.name.clone())];
-            self.processor_frames
-                .get_or_create(&label)
-                .inc_by(report.frames);
-            self.processor_dropped
-                .get_or_create(&label)
-                .inc_by(report.dropped);
-            self.processor_errors
-                .get_or_create(&label)
-                .inc_by(report.errors);
-            self.processor_busy_micros
-                .get_or_create(&label)
-                .inc_by(report.busy_micros);
-            let high_water = i64::try_from(report.queue_high_water).unwrap_or(i64::MAX);
-            let gauge = self.processor_high_water.get_or_create(&label);
-            if high_water > gauge.get() {
-                gauge.set(high_water);
+        {
+            let mut processors = self.lock_processors();
+            processors.live.remove(&connection_id);
+            for report in reports {
+                let counters = ConsumerCounters {
+                    frames: report.frames,
+                    events: report.events,
+                    dropped: report.dropped,
+                    queue_high_water: report.queue_high_water,
+                    errors: report.errors,
+                    busy_micros: report.busy_micros,
+                    max_callback_micros: report.max_callback_micros,
+                };
+                add(
+                    processors.ended.entry(report.name.clone()).or_default(),
+                    &counters,
+                );
             }
         }
         if let Some(pacing) = pacing {
             self.playback_frames.inc_by(pacing.frames);
             self.playback_late_frames.inc_by(pacing.late_frames);
+        }
+    }
+
+    fn lock_processors(&self) -> std::sync::MutexGuard<'_, ProcessorTotals> {
+        self.processors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the per-processor counters up to ended + live (counters only ever grow: a
+    /// pipeline's final counts are at least its live ones, and it moves from live to ended
+    /// under the same lock).
+    fn publish_processors(&self) {
+        let mut processors = self.lock_processors();
+        let totals = processors.totals();
+        for (name, total) in totals {
+            let label = [("processor", name.clone())];
+            let shown = processors.published.get(&name).copied().unwrap_or_default();
+            self.processor_frames
+                .get_or_create(&label)
+                .inc_by(total.frames.saturating_sub(shown.frames));
+            self.processor_dropped
+                .get_or_create(&label)
+                .inc_by(total.dropped.saturating_sub(shown.dropped));
+            self.processor_errors
+                .get_or_create(&label)
+                .inc_by(total.errors.saturating_sub(shown.errors));
+            self.processor_busy_micros
+                .get_or_create(&label)
+                .inc_by(total.busy_micros.saturating_sub(shown.busy_micros));
+            let high_water = i64::try_from(total.queue_high_water).unwrap_or(i64::MAX);
+            let gauge = self.processor_high_water.get_or_create(&label);
+            if high_water > gauge.get() {
+                gauge.set(high_water);
+            }
+            processors.published.insert(name, total);
         }
     }
 
@@ -215,6 +297,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub(crate) fn encode(&self) -> String {
+        self.publish_processors();
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             text.clear();

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use mediagate_protocol::Timestamp;
 
-use crate::recording::{
+use mediagate_pipeline::sanitize_file_stem;
+
+use crate::session::{
     CallFolder, CallReport, CallStatus, Identity, TransportKind, TransportReport,
-    sanitize_file_stem,
 };
 
 /// The calls with at least one connected transport.

@@ -5,6 +5,8 @@
 //! - [`Tone`] (`tone`): a sine beep into the call, on DTMF and/or at call start.
 //! - [`Play`] (`play`): a WAV file into the call, resampled to the call's rate.
 //! - [`Vad`] (`vad`): energy-based voice activity detection per source, with barge-in.
+//! - [`Wav`] (`wav`), [`TranscriptWriter`] (`transcript`), [`DtmfWriter`] (`dtmf`): the call
+//!   recorded to files in its folder (see [`record`]).
 //!
 //! ```
 //! use mediagate_sinks::Registry;
@@ -15,6 +17,7 @@
 
 mod echo;
 mod play;
+pub mod record;
 mod registry;
 mod settings;
 mod tone;
@@ -22,6 +25,7 @@ mod vad;
 
 pub use echo::Echo;
 pub use play::{Clip, Play, PlaySettings};
+pub use record::{DtmfWriter, TranscriptSettings, TranscriptWriter, Wav, WavSettings};
 pub use registry::{BuildError, Constructor, Registry};
 pub use tone::{Tone, ToneSettings};
 pub use vad::{Vad, VadSettings};

@@ -168,6 +168,7 @@ impl Play {
 impl Processor for Play {
     fn input(&self) -> Input {
         Input {
+            frames: false,
             queue: 64,
             ..Input::default()
         }
@@ -176,7 +177,7 @@ impl Processor for Play {
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {
         match event {
             Event::CallStarted(_) if self.at_start => self.play(ctx),
-            Event::Dtmf(tone) if self.on_dtmf.as_deref() == Some(&**tone) => self.play(ctx),
+            Event::Dtmf(dtmf) if self.on_dtmf.as_deref() == Some(&*dtmf.tone) => self.play(ctx),
             _ => Ok(()),
         }
     }

@@ -44,9 +44,19 @@ impl Registry {
         }
     }
 
-    /// The built-in processors (`echo`, `play`, `tone`, `vad`).
+    /// The built-in processors (`echo`, `play`, `tone`, `vad`, and the recorders `wav`,
+    /// `transcript`, `dtmf`).
     pub fn with_builtins() -> Self {
         let mut registry = Registry::empty();
+        registry.register("wav", |settings| {
+            Ok(Box::new(crate::Wav::from_settings(settings)?))
+        });
+        registry.register("transcript", |settings| {
+            Ok(Box::new(crate::TranscriptWriter::from_settings(settings)?))
+        });
+        registry.register("dtmf", |settings| {
+            Ok(Box::new(crate::DtmfWriter::from_settings(settings)?))
+        });
         registry.register("echo", |_| Ok(Box::new(crate::Echo)));
         registry.register("play", |settings| {
             Ok(Box::new(crate::Play::from_settings(settings)?))
@@ -123,7 +133,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "unknown processor `ecoh` (known: echo, play, tone, vad)"
+            "unknown processor `ecoh` (known: dtmf, echo, play, tone, transcript, vad, wav)"
         );
     }
 }

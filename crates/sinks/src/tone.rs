@@ -121,6 +121,7 @@ impl Tone {
 impl Processor for Tone {
     fn input(&self) -> Input {
         Input {
+            frames: false,
             queue: 64,
             ..Input::default()
         }

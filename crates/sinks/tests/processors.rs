@@ -9,17 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate_pipeline::{
-    CallInfo, Context, Event, OutboundQueue, Outgoing, Pipeline, Processor, ProcessorError,
+    CallInfo, Context, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor, ProcessorError,
 };
 use mediagate_sinks::{Play, PlaySettings, Registry, Tone, ToneSettings, Vad, VadSettings};
 use tokio::sync::mpsc;
 
 fn call(format: AudioFormat) -> Arc<CallInfo> {
-    Arc::new(CallInfo {
-        call_id: "c".into(),
-        path: "/ws".into(),
-        format,
-    })
+    Arc::new(CallInfo::new("c", "/ws", format))
 }
 
 /// A bidirectional call: the pipeline, the queue its pacer drains, and the socket side.
@@ -126,7 +122,7 @@ async fn tone_beeps_on_dtmf_for_its_duration_at_its_frequency() {
     })
     .unwrap();
     let mut h = start(format, vec![("tone", Box::new(tone))]);
-    h.pipeline.push_event(Event::Dtmf("5".into()));
+    h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("5"))));
     let out = h.finish().await;
     let audio = samples(&out);
     // 210 ms × 16 kHz = 3360 samples, padded to 11 whole 20 ms frames.
@@ -149,7 +145,7 @@ async fn tone_at_start_and_not_on_dtmf_when_told() {
         )
         .unwrap();
     let mut h = start(AudioFormat::mono(8_000), vec![("tone", tone)]);
-    h.pipeline.push_event(Event::Dtmf("1".into()));
+    h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("1"))));
     let out = h.finish().await;
     assert_eq!(samples(&out).len(), 800, "one beep, at start only");
 }
@@ -218,8 +214,8 @@ async fn play_on_dtmf_plays_the_file_once_per_key_press() {
         )
         .unwrap();
     let mut h = start(AudioFormat::mono(16_000), vec![("play", play)]);
-    h.pipeline.push_event(Event::Dtmf("1".into()));
-    h.pipeline.push_event(Event::Dtmf("9".into()));
+    h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("1"))));
+    h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("9"))));
     let out = h.finish().await;
     // Same rate: no resampler, no delay, exactly the file.
     assert_eq!(samples(&out), sine(16_000, 500.0, 0.3, 1_600));

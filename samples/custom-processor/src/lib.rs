@@ -2,7 +2,7 @@
 //! two-tone chime when it is right and a low buzz when it is not. A custom processor written
 //! against mediagate's public API, in well under 100 lines.
 
-use mediagate::pipeline::{Context, Event, Processor, ProcessorError};
+use mediagate::pipeline::{Context, Event, Input, Processor, ProcessorError};
 use mediagate::sinks::{BuildError, Registry};
 use serde::Deserialize;
 
@@ -21,12 +21,20 @@ pub struct PinCheck {
 }
 
 impl Processor for PinCheck {
+    fn input(&self) -> Input {
+        // Keys only: no audio enters its inbox.
+        Input {
+            frames: false,
+            ..Input::default()
+        }
+    }
+
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let Event::Dtmf(tone) = event else {
+        let Event::Dtmf(dtmf) = event else {
             return Ok(());
         };
-        if &**tone != "#" {
-            self.keyed.push_str(tone);
+        if &*dtmf.tone != "#" {
+            self.keyed.push_str(&dtmf.tone);
             return Ok(());
         }
         let rate = ctx.call().format.sample_rate_hz();

@@ -1,6 +1,5 @@
-//! A call's folder under the data dir: its name, the files claimed in it, and its session.json.
+//! A call's folder under the data dir: its name and its session.json.
 
-use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -13,7 +12,6 @@ use super::report::CallReport;
 pub(crate) struct CallFolder {
     name: String,
     dir: PathBuf,
-    claimed: Mutex<HashSet<String>>,
     /// What session.json says. Locked only for short, synchronous updates; never across an
     /// `.await`, never during file I/O.
     pub(crate) report: Mutex<CallReport>,
@@ -29,7 +27,6 @@ impl CallFolder {
         CallFolder {
             name,
             dir,
-            claimed: Mutex::new(HashSet::new()),
             report: Mutex::new(report),
             snapshots: AtomicU64::new(0),
             written: Mutex::new(0),
@@ -44,20 +41,6 @@ impl CallFolder {
     /// The folder's path.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Reserves a file name `stem.ext` in this folder, or `stem-2.ext`, `stem-3.ext`… if taken,
-    /// so two tracks (or two transports) never write the same file.
-    pub(crate) fn claim_file(&self, stem: &str, ext: &str) -> String {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-        let mut name = format!("{stem}.{ext}");
-        let mut n = 2;
-        while claimed.contains(&name) || self.dir.join(&name).exists() {
-            name = format!("{stem}-{n}.{ext}");
-            n += 1;
-        }
-        claimed.insert(name.clone());
-        name
     }
 
     /// Writes session.json atomically (temporary file, then rename). Blocking: call it from a

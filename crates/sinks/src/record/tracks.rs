@@ -1,9 +1,7 @@
 //! WAV tracks on one call timeline: one file for mixed audio or one per participant, gaps in a
 //! participant's timestamps filled with silence so every track of a call lines up.
 
-use std::fs::File;
 use std::io::{self, BufWriter};
-use std::path::Path;
 use std::time::Instant;
 
 use hound::{SampleFormat, WavSpec, WavWriter};
@@ -11,34 +9,35 @@ use mediagate_audio::{AudioFormat, AudioSource};
 use mediagate_protocol::Timestamp;
 use serde::Serialize;
 
-use super::folder::CallFolder;
+use super::Folder;
+use mediagate_pipeline::sanitize_file_stem;
 
 /// What one track ended up holding; goes into session.json.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct TrackSummary {
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackSummary {
     /// `mixed`, or the participant's raw id.
-    pub(crate) source: String,
+    pub source: String,
     /// File name inside the call folder.
-    pub(crate) file: String,
+    pub file: String,
     /// Files this track continued in after `file` reached the WAV size limit (4 GiB).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) continued_in: Vec<String>,
+    pub continued_in: Vec<String>,
     /// Frames received for this track.
-    pub(crate) frames: u64,
+    pub frames: u64,
     /// Samples in the finished file(s) (per channel), including filled silence.
-    pub(crate) samples: u64,
+    pub samples: u64,
     /// Seconds of audio in the file(s).
-    pub(crate) duration_secs: f64,
+    pub duration_secs: f64,
     /// Silence written before the participant's first frame, to place it on the call timeline.
-    pub(crate) leading_silence_samples: u64,
+    pub leading_silence_samples: u64,
     /// Gaps in the timestamps that were filled with silence.
-    pub(crate) gaps_filled: u64,
+    pub gaps_filled: u64,
     /// Samples of silence written for those gaps.
-    pub(crate) gap_samples: u64,
+    pub gap_samples: u64,
     /// Silence appended at the end so all tracks of the call have the same length.
-    pub(crate) trailing_silence_samples: u64,
+    pub trailing_silence_samples: u64,
     /// Timestamps that jumped too far to be a real gap: counted, not filled.
-    pub(crate) timestamp_anomalies: u64,
+    pub timestamp_anomalies: u64,
 }
 
 /// Largest WAV data chunk written before a track continues in a new file: hound (and the
@@ -48,7 +47,7 @@ const MAX_WAV_DATA_BYTES: u64 = 4_000_000_000;
 struct Track {
     source: AudioSource,
     stem: String,
-    writer: WavWriter<BufWriter<File>>,
+    writer: WavWriter<BufWriter<std::fs::File>>,
     /// Bytes in the current file's data chunk.
     file_bytes: u64,
     summary: TrackSummary,
@@ -66,8 +65,9 @@ struct Timeline {
     head_micros: i64,
 }
 
-/// The WAV files of one call.
-pub(crate) struct AudioTracks {
+/// The WAV files of one call's audio in one format: one per source (mixed, or each
+/// participant), all on the call's timeline. Blocking I/O: use it on a blocking thread.
+pub struct AudioTracks {
     format: AudioFormat,
     timeline: Timeline,
     max_gap_micros: i64,
@@ -78,7 +78,8 @@ pub(crate) struct AudioTracks {
 const SILENCE_CHUNK: [i16; 1024] = [0; 1024];
 
 impl AudioTracks {
-    pub(crate) fn new(format: AudioFormat, max_gap_secs: u64) -> Self {
+    /// Tracks of `format` audio; timestamp gaps up to `max_gap_secs` are filled with silence.
+    pub fn new(format: AudioFormat, max_gap_secs: u64) -> Self {
         AudioTracks {
             format,
             timeline: Timeline {
@@ -94,7 +95,8 @@ impl AudioTracks {
         }
     }
 
-    pub(crate) fn format(&self) -> AudioFormat {
+    /// The format every track holds.
+    pub fn format(&self) -> AudioFormat {
         self.format
     }
 
@@ -106,9 +108,9 @@ impl AudioTracks {
     /// than `max_gap`, is a clock anomaly: the whole call is re-anchored so the frame lands at the head, and
     /// nothing is filled. That bounds the silence a bogus timestamp can make us write, while a
     /// participant who joins late or is silent for long still lines up with the others.
-    pub(crate) fn write_frame(
+    pub fn write_frame(
         &mut self,
-        folder: &CallFolder,
+        folder: &mut dyn Folder,
         source: &AudioSource,
         timestamp: Option<Timestamp>,
         pcm: &[u8],
@@ -174,7 +176,7 @@ impl AudioTracks {
 
     /// Makes every file valid up to what has been written (headers updated, buffers flushed), so
     /// that even a killed process leaves playable files.
-    pub(crate) fn checkpoint(&mut self) -> io::Result<()> {
+    pub fn checkpoint(&mut self) -> io::Result<()> {
         for track in &mut self.tracks {
             track.writer.flush().map_err(hound_to_io)?;
         }
@@ -182,7 +184,7 @@ impl AudioTracks {
     }
 
     /// Pads every track to the longest, finalizes the headers and returns what each holds.
-    pub(crate) fn finish(self, folder: &CallFolder) -> (Vec<TrackSummary>, Vec<io::Error>) {
+    pub fn finish(self, folder: &mut dyn Folder) -> (Vec<TrackSummary>, Vec<io::Error>) {
         let longest = self
             .tracks
             .iter()
@@ -216,13 +218,16 @@ impl AudioTracks {
     }
 }
 
-fn open_track(folder: &CallFolder, format: AudioFormat, source: &AudioSource) -> io::Result<Track> {
+fn open_track(
+    folder: &mut dyn Folder,
+    format: AudioFormat,
+    source: &AudioSource,
+) -> io::Result<Track> {
     let (stem, label) = match source {
         AudioSource::Mixed => ("mixed".to_owned(), "mixed".to_owned()),
         AudioSource::Participant(id) => (sanitize_file_stem(id), id.to_string()),
     };
-    let file = folder.claim_file(&stem, "wav");
-    let writer = create_wav(&folder.dir().join(&file), format)?;
+    let (writer, file) = create_wav(folder, &stem, format)?;
     Ok(Track {
         source: source.clone(),
         stem,
@@ -244,20 +249,27 @@ fn open_track(folder: &CallFolder, format: AudioFormat, source: &AudioSource) ->
     })
 }
 
-fn create_wav(path: &Path, format: AudioFormat) -> io::Result<WavWriter<BufWriter<File>>> {
+/// A new WAV file `stem.wav` (or `stem-N.wav`) in the folder, and its name.
+fn create_wav(
+    folder: &mut dyn Folder,
+    stem: &str,
+    format: AudioFormat,
+) -> io::Result<(WavWriter<BufWriter<std::fs::File>>, String)> {
     let spec = WavSpec {
         channels: format.channels(),
         sample_rate: format.sample_rate_hz(),
         bits_per_sample: 16,
         sample_format: SampleFormat::Int,
     };
-    let file = BufWriter::with_capacity(64 * 1024, File::create(path)?);
-    WavWriter::new(file, spec).map_err(hound_to_io)
+    let (file, name) = folder.create(stem, "wav")?;
+    let writer =
+        WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec).map_err(hound_to_io)?;
+    Ok((writer, name))
 }
 
 /// Room for `bytes` more in the track's current file, or a fresh `-partN` file to continue in.
 fn make_room(
-    folder: &CallFolder,
+    folder: &mut dyn Folder,
     track: &mut Track,
     format: AudioFormat,
     max_file_bytes: u64,
@@ -267,8 +279,7 @@ fn make_room(
         return Ok(());
     }
     let part = track.summary.continued_in.len() + 2;
-    let file = folder.claim_file(&format!("{}-part{part}", track.stem), "wav");
-    let next = create_wav(&folder.dir().join(&file), format)?;
+    let (next, file) = create_wav(folder, &format!("{}-part{part}", track.stem), format)?;
     let full = std::mem::replace(&mut track.writer, next);
     full.finalize().map_err(hound_to_io)?;
     track.summary.continued_in.push(file);
@@ -277,7 +288,7 @@ fn make_room(
 }
 
 fn write_pcm(
-    folder: &CallFolder,
+    folder: &mut dyn Folder,
     track: &mut Track,
     format: AudioFormat,
     max_file_bytes: u64,
@@ -298,7 +309,7 @@ fn write_pcm(
 }
 
 fn write_silence(
-    folder: &CallFolder,
+    folder: &mut dyn Folder,
     track: &mut Track,
     format: AudioFormat,
     max_file_bytes: u64,
@@ -330,47 +341,14 @@ fn hound_to_io(err: hound::Error) -> io::Error {
     }
 }
 
-/// A file-system-safe stem for a participant id: `8:acs:abc` → `8_acs_abc`, at most 96 chars.
-pub(crate) fn sanitize_file_stem(raw: &str) -> String {
-    let mut stem: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(96)
-        .collect();
-    // No hidden files, no `..`, never empty.
-    while stem.starts_with('.') {
-        stem.replace_range(0..1, "_");
-    }
-    if stem.is_empty() {
-        stem.push_str("unnamed");
-    }
-    stem
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::{CallReport, CallStatus, Identity};
+    use crate::record::Dir;
+    use std::path::Path;
 
-    fn folder(dir: &Path) -> CallFolder {
-        let report = CallReport {
-            call_id: "t".to_owned(),
-            identity: Identity {
-                source: "generated",
-                value: "t".to_owned(),
-            },
-            status: CallStatus::Live,
-            started_at: Timestamp::from_unix_micros(0),
-            ended_at: None,
-            transports: Vec::new(),
-        };
-        CallFolder::new("t".to_owned(), dir.to_owned(), report)
+    fn folder(dir: &Path) -> Dir {
+        Dir::new(dir)
     }
 
     const FORMAT: AudioFormat = AudioFormat::mono(16_000);
@@ -395,7 +373,7 @@ mod tests {
     #[test]
     fn a_late_joiner_lines_up_even_past_the_gap_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = folder(dir.path());
+        let mut folder = folder(dir.path());
         let mut tracks = AudioTracks::new(FORMAT, 5);
         let (a, b) = (
             AudioSource::Participant("a".into()),
@@ -404,15 +382,15 @@ mod tests {
         // A speaks for 8 s; B first speaks 6 s in (more than the 5 s limit after the start).
         for i in 0..400 {
             tracks
-                .write_frame(&folder, &a, at(i * 20), &frame(1))
+                .write_frame(&mut folder, &a, at(i * 20), &frame(1))
                 .unwrap();
             if i >= 300 {
                 tracks
-                    .write_frame(&folder, &b, at(i * 20), &frame(2))
+                    .write_frame(&mut folder, &b, at(i * 20), &frame(2))
                     .unwrap();
             }
         }
-        let (summaries, errors) = tracks.finish(&folder);
+        let (summaries, errors) = tracks.finish(&mut folder);
         assert!(errors.is_empty());
         assert_eq!(summaries[1].leading_silence_samples, 300 * 320);
         assert_eq!(summaries[1].timestamp_anomalies, 0);
@@ -425,16 +403,16 @@ mod tests {
     #[test]
     fn bogus_timestamp_jumps_cannot_make_it_write_unbounded_silence() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = folder(dir.path());
+        let mut folder = folder(dir.path());
         let mut tracks = AudioTracks::new(FORMAT, 5);
         // Each frame claims to be 4.9 s after the last (inside the gap limit) while no real time
         // passes: only the first jump can be filled, the rest re-anchor.
         for i in 0..50 {
             tracks
-                .write_frame(&folder, &AudioSource::Mixed, at(i * 4_900), &frame(3))
+                .write_frame(&mut folder, &AudioSource::Mixed, at(i * 4_900), &frame(3))
                 .unwrap();
         }
-        let (summaries, _) = tracks.finish(&folder);
+        let (summaries, _) = tracks.finish(&mut folder);
         let written = summaries[0].samples;
         assert!(
             written <= (5 * 16_000 + 50 * 320) as u64,
@@ -444,13 +422,13 @@ mod tests {
         // Year 9999 after a normal frame: no overflow, no panic, counted.
         let mut tracks = AudioTracks::new(FORMAT, 5);
         tracks
-            .write_frame(&folder, &AudioSource::Mixed, at(0), &frame(1))
+            .write_frame(&mut folder, &AudioSource::Mixed, at(0), &frame(1))
             .unwrap();
         let far = Timestamp::parse_rfc3339("9999-01-01T00:00:00Z").ok();
         tracks
-            .write_frame(&folder, &AudioSource::Mixed, far, &frame(1))
+            .write_frame(&mut folder, &AudioSource::Mixed, far, &frame(1))
             .unwrap();
-        let (summaries, _) = tracks.finish(&folder);
+        let (summaries, _) = tracks.finish(&mut folder);
         assert_eq!(summaries[0].samples, 2 * 320);
         assert_eq!(summaries[0].timestamp_anomalies, 1);
     }
@@ -458,19 +436,19 @@ mod tests {
     #[test]
     fn a_track_continues_in_a_new_file_at_the_size_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = folder(dir.path());
+        let mut folder = folder(dir.path());
         let mut tracks = AudioTracks::new(FORMAT, 5).with_max_file_bytes(10 * 640);
         for i in 0..25u8 {
             tracks
                 .write_frame(
-                    &folder,
+                    &mut folder,
                     &AudioSource::Mixed,
                     at(i64::from(i) * 20),
                     &frame(i),
                 )
                 .unwrap();
         }
-        let (summaries, errors) = tracks.finish(&folder);
+        let (summaries, errors) = tracks.finish(&mut folder);
         assert!(errors.is_empty());
         assert_eq!(
             summaries[0].continued_in,
@@ -485,14 +463,5 @@ mod tests {
             .flat_map(|i| std::iter::repeat_n(i16::from_le_bytes([i, i]), 320))
             .collect();
         assert_eq!(all, expected);
-    }
-
-    #[test]
-    fn sanitizes_participant_ids() {
-        assert_eq!(sanitize_file_stem("8:acs:abc-1_2"), "8_acs_abc-1_2");
-        assert_eq!(sanitize_file_stem("4:+14255550123"), "4__14255550123");
-        assert_eq!(sanitize_file_stem("../../etc/passwd"), "_._.._etc_passwd");
-        assert_eq!(sanitize_file_stem(""), "unnamed");
-        assert_eq!(sanitize_file_stem(&"x".repeat(500)).len(), 96);
     }
 }

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use mediagate_protocol::Timestamp;
 use serde::Serialize;
 
-use super::tracks::TrackSummary;
-
 /// The whole file.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CallReport {
@@ -131,18 +129,14 @@ pub(crate) struct TransportReport {
     pub(crate) bad_messages: BadMessages,
     /// Participant raw ids seen, in order of first frame.
     pub(crate) participants: Vec<String>,
-    /// Gaps filled with silence, over all tracks.
-    pub(crate) gaps_filled: u64,
-    pub(crate) tracks: Vec<TrackSummary>,
-    /// What each processor of the call did (frames, drops, time).
+    /// What each processor of the call did (frames, drops, time, files, its own report).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) processors: Vec<mediagate_pipeline::ConsumerReport>,
     /// How the gateway's pacer kept time for played audio (frames sent, how many late, worst).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) playback_pacing: Option<mediagate_pipeline::PacerReport>,
+    /// Every file the processors made in the call folder, in processor order.
     pub(crate) files: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) recording_errors: Vec<String>,
 }
 
 impl TransportReport {
@@ -181,12 +175,9 @@ impl TransportReport {
             transcripts_final: 0,
             bad_messages: BadMessages::default(),
             participants: Vec::new(),
-            gaps_filled: 0,
-            tracks: Vec::new(),
             processors: Vec::new(),
             playback_pacing: None,
             files: Vec::new(),
-            recording_errors: Vec::new(),
         }
     }
 }

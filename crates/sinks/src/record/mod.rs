@@ -1,0 +1,86 @@
+//! Recording a call to files, as processors: [`Wav`] (`wav`), [`TranscriptWriter`]
+//! (`transcript`) and [`DtmfWriter`] (`dtmf`). Each writes into the call's folder on blocking
+//! threads, in batches, and loses nothing: its inbox makes the socket wait rather than drop
+//! (`OverflowPolicy::Wait`), so a slow disk slows the call's socket, which TCP passes back to
+//! the platform.
+//!
+//! [`AudioTracks`] is the WAV writer itself, usable on its own (a [`Dir`] stands in for a
+//! call's folder).
+
+mod dtmf;
+mod tracks;
+mod transcript;
+mod wav;
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+
+use mediagate_pipeline::{Context, ProcessorError};
+
+pub use dtmf::DtmfWriter;
+pub use tracks::{AudioTracks, TrackSummary};
+pub use transcript::{TranscriptSettings, TranscriptWriter};
+pub use wav::{Wav, WavSettings};
+
+/// Where a recorder creates its files: the call's folder (a processor's [`Context`]), or any
+/// directory ([`Dir`]).
+pub trait Folder {
+    /// Creates `stem.ext`, or `stem-2.ext`… if taken; returns the file and its name.
+    fn create(&mut self, stem: &str, ext: &str) -> io::Result<(File, String)>;
+}
+
+impl Folder for Context {
+    fn create(&mut self, stem: &str, ext: &str) -> io::Result<(File, String)> {
+        self.create_file(stem, ext)
+    }
+}
+
+/// A plain directory as a [`Folder`].
+#[derive(Debug, Clone)]
+pub struct Dir {
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Files go into `path`, which must exist.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Dir { path: path.into() }
+    }
+}
+
+impl Folder for Dir {
+    fn create(&mut self, stem: &str, ext: &str) -> io::Result<(File, String)> {
+        mediagate_pipeline::create_unique(&self.path, stem, ext)
+    }
+}
+
+/// At most this many distinct errors are kept for a recorder's report.
+const MAX_ERRORS_KEPT: usize = 10;
+
+/// A recorder's I/O errors: all counted, the first distinct few kept for session.json.
+#[derive(Debug, Default)]
+struct Errors {
+    kept: Vec<String>,
+    total: u64,
+}
+
+impl Errors {
+    /// Notes `error` and turns it into a skipped item (the pipeline counts and logs those).
+    fn skip(&mut self, error: &io::Error) -> ProcessorError {
+        let text = error.to_string();
+        self.total += 1;
+        if self.kept.len() < MAX_ERRORS_KEPT && !self.kept.contains(&text) {
+            self.kept.push(text.clone());
+        }
+        ProcessorError::Skip(text)
+    }
+
+    /// Adds `errors` (and `error_count`) to a report, when there were any.
+    fn add_to(&self, report: &mut serde_json::Value) {
+        if self.total > 0 {
+            report["errors"] = serde_json::json!(self.kept);
+            report["error_count"] = serde_json::json!(self.total);
+        }
+    }
+}

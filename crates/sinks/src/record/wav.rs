@@ -1,0 +1,164 @@
+//! The `wav` processor: the call's audio as WAV files, one per source, on one timeline.
+
+use mediagate_audio::{AudioFormat, AudioFrame, StreamResampler};
+use mediagate_pipeline::{
+    Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{AudioTracks, Errors, TrackSummary};
+use crate::BuildError;
+use crate::settings::invalid;
+
+/// How the `wav` processor records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WavSettings {
+    /// Record at this rate (8000 for a telephony archive…), resampled by the pipeline; unset:
+    /// the call's own rate, bit-exact.
+    pub sample_rate_hz: Option<u32>,
+    /// Longest gap in a source's timestamps filled with silence to keep tracks aligned. A
+    /// larger jump is a clock anomaly: counted, not filled, and the timeline re-anchored.
+    pub max_gap_fill_secs: u64,
+    /// Frames that may wait for the disk before the socket waits (256: ~5 s of audio).
+    pub queue: usize,
+    /// ...or bytes, whichever comes first.
+    pub queue_bytes: usize,
+}
+
+impl Default for WavSettings {
+    fn default() -> Self {
+        WavSettings {
+            sample_rate_hz: None,
+            max_gap_fill_secs: 600,
+            queue: 256,
+            queue_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Records every frame: `mixed.wav`, or one WAV per participant (named after its raw id), all
+/// the same length and aligned on the call's timeline (gaps and late joiners padded with
+/// silence). WAV headers are made valid after every batch, so even a killed process leaves
+/// playable files. A format change mid-call finishes the files and starts new ones (`-2`…).
+pub struct Wav {
+    settings: WavSettings,
+    audio: Option<AudioTracks>,
+    finished: Vec<TrackSummary>,
+    errors: Errors,
+    /// The call keeps no files: frames are let through.
+    disabled: bool,
+}
+
+impl Wav {
+    /// A recorder with these settings.
+    pub fn new(settings: WavSettings) -> Result<Self, BuildError> {
+        if let Some(rate) = settings.sample_rate_hz {
+            if !(8_000..=48_000).contains(&rate) {
+                return Err(invalid(
+                    "wav",
+                    format!("sample_rate_hz = {rate}: record at 8000 to 48000 Hz"),
+                ));
+            }
+            // Check that the rate can be reached from the ACS rates.
+            for from in [16_000, 24_000] {
+                StreamResampler::new(AudioFormat::mono(from), rate)
+                    .map_err(|e| invalid("wav", format!("sample_rate_hz = {rate}: {e}")))?;
+            }
+        }
+        if settings.queue == 0 {
+            return Err(invalid("wav", "queue must be at least 1"));
+        }
+        if settings.queue_bytes < 4096 {
+            return Err(invalid("wav", "queue_bytes must be at least 4096"));
+        }
+        Ok(Wav {
+            settings,
+            audio: None,
+            finished: Vec::new(),
+            errors: Errors::default(),
+            disabled: false,
+        })
+    }
+
+    /// Builds it from its config table.
+    pub fn from_settings(settings: &serde_json::Value) -> Result<Self, BuildError> {
+        Self::new(crate::settings::parse("wav", settings)?)
+    }
+
+    fn finish_tracks(&mut self, audio: AudioTracks, ctx: &mut Context) {
+        let (tracks, errors) = audio.finish(ctx);
+        for e in &errors {
+            self.errors.skip(e);
+        }
+        self.finished.extend(tracks);
+    }
+}
+
+impl Processor for Wav {
+    fn input(&self) -> Input {
+        Input {
+            sample_rate_hz: self.settings.sample_rate_hz,
+            queue: self.settings.queue,
+            queue_bytes: self.settings.queue_bytes,
+            overflow: OverflowPolicy::Wait,
+            execution: Execution::Blocking,
+            gather_ms: 200,
+            ..Input::default()
+        }
+    }
+
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if let Event::CallStarted(call) = event {
+            self.disabled = call.folder.is_none();
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
+        if self.disabled {
+            return Ok(());
+        }
+        if self
+            .audio
+            .as_ref()
+            .is_some_and(|a| a.format() != frame.format)
+        {
+            // A WAV cannot change rate mid-file: finish these tracks; new ones start now.
+            if let Some(old) = self.audio.take() {
+                self.finish_tracks(old, ctx);
+            }
+        }
+        let max_gap = self.settings.max_gap_fill_secs;
+        let audio = self
+            .audio
+            .get_or_insert_with(|| AudioTracks::new(frame.format, max_gap));
+        audio
+            .write_frame(ctx, &frame.source, frame.timestamp, &frame.pcm)
+            .map_err(|e| self.errors.skip(&e))
+    }
+
+    fn flush(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        match &mut self.audio {
+            Some(audio) => audio.checkpoint().map_err(|e| self.errors.skip(&e)),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
+        if let Some(audio) = self.audio.take() {
+            self.finish_tracks(audio, ctx);
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        let gaps_filled: u64 = self.finished.iter().map(|t| t.gaps_filled).sum();
+        let mut report = serde_json::json!({
+            "tracks": self.finished,
+            "gaps_filled": gaps_filled,
+        });
+        self.errors.add_to(&mut report);
+        Some(report)
+    }
+}
