@@ -58,6 +58,9 @@ pub struct InboxStats {
 struct Queue<T> {
     items: VecDeque<T>,
     bytes: usize,
+    /// The consumer is letting items gather ([`Outbox::recv_gathered`]): a push wakes it only
+    /// when the queue reaches half full (its timer wakes it otherwise), not for every item.
+    gathering: bool,
 }
 
 struct Shared<T> {
@@ -78,8 +81,19 @@ impl<T> Shared<T> {
     /// Whether `queue` has no room for an item of `cost` bytes. An item larger than the whole
     /// byte budget still fits an empty queue, so it waits for the queue to drain, not forever.
     fn full(&self, queue: &Queue<T>, cost: usize) -> bool {
-        queue.items.len() >= self.capacity
-            || (!queue.items.is_empty() && queue.bytes.saturating_add(cost) > self.max_bytes)
+        self.full_by(queue, cost, 1)
+    }
+
+    /// [`Shared::full`] with the bounds multiplied by `headroom`.
+    fn full_by(&self, queue: &Queue<T>, cost: usize, headroom: usize) -> bool {
+        queue.items.len() >= self.capacity.saturating_mul(headroom)
+            || (!queue.items.is_empty()
+                && queue.bytes.saturating_add(cost) > self.max_bytes.saturating_mul(headroom))
+    }
+
+    /// Whether a push that left `queue` like this must wake the consumer.
+    fn should_wake(&self, queue: &Queue<T>) -> bool {
+        !queue.gathering || self.half_full(queue)
     }
 
     /// Whether `queue` is at least half full, by items or by bytes.
@@ -116,6 +130,7 @@ pub fn byte_bounded_inbox<T>(
         queue: Mutex::new(Queue {
             items: VecDeque::with_capacity(capacity.min(1024)),
             bytes: 0,
+            gathering: false,
         }),
         ready: Notify::new(),
         room: Notify::new(),
@@ -157,23 +172,27 @@ impl<T> Inbox<T> {
             return Ok(Pushed::Closed);
         }
         let cost = (shared.cost)(&item);
-        let depth = {
+        let (depth, wake) = {
             let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             if shared.full(&queue, cost) {
                 return Err(item);
             }
             queue.bytes += cost;
             queue.items.push_back(item);
-            queue.items.len() as u64
+            (queue.items.len() as u64, shared.should_wake(&queue))
         };
         shared.stats.queued.fetch_add(1, Ordering::Relaxed);
         shared.stats.high_water.fetch_max(depth, Ordering::Relaxed);
-        shared.ready.notify_one();
+        if wake {
+            shared.ready.notify_one();
+        }
         Ok(Pushed::Queued)
     }
 
-    /// Queues `item` without ever waiting. Under [`OverflowPolicy::Wait`] a full inbox drops the
-    /// oldest like [`OverflowPolicy::DropOldest`]: use [`Inbox::push_or_wait`] there.
+    /// Queues `item` without ever waiting (events: they come from places that cannot wait).
+    /// Under [`OverflowPolicy::Wait`] such an item may go past the inbox's bounds, up to twice
+    /// them, so that an event never evicts audio a lossless consumer is owed; only past that
+    /// is the oldest dropped (and counted), as under [`OverflowPolicy::DropOldest`].
     pub fn push(&self, item: T) -> Pushed {
         let shared = &*self.shared;
         if shared.closed.load(Ordering::Acquire) {
@@ -181,10 +200,15 @@ impl<T> Inbox<T> {
         }
         let cost = (shared.cost)(&item);
         let mut outcome = Pushed::Queued;
-        let depth;
+        let (depth, wake);
         {
             let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            while shared.full(&queue, cost) {
+            let headroom = if shared.policy == OverflowPolicy::Wait {
+                2
+            } else {
+                1
+            };
+            while shared.full_by(&queue, cost, headroom) {
                 match shared.policy {
                     OverflowPolicy::DropOldest | OverflowPolicy::Wait => {
                         if let Some(oldest) = queue.items.pop_front() {
@@ -206,10 +230,13 @@ impl<T> Inbox<T> {
             queue.bytes += cost;
             queue.items.push_back(item);
             depth = queue.items.len() as u64;
+            wake = shared.should_wake(&queue);
         }
         shared.stats.queued.fetch_add(1, Ordering::Relaxed);
         shared.stats.high_water.fetch_max(depth, Ordering::Relaxed);
-        shared.ready.notify_one();
+        if wake {
+            shared.ready.notify_one();
+        }
         outcome
     }
 
@@ -267,8 +294,11 @@ impl<T> Outbox<T> {
         loop {
             let notified = self.shared.ready.notified();
             let (queued, ready) = {
-                let queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-                (!queue.items.is_empty(), self.shared.half_full(&queue))
+                let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let queued = !queue.items.is_empty();
+                let ready = self.shared.half_full(&queue);
+                queue.gathering = queued && !ready;
+                (queued, ready)
             };
             let closed = self.shared.closed.load(Ordering::Acquire);
             if queued && (ready || closed) {
@@ -308,6 +338,7 @@ impl<T> Outbox<T> {
         }
         into.extend(queue.items.drain(..));
         queue.bytes = 0;
+        queue.gathering = false;
         drop(queue);
         self.shared.room.notify_waiters();
         true
@@ -398,12 +429,39 @@ mod tests {
         assert!(rx.recv_gathered(&mut got, window).await);
         assert_eq!(got.len(), 4);
         assert_eq!(started.elapsed(), Duration::ZERO);
+        // Reaching half full while gathering ends the wait then, not at the window's end.
+        tx.push(1);
+        let started = tokio::time::Instant::now();
+        let producer = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for i in 2..5 {
+                tx.push(i);
+            }
+        };
+        let (received, ()) = tokio::join!(rx.recv_gathered(&mut got, window), producer);
+        assert!(received);
+        assert_eq!(got, [1, 2, 3, 4]);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
         // Closing ends it too, and then the end is seen.
         tx.push(9);
         drop(tx);
         assert!(rx.recv_gathered(&mut got, window).await);
         assert_eq!(got, [9]);
         assert!(!rx.recv_gathered(&mut got, window).await);
+    }
+
+    #[tokio::test]
+    async fn under_wait_an_event_never_evicts_what_is_owed() {
+        let (tx, mut rx) = inbox(2, OverflowPolicy::Wait);
+        assert_eq!(tx.push_or_wait(1).await, Pushed::Queued);
+        assert_eq!(tx.push_or_wait(2).await, Pushed::Queued);
+        // Full for waiting pushes; a non-waiting one (an event) still fits, up to twice the bound.
+        assert_eq!(tx.push(3), Pushed::Queued);
+        assert_eq!(tx.push(4), Pushed::Queued);
+        assert_eq!(tx.push(5), Pushed::DroppedOldest);
+        let mut got = Vec::new();
+        assert!(rx.recv_all(&mut got).await);
+        assert_eq!(got, [2, 3, 4, 5]);
     }
 
     #[tokio::test]
