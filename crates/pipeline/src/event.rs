@@ -90,7 +90,8 @@ pub enum Event {
     Dtmf(Arc<Dtmf>),
     /// A transcription result.
     Transcript(Arc<Transcript>),
-    /// Voice activity started (`true`) or stopped (`false`) on a source.
+    /// Voice activity started (`true`) or stopped (`false`) on a source. A source still
+    /// speaking when the call ends gets no `false`: [`Event::CallEnded`] ends everything.
     Speech {
         /// Whose speech.
         source: AudioSource,
