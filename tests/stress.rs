@@ -20,10 +20,9 @@ async fn stress_50_calls_stream_in_and_play_back_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "marginal on the 2-core dev VM: passed 29 of 37 quiet runs (2026-11-25). A miss is a \
-            few gaps of 25.0-26.4 ms, or a rare whole-process stall (10-40 ms, seen with recording \
-            off too), while the gateway's own pacer usually stays within 5 ms of its clock: the \
-            200 emulated calls and the gateway share the two cores"]
+#[ignore = "marginal on the 2-core dev VM: passed 14 of 16 quiet runs (2026-11-25, with \
+            TCP_NODELAY). A miss is a few gaps of 25-30 ms while the gateway's own pacer stays \
+            within 5-7 ms of its clock: the 200 emulated calls and the gateway share the two cores"]
 async fn stress_200_calls_stream_in_and_play_back_at_once() {
     stress(200).await;
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use crate::outbound::OutboundCapture;
 use crate::{EmulatorError, EndMode, GatewayClose, GatewayMessages};
@@ -66,8 +66,9 @@ impl Connection {
     /// Connects to `url` (path and query kept as given) and starts the reader task, which fills
     /// `capture` with what the gateway plays back.
     pub(crate) async fn open(url: &str, capture: OutboundCapture) -> Result<Self, EmulatorError> {
+        // No Nagle: a 20 ms frame goes out when it is sent, as the platform's do.
         let (socket, _response) =
-            connect_async(url)
+            connect_async_with_config(url, None, true)
                 .await
                 .map_err(|source| EmulatorError::Connect {
                     url: url.to_owned(),

@@ -26,6 +26,7 @@ mod routes;
 mod session;
 mod writer;
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -204,8 +205,15 @@ impl Server {
                 self.listener
                     .set_nonblocking(true)
                     .map_err(ServerError::Serve)?;
-                let listener =
-                    tokio::net::TcpListener::from_std(self.listener).map_err(ServerError::Serve)?;
+                // 20 ms frames are small writes: Nagle would hold one back until the previous
+                // is acknowledged, which on a delayed ACK is tens of milliseconds.
+                let listener = tokio::net::TcpListener::from_std(self.listener)
+                    .map_err(ServerError::Serve)?
+                    .tap_io(|tcp| {
+                        if let Err(e) = tcp.set_nodelay(true) {
+                            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                        }
+                    });
                 tracing::info!(addr = %self.local_addr, "listening (ws://)");
                 tokio::spawn(async move {
                     axum::serve(listener, app)
@@ -221,8 +229,11 @@ impl Server {
                     stop.graceful_shutdown(Some(Duration::from_secs(1)));
                 });
                 tracing::info!(addr = %self.local_addr, "listening (wss://)");
-                let server = axum_server::from_tcp_rustls(self.listener, tls)
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let server = axum_server::from_tcp(self.listener)
                     .map_err(ServerError::Serve)?
+                    .acceptor(acceptor)
                     .handle(handle);
                 tokio::spawn(async move { server.serve(app).await })
             }
