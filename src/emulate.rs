@@ -40,7 +40,7 @@ pub(crate) struct EmulateArgs {
     record_outbound: Option<PathBuf>,
     /// Keep the media socket open this long after the last inbound frame (`2s`, `500ms`), to
     /// capture playback that outlasts the inbound audio.
-    #[arg(long, value_name = "TIME", default_value = "0", value_parser = parse_linger)]
+    #[arg(long, value_name = "TIME", default_value = "0", value_parser = parse_time)]
     linger: Duration,
     /// Print the report as JSON instead of a human summary.
     #[arg(long)]
@@ -78,8 +78,9 @@ impl EmulateArgs {
     }
 }
 
-/// `--linger`: seconds or milliseconds, as DTMF times are written.
-fn parse_linger(text: &str) -> Result<Duration, String> {
+/// A time on the command line (`--linger`, `--duration`...): seconds or milliseconds, as DTMF
+/// times are written.
+pub(crate) fn parse_time(text: &str) -> Result<Duration, String> {
     mediagate_emulator::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a time: use seconds (`2s`, `1.5`) or `ms`"))
 }

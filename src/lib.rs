@@ -21,6 +21,7 @@
 //! ```
 
 pub use mediagate_audio as audio;
+pub use mediagate_bench as bench;
 pub use mediagate_emulator as emulator;
 pub use mediagate_pipeline as pipeline;
 pub use mediagate_protocol as protocol;

@@ -1,4 +1,5 @@
-//! The `mediagate` command: `serve` runs the gateway, `emulate` plays the platform against one.
+//! The `mediagate` command: `serve` runs the gateway, `emulate` plays the platform against one,
+//! `bench` loads a gateway with many calls and measures it.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use mediagate_server::{CliOverrides, Config, Server, TlsConfig};
 
+mod bench;
 mod emulate;
 
 #[derive(Parser)]
@@ -35,6 +37,12 @@ enum Command {
     Serve(ServeArgs),
     /// Play the platform: stream WAV files into a gateway as ACS would.
     Emulate(emulate::EmulateArgs),
+    /// Benchmark a gateway (this one with --self, any other with --url): calls held, frames
+    /// per second, echo latency, CPU and memory.
+    Bench(Box<bench::BenchArgs>),
+    /// The bare reference echo server that `bench --reference-echo` compares with.
+    #[command(hide = true)]
+    ReferenceEcho(bench::ReferenceEchoArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +85,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Emulate(args) => runtime.block_on(emulate::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(*args)),
+        Command::ReferenceEcho(args) => runtime.block_on(bench::reference_echo(args)),
     }
 }
 

@@ -1,0 +1,154 @@
+//! The load's messages, encoded once before the clock starts: every AudioData message a call
+//! will send is one of [`STAMPS`] stamped variants per source, shared by refcount by all calls.
+//!
+//! The stamp is the first three bytes of each frame's PCM: two marker bytes and a sequence
+//! number. A gateway that echoes the audio returns the stamp with it (the first four base64
+//! characters of `data`), so each echoed frame is matched to its send time exactly, whatever the
+//! gateway does to the JSON around it.
+
+use std::path::Path;
+
+use mediagate_protocol::{decode_pcm, encode_pcm};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::BenchError;
+
+/// Distinct stamps per source: a frame's sequence number modulo this.
+pub const STAMPS: usize = 256;
+
+/// The marker before the sequence byte.
+const MARKER: [u8; 2] = [0x4d, 0x47];
+
+/// A fixed capture time: the load measures the gateway, not its timeline.
+const TIMESTAMP: &str = "2026-11-25T00:00:00.000Z";
+
+/// Every message of the load, pre-encoded.
+#[derive(Debug)]
+pub(crate) struct FrameSet {
+    /// The AudioMetadata message.
+    pub(crate) metadata: Utf8Bytes,
+    /// `audio[source][stamp]`: one source (`mixed`) or one per unmixed participant.
+    pub(crate) audio: Vec<Vec<Utf8Bytes>>,
+}
+
+impl FrameSet {
+    /// Messages at `rate_hz`, mixed (`unmixed == 0`) or from `unmixed` participants, carrying
+    /// `wav`'s audio (mono PCM16 at `rate_hz`), else a 440 Hz tone.
+    pub(crate) fn build(
+        rate_hz: u32,
+        unmixed: usize,
+        wav: Option<&Path>,
+    ) -> Result<FrameSet, BenchError> {
+        let frame_samples = rate_hz as usize / 50;
+        let samples = match wav {
+            Some(path) => load_wav(path, rate_hz)?,
+            None => tone(rate_hz, frame_samples * STAMPS),
+        };
+        let metadata = format!(
+            r#"{{"kind":"AudioMetadata","audioMetadata":{{"subscriptionId":"mediagate-bench","encoding":"PCM","sampleRate":{rate_hz},"channels":1,"length":{}}}}}"#,
+            frame_samples * 2
+        );
+        let sources = unmixed.max(1);
+        let mut audio = Vec::with_capacity(sources);
+        let mut pcm = Vec::with_capacity(frame_samples * 2);
+        let mut data = String::new();
+        for source in 0..sources {
+            let who = if unmixed == 0 {
+                String::new()
+            } else {
+                format!(
+                    r#","participantRawID":"8:acs:mediagate-bench-{}""#,
+                    source + 1
+                )
+            };
+            let mut messages = Vec::with_capacity(STAMPS);
+            for stamp in 0..STAMPS {
+                pcm.clear();
+                let start = (stamp * frame_samples) % samples.len().max(1);
+                pcm.extend(
+                    samples
+                        .iter()
+                        .cycle()
+                        .skip(start)
+                        .take(frame_samples)
+                        .flat_map(|s| s.to_le_bytes()),
+                );
+                pcm[..2].copy_from_slice(&MARKER);
+                pcm[2] = stamp as u8;
+                data.clear();
+                encode_pcm(&pcm, &mut data);
+                messages.push(Utf8Bytes::from(format!(
+                    r#"{{"kind":"AudioData","audioData":{{"timestamp":"{TIMESTAMP}"{who},"data":"{data}","silent":false}}}}"#
+                )));
+            }
+            audio.push(messages);
+        }
+        Ok(FrameSet {
+            metadata: Utf8Bytes::from(metadata),
+            audio,
+        })
+    }
+}
+
+/// The stamp of an echoed frame, from its still-encoded `data`: `None` if it carries none (the
+/// gateway played something else, or changed the audio).
+pub(crate) fn read_stamp(data_base64: &str) -> Option<u8> {
+    let head = data_base64.get(..4)?;
+    let mut bytes = bytes::BytesMut::new();
+    let pcm = decode_pcm(head, 1, &mut bytes).ok()?;
+    (pcm.len() == 3 && pcm[..2] == MARKER).then(|| pcm[2])
+}
+
+fn load_wav(path: &Path, rate_hz: u32) -> Result<Vec<i16>, BenchError> {
+    let bad = |reason: String| BenchError::Wav {
+        path: path.to_owned(),
+        reason,
+    };
+    let reader = hound::WavReader::open(path).map_err(|e| bad(e.to_string()))?;
+    let spec = reader.spec();
+    if spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_rate != rate_hz {
+        return Err(bad(format!(
+            "need mono PCM16 at {rate_hz} Hz, found {} channel(s), {} bits at {} Hz",
+            spec.channels, spec.bits_per_sample, spec.sample_rate
+        )));
+    }
+    let samples = reader
+        .into_samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if samples.len() < rate_hz as usize / 50 {
+        return Err(bad("shorter than one 20 ms frame".to_owned()));
+    }
+    Ok(samples)
+}
+
+/// A 440 Hz tone at a third of full scale.
+fn tone(rate_hz: u32, samples: usize) -> Vec<i16> {
+    (0..samples)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate_hz);
+            ((2.0 * std::f64::consts::PI * 440.0 * t).sin() * 10_000.0) as i16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_carries_its_stamp() {
+        let set = FrameSet::build(16_000, 2, None).unwrap();
+        assert_eq!(set.audio.len(), 2);
+        for source in &set.audio {
+            for (stamp, message) in source.iter().enumerate() {
+                let text: &str = message;
+                let data = text.split(r#""data":""#).nth(1).unwrap();
+                assert_eq!(read_stamp(data), Some(stamp as u8));
+                assert!(text.contains("participantRawID"));
+            }
+        }
+        assert_eq!(read_stamp("AAAA"), None);
+        assert_eq!(read_stamp("A"), None);
+    }
+}

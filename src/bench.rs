@@ -1,0 +1,351 @@
+//! `mediagate bench`: the command-line front of `mediagate-bench`. It benches a gateway at a
+//! URL, or starts one itself (`--self`, this binary's `serve` with a chosen pipeline; or
+//! `--reference-echo`, the bare echo server) as a child process on a free port, so that its CPU
+//! and memory are measured apart from the generator's.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::emulate::parse_time;
+use anyhow::{Context as _, bail};
+use mediagate_bench::{BenchConfig, BenchReport, Mode};
+
+/// Arguments of `mediagate bench`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// A running gateway to bench (its pipeline must echo, else pass --no-echo).
+    #[arg(long, conflicts_with_all = ["self_gateway", "reference_echo"])]
+    url: Option<String>,
+    /// Start this mediagate as a child process on a free local port and bench it.
+    #[arg(long = "self")]
+    self_gateway: bool,
+    /// With --self: its pipeline, comma-separated (`echo`, `echo,wav`, `echo,wav,vad`...).
+    #[arg(long, value_delimiter = ',', default_value = "echo")]
+    pipeline: Vec<String>,
+    /// Bench the bare reference echo server instead (a child process): the floor to compare with.
+    #[arg(long, conflicts_with = "self_gateway")]
+    reference_echo: bool,
+    /// Pid of the gateway behind --url when it runs on this machine: its CPU and memory are read
+    /// from /proc.
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 100)]
+    calls: usize,
+    /// Measured time, after the ramp and the warm-up.
+    #[arg(long, default_value = "30s", value_parser = parse_time)]
+    duration: Duration,
+    /// Calls connect spread over this long.
+    #[arg(long, default_value = "5s", value_parser = parse_time)]
+    ramp: Duration,
+    /// Load before the measured window, not counted.
+    #[arg(long, default_value = "2s", value_parser = parse_time)]
+    warmup: Duration,
+    /// Sample rate of the audio: 16000 or 24000.
+    #[arg(long, default_value_t = 16_000)]
+    rate: u32,
+    /// Participants per call (unmixed audio); 0 sends mixed audio.
+    #[arg(long, default_value_t = 0)]
+    unmixed: usize,
+    /// `realtime` (a frame per 20 ms per call, as ACS sends) or `max` (as fast as it takes them).
+    #[arg(long, default_value = "realtime")]
+    mode: Mode,
+    /// Audio to send (mono PCM16 at --rate) instead of a 440 Hz tone.
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    /// The gateway does not echo: only sending is measured (no loss or latency figures).
+    #[arg(long)]
+    no_echo: bool,
+    /// With --reference-echo: drop every Nth frame (a deliberately lossy gateway).
+    #[arg(long, hide = true)]
+    reference_drop_every: Option<u64>,
+    /// Print the report(s) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Run these loads (calls) one after the other, e.g. `100,500,1000`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "find_max")]
+    sweep: Vec<usize>,
+    /// With --sweep or --find-max: write an SVG chart of latency and CPU against calls.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
+    /// Raise the number of real-time calls from --calls until p99 passes --p99-bound or a
+    /// frame is lost; report the highest load held.
+    #[arg(long)]
+    find_max: bool,
+    /// The latency bound of --find-max.
+    #[arg(long, default_value = "20ms", value_parser = parse_time)]
+    p99_bound: Duration,
+}
+
+/// Arguments of the hidden `mediagate reference-echo`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReferenceEchoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+    /// Drop every Nth audio frame (a deliberately lossy gateway).
+    #[arg(long)]
+    drop_every: Option<u64>,
+}
+
+/// Serves the reference echo until Ctrl-C or SIGTERM.
+pub(crate) async fn reference_echo(args: ReferenceEchoArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(addr = %args.listen, "reference echo listening");
+    mediagate_bench::serve_reference_echo(
+        listener,
+        args.drop_every,
+        mediagate_server::shutdown_signal(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Runs `mediagate bench`.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let target = Target::start(&args).await?;
+    let base = BenchConfig {
+        url: target.url.clone(),
+        calls: args.calls,
+        duration: args.duration,
+        ramp: args.ramp,
+        warmup: args.warmup,
+        rate_hz: args.rate,
+        unmixed: args.unmixed,
+        mode: args.mode,
+        wav: args.wav.clone(),
+        expect_echo: !args.no_echo,
+        gateway_pid: target.pid,
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        max_in_flight: 64,
+    };
+    eprintln!("bench: {} ({})", target.url, target.what);
+    let reports = if args.find_max {
+        find_max(&base, args.p99_bound, args.json).await?
+    } else if !args.sweep.is_empty() {
+        let mut reports = Vec::new();
+        for &calls in &args.sweep {
+            let report = once(&base, calls, args.json).await?;
+            reports.push(report);
+        }
+        if !args.json {
+            print_summary(&reports);
+        }
+        reports
+    } else {
+        vec![once(&base, args.calls, args.json).await?]
+    };
+    if let Some(path) = &args.chart {
+        std::fs::write(path, mediagate_bench::sweep_svg(&reports, &target.what))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: chart written to {}", path.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    drop(target);
+    Ok(())
+}
+
+/// One run with `calls` calls; prints its table unless `json`.
+async fn once(base: &BenchConfig, calls: usize, json: bool) -> anyhow::Result<BenchReport> {
+    let config = BenchConfig {
+        calls,
+        ..base.clone()
+    };
+    let report = mediagate_bench::run(config).await?;
+    if !json {
+        println!("{report}\n");
+    }
+    Ok(report)
+}
+
+/// Whether a run held: clean, and p99 under `bound`.
+fn held(report: &BenchReport, bound: Duration) -> bool {
+    let bound_us = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+    report.clean()
+        && report
+            .latency_us
+            .as_ref()
+            .is_some_and(|l| l.p99 <= bound_us)
+}
+
+/// Grows the load by half until a run fails, then bisects between the last held and the
+/// first failed load (to within 5%).
+async fn find_max(
+    base: &BenchConfig,
+    bound: Duration,
+    json: bool,
+) -> anyhow::Result<Vec<BenchReport>> {
+    if base.mode != Mode::Realtime || !base.expect_echo {
+        bail!("--find-max needs --mode realtime and an echoing gateway");
+    }
+    let mut reports = Vec::new();
+    let (mut good, mut bad): (Option<usize>, Option<usize>) = (None, None);
+    let mut calls = base.calls.max(1);
+    loop {
+        let report = once(base, calls, json).await?;
+        let ok = held(&report, bound);
+        eprintln!(
+            "find-max: {calls} calls {}",
+            if ok { "held" } else { "did not hold" }
+        );
+        reports.push(report);
+        if ok {
+            good = Some(calls);
+        } else {
+            bad = Some(calls);
+        }
+        calls = match (good, bad) {
+            (Some(g), None) => g + g.div_ceil(2),
+            (None, Some(_)) => break,
+            (Some(g), Some(b)) if b - g > g.div_ceil(20).max(1) => g + (b - g) / 2,
+            _ => break,
+        };
+    }
+    match good {
+        Some(g) => eprintln!(
+            "find-max: held {g} real-time calls (p99 ≤ {} ms, no loss){}",
+            bound.as_millis(),
+            bad.map(|b| format!("; {b} did not")).unwrap_or_default()
+        ),
+        None => eprintln!("find-max: even {} calls did not hold", base.calls),
+    }
+    Ok(reports)
+}
+
+fn print_summary(reports: &[BenchReport]) {
+    println!("calls  frames/s  lost  p50 ms  p99 ms  max ms  gateway cores  µs/frame  KiB/call");
+    for r in reports {
+        let l = r.latency_us.as_ref();
+        let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{:.2}", v as f64 / 1e3));
+        let g = r.gateway.as_ref();
+        println!(
+            "{:>5}  {:>8.0}  {:>4}  {:>6}  {:>6}  {:>6}  {:>13}  {:>8}  {:>8}",
+            r.calls,
+            r.rate.sent_per_sec,
+            r.frames.lost,
+            ms(l.map(|l| l.p50)),
+            ms(l.map(|l| l.p99)),
+            ms(l.map(|l| l.max)),
+            g.map_or("-".to_owned(), |g| format!("{:.2}", g.cores)),
+            g.map_or("-".to_owned(), |g| format!("{:.1}", g.micros_per_frame)),
+            g.map_or("-".to_owned(), |g| format!("{:.0}", g.rss_per_call_kib)),
+        );
+    }
+}
+
+/// The gateway under test, and the child process when this command started it.
+struct Target {
+    url: String,
+    pid: Option<u32>,
+    what: String,
+    child: Option<Child>,
+    scratch: Option<PathBuf>,
+}
+
+impl Target {
+    async fn start(args: &BenchArgs) -> anyhow::Result<Target> {
+        if let Some(url) = &args.url {
+            return Ok(Target {
+                url: url.clone(),
+                pid: args.gateway_pid,
+                what: "gateway at a URL".to_owned(),
+                child: None,
+                scratch: None,
+            });
+        }
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let (mut command, what, scratch) = if args.reference_echo {
+            let mut command = Command::new(&exe);
+            command.args(["--log", "warn", "reference-echo", "--listen", &addr]);
+            if let Some(n) = args.reference_drop_every {
+                command.args(["--drop-every", &n.to_string()]);
+            }
+            (command, "reference echo server".to_owned(), None)
+        } else if args.self_gateway {
+            let scratch =
+                std::env::temp_dir().join(format!("mediagate-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch)
+                .with_context(|| format!("cannot create {}", scratch.display()))?;
+            let config = scratch.join("mediagate.toml");
+            std::fs::write(
+                &config,
+                self_config(&addr, &scratch.join("data"), &args.pipeline),
+            )
+            .with_context(|| format!("cannot write {}", config.display()))?;
+            let mut command = Command::new(&exe);
+            command
+                .args(["--log", "warn", "serve", "--config"])
+                .arg(&config);
+            let what = format!("mediagate, pipeline {}", args.pipeline.join(","));
+            (command, what, Some(scratch))
+        } else {
+            bail!("say what to bench: --url URL, --self, or --reference-echo");
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let mut target = Target {
+            url: format!("ws://{addr}/ws"),
+            pid: Some(child.id()),
+            what,
+            child: Some(child),
+            scratch,
+        };
+        target.wait_ready(&addr).await?;
+        Ok(target)
+    }
+
+    /// Waits until the child accepts connections (or has died).
+    async fn wait_ready(&mut self, addr: &str) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait()? {
+                    bail!("the gateway exited before it listened ({status})");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the gateway did not listen on {addr} within 10 s")
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A port nobody listens on now (the child binds it a moment later).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free local port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The config of a gateway started by `--self`.
+fn self_config(addr: &str, data_dir: &Path, pipeline: &[String]) -> String {
+    let names: Vec<String> = pipeline.iter().map(|n| format!("{:?}", n.trim())).collect();
+    format!(
+        "listen = {addr:?}\ndata_dir = {:?}\n\n[pipeline]\nprocessors = [{}]\n",
+        data_dir.display().to_string(),
+        names.join(", ")
+    )
+}
