@@ -102,8 +102,10 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
     let socket = tokio_tungstenite::accept_hdr_async(stream, record_path)
         .await
         .ok()?;
-    let (mut sink, mut stream) = socket.split();
-    // One writer: replies, echoes and paced playback go out in the order they are queued.
+    let mut socket = socket;
+    // One queue for what goes out: replies, echoes and paced playback leave in the order they
+    // are queued, and everything queued leaves before the next inbound message is read, so a
+    // close frame from a fast client never overtakes replies already decided on.
     let (tx, mut queued) = mpsc::unbounded_channel::<Message>();
     let mut out = Some(tx);
     let send = |out: &Option<mpsc::UnboundedSender<Message>>, message: Message| {
@@ -111,13 +113,6 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
             let _ = out.send(message);
         }
     };
-    let mut writer = Some(tokio::spawn(async move {
-        while let Some(message) = queued.recv().await {
-            if sink.send(message).await.is_err() {
-                break;
-            }
-        }
-    }));
     let mut player: Option<tokio::task::JoinHandle<()>> = None;
     let mut connection = Connection {
         path_and_query,
@@ -126,7 +121,20 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
     };
     let mut pool = BytesMut::new();
     let mut frames = 0;
-    while let Some(Ok(message)) = stream.next().await {
+    loop {
+        let message = tokio::select! {
+            biased;
+            Some(message) = queued.recv() => {
+                if socket.send(message).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            message = socket.next() => message,
+        };
+        let Some(Ok(message)) = message else {
+            break;
+        };
         match message {
             Message::Text(text) => connection.messages.push(text.as_str().to_owned()),
             Message::Binary(bytes) => {
@@ -143,8 +151,10 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
                     let _ = player.await;
                 }
                 out = None;
-                if let Some(writer) = writer.take() {
-                    let _ = writer.await;
+                while let Ok(message) = queued.try_recv() {
+                    if socket.send(message).await.is_err() {
+                        break;
+                    }
                 }
                 continue;
             }
@@ -183,10 +193,6 @@ async fn serve(stream: tokio::net::TcpStream, behaviour: Behaviour) -> Option<Co
     if let Some(player) = player {
         player.abort();
         let _ = player.await;
-    }
-    drop(out);
-    if let Some(writer) = writer {
-        let _ = writer.await;
     }
     Some(connection)
 }
