@@ -66,8 +66,60 @@ struct Consumer {
     input: Input,
     /// Index in [`Resampling::stages`] of the rate it asked for; `None`: the call's own rate.
     stage: Option<usize>,
+    /// A task-run processor's inbox, while it is attached.
     inbox: Option<Inbox<Item>>,
-    task: JoinHandle<Finished>,
+    /// A task-run processor's task.
+    task: Option<JoinHandle<Finished>>,
+    /// A direct processor, while it is attached ([`Execution::Direct`]).
+    direct: Option<Box<Direct>>,
+    /// What a direct processor left when it finished (or failed).
+    finished: Option<Finished>,
+}
+
+/// A processor run in the socket's task, inside the pipeline's pushes.
+struct Direct {
+    processor: Box<dyn Processor>,
+    ctx: Context,
+}
+
+impl Consumer {
+    /// Still receiving.
+    fn attached(&self) -> bool {
+        self.inbox.is_some() || self.direct.is_some()
+    }
+
+    /// Hands `item` to a direct processor; false if it failed fatally (then it is finished
+    /// and detached).
+    fn run_direct(&mut self, item: &Item) -> bool {
+        let Some(direct) = &mut self.direct else {
+            return true;
+        };
+        let name = &self.probe.name;
+        let fatal = apply_one(
+            name,
+            &mut *direct.processor,
+            &mut direct.ctx,
+            item,
+            &self.probe.work,
+        ) || flush(
+            name,
+            &mut *direct.processor,
+            &mut direct.ctx,
+            &self.probe.work,
+        );
+        if fatal {
+            self.finish_direct();
+        }
+        !fatal
+    }
+
+    /// Finishes a direct processor (once).
+    fn finish_direct(&mut self) {
+        if let Some(direct) = self.direct.take() {
+            let Direct { processor, ctx } = *direct;
+            self.finished = Some(finish_processor(&self.probe.name, processor, ctx));
+        }
+    }
 }
 
 /// What a processor's task leaves behind.
@@ -245,7 +297,7 @@ impl Resampling {
             let wanted = stage.rate_hz != frame.format.sample_rate_hz()
                 && consumers
                     .iter()
-                    .any(|c| c.stage == Some(index) && c.inbox.is_some());
+                    .any(|c| c.stage == Some(index) && c.attached());
             let variant = if wanted {
                 stage.resample(frame, &mut self.pool)
             } else {
@@ -333,8 +385,6 @@ impl Pipeline {
             .map(|(name, processor)| {
                 let name: Arc<str> = name.into();
                 let input = processor.input();
-                let (tx, rx) =
-                    byte_bounded_inbox(input.queue, input.queue_bytes, Item::cost, input.overflow);
                 let work = Arc::new(WorkStats::default());
                 let ctx = Context::new(
                     Arc::clone(&call),
@@ -342,6 +392,23 @@ impl Pipeline {
                     to_socket.clone(),
                     events_tx.clone(),
                 );
+                if input.execution == Execution::Direct {
+                    return Consumer {
+                        probe: ConsumerProbe {
+                            name,
+                            queue: Arc::new(InboxStats::default()),
+                            work,
+                        },
+                        stage: None,
+                        inbox: None,
+                        task: None,
+                        direct: Some(Box::new(Direct { processor, ctx })),
+                        finished: None,
+                        input,
+                    };
+                }
+                let (tx, rx) =
+                    byte_bounded_inbox(input.queue, input.queue_bytes, Item::cost, input.overflow);
                 let task = tokio::spawn(run(
                     Arc::clone(&name),
                     processor,
@@ -358,8 +425,10 @@ impl Pipeline {
                     },
                     stage: None,
                     inbox: Some(tx),
+                    task: Some(task),
+                    direct: None,
+                    finished: None,
                     input,
-                    task,
                 }
             })
             .collect::<Vec<_>>();
@@ -410,9 +479,9 @@ impl Pipeline {
         }
         let mut detached = Vec::new();
         for consumer in &mut self.consumers {
-            let Some(inbox) = consumer.inbox.as_ref().filter(|_| consumer.input.frames) else {
+            if !consumer.input.frames || !consumer.attached() {
                 continue;
-            };
+            }
             let item = match consumer.stage {
                 Some(stage)
                     if consumer.input.sample_rate_hz != Some(frame.format.sample_rate_hz()) =>
@@ -424,10 +493,15 @@ impl Pipeline {
                 }
                 _ => frame.clone(),
             };
-            if matches!(
-                inbox.push_or_wait(Item::Frame(item)).await,
-                Pushed::Detached | Pushed::Closed
-            ) {
+            let item = Item::Frame(item);
+            let kept = match &consumer.inbox {
+                Some(inbox) => !matches!(
+                    inbox.push_or_wait(item).await,
+                    Pushed::Detached | Pushed::Closed
+                ),
+                None => consumer.run_direct(&item),
+            };
+            if !kept {
                 detached.push(Arc::clone(&consumer.probe.name));
                 consumer.inbox = None;
             }
@@ -439,14 +513,17 @@ impl Pipeline {
     pub fn push_event(&mut self, event: Event) {
         let mut detached = Vec::new();
         for consumer in &mut self.consumers {
-            if let Some(inbox) = &consumer.inbox {
-                if matches!(
-                    inbox.push(Item::Event(event.clone())),
-                    Pushed::Detached | Pushed::Closed
-                ) {
-                    detached.push(Arc::clone(&consumer.probe.name));
-                    consumer.inbox = None;
-                }
+            if !consumer.attached() {
+                continue;
+            }
+            let item = Item::Event(event.clone());
+            let kept = match &consumer.inbox {
+                Some(inbox) => !matches!(inbox.push(item), Pushed::Detached | Pushed::Closed),
+                None => consumer.run_direct(&item),
+            };
+            if !kept {
+                detached.push(Arc::clone(&consumer.probe.name));
+                consumer.inbox = None;
             }
         }
         self.announce_detached(detached);
@@ -476,14 +553,18 @@ impl Pipeline {
         self.push_event(Event::CallEnded);
         drop(self.events_tx);
         let mut reports = Vec::with_capacity(self.consumers.len());
-        for consumer in self.consumers {
-            let detached = consumer.inbox.is_none();
-            drop(consumer.inbox);
+        for mut consumer in self.consumers {
+            let detached = !consumer.attached();
+            drop(consumer.inbox.take());
+            consumer.finish_direct();
             let name = &consumer.probe.name;
-            let finished = consumer.task.await.unwrap_or_else(|e| {
-                tracing::error!(processor = &**name, error = %e, "processor task failed");
-                Finished::default()
-            });
+            let finished = match consumer.task.take() {
+                Some(task) => task.await.unwrap_or_else(|e| {
+                    tracing::error!(processor = &**name, error = %e, "processor task failed");
+                    Finished::default()
+                }),
+                None => consumer.finished.take().unwrap_or_default(),
+            };
             let c = consumer.probe.counters();
             reports.push(ConsumerReport {
                 name: name.to_string(),
@@ -516,7 +597,7 @@ async fn run(
     let mut state = Some((processor, ctx));
     let mut batch = Vec::new();
     let gather = match input.execution {
-        Execution::Inline => Duration::ZERO,
+        Execution::Inline | Execution::Direct => Duration::ZERO,
         Execution::Blocking => input.gather(),
     };
     while outbox.recv_gathered(&mut batch, gather).await {
@@ -531,7 +612,7 @@ async fn run(
             (processor, ctx, items, fatal)
         };
         let outcome = match input.execution {
-            Execution::Inline => Ok(job()),
+            Execution::Inline | Execution::Direct => Ok(job()),
             Execution::Blocking => tokio::task::spawn_blocking(job).await,
         };
         match outcome {
@@ -554,18 +635,9 @@ async fn run(
         return Finished::default();
     };
     // A processor detached for failing still finalizes what it wrote.
-    let end = move || {
-        let (mut processor, mut ctx) = (processor, ctx);
-        if let Err(e) = processor.finish(&mut ctx) {
-            tracing::error!(processor = &*name, error = %e, "processor failed to finish");
-        }
-        Finished {
-            files: std::mem::take(&mut ctx.files),
-            report: processor.report(),
-        }
-    };
+    let end = move || finish_processor(&name, processor, ctx);
     match input.execution {
-        Execution::Inline => end(),
+        Execution::Inline | Execution::Direct => end(),
         Execution::Blocking => tokio::task::spawn_blocking(end).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "processor panicked while finishing");
             Finished::default()
@@ -573,7 +645,18 @@ async fn run(
     }
 }
 
-/// Runs the callbacks for `items`; true if the processor failed fatally.
+/// Runs `finish` and collects what the processor leaves.
+fn finish_processor(name: &str, mut processor: Box<dyn Processor>, mut ctx: Context) -> Finished {
+    if let Err(e) = processor.finish(&mut ctx) {
+        tracing::error!(processor = name, error = %e, "processor failed to finish");
+    }
+    Finished {
+        files: std::mem::take(&mut ctx.files),
+        report: processor.report(),
+    }
+}
+
+/// Runs the callbacks for `items`, then `flush`; true if the processor failed fatally.
 fn apply(
     name: &str,
     processor: &mut dyn Processor,
@@ -582,38 +665,59 @@ fn apply(
     work: &WorkStats,
 ) -> bool {
     for item in items.drain(..) {
-        let started = Instant::now();
-        let result = match &item {
-            Item::Frame(frame) => {
-                work.frames.fetch_add(1, Ordering::Relaxed);
-                processor.on_frame(frame, ctx)
-            }
-            Item::Event(event) => {
-                work.events.fetch_add(1, Ordering::Relaxed);
-                processor.on_event(event, ctx)
-            }
-        };
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        work.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
-        work.max_nanos.fetch_max(nanos, Ordering::Relaxed);
-        match result {
-            Ok(()) => {}
-            Err(ProcessorError::Skip(reason)) => {
-                if work.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(processor = name, %reason, "processor skipped an item");
-                }
-            }
-            Err(ProcessorError::Fatal(reason)) => {
-                work.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(processor = name, %reason, "processor failed; detached");
-                return true;
-            }
+        if apply_one(name, processor, ctx, &item, work) {
+            return true;
         }
     }
-    if let Err(e) = processor.flush(ctx) {
-        work.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(processor = name, error = %e, "processor failed to flush");
-        return matches!(e, ProcessorError::Fatal(_));
+    flush(name, processor, ctx, work)
+}
+
+/// Runs the callback for one item, timed and counted; true if it failed fatally.
+fn apply_one(
+    name: &str,
+    processor: &mut dyn Processor,
+    ctx: &mut Context,
+    item: &Item,
+    work: &WorkStats,
+) -> bool {
+    let started = Instant::now();
+    let result = match item {
+        Item::Frame(frame) => {
+            work.frames.fetch_add(1, Ordering::Relaxed);
+            processor.on_frame(frame, ctx)
+        }
+        Item::Event(event) => {
+            work.events.fetch_add(1, Ordering::Relaxed);
+            processor.on_event(event, ctx)
+        }
+    };
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    work.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+    work.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+    match result {
+        Ok(()) => false,
+        Err(ProcessorError::Skip(reason)) => {
+            if work.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(processor = name, %reason, "processor skipped an item");
+            }
+            false
+        }
+        Err(ProcessorError::Fatal(reason)) => {
+            work.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(processor = name, %reason, "processor failed; detached");
+            true
+        }
     }
-    false
+}
+
+/// `flush`, counted; true if it failed fatally.
+fn flush(name: &str, processor: &mut dyn Processor, ctx: &mut Context, work: &WorkStats) -> bool {
+    match processor.flush(ctx) {
+        Ok(()) => false,
+        Err(e) => {
+            work.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(processor = name, error = %e, "processor failed to flush");
+            matches!(e, ProcessorError::Fatal(_))
+        }
+    }
 }

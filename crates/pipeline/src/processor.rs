@@ -39,6 +39,11 @@ pub enum Execution {
     /// On a blocking thread, in batches (one trip per batch, not per frame): for file I/O and
     /// heavy compute (recorders, speech engines).
     Blocking,
+    /// In the call's socket task, inside the pipeline's pushes, with no inbox and no task hop:
+    /// for processors whose every callback takes a microsecond or two and never waits (`echo`).
+    /// Such a processor shares the socket's time, so a slow one slows the call's reading; the
+    /// queue settings and overflow policy do not apply.
+    Direct,
 }
 
 /// What a processor wants to receive, and how.

@@ -428,3 +428,86 @@ async fn a_laggard_detached_by_events_is_announced_too() {
         "{events:?}"
     );
 }
+
+/// A direct processor that fails fatally on its `fail_at`-th frame, and reports what it saw.
+struct Brittle {
+    frames: u64,
+    fail_at: u64,
+    finished: bool,
+}
+
+impl Processor for Brittle {
+    fn input(&self) -> Input {
+        Input {
+            execution: Execution::Direct,
+            ..Input::default()
+        }
+    }
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        self.frames += 1;
+        if self.frames == self.fail_at {
+            return Err(ProcessorError::Fatal("broken on purpose".into()));
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        self.finished = true;
+        Ok(())
+    }
+    fn report(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "frames": self.frames, "finished": self.finished }))
+    }
+}
+
+#[tokio::test]
+async fn direct_processors_run_in_the_pushing_task_in_order() {
+    let spy = Spy {
+        input: Some(Input {
+            execution: Execution::Direct,
+            ..Input::default()
+        }),
+        ..Spy::default()
+    };
+    let watcher = Spy::default();
+    let processors: Vec<(String, Box<dyn Processor>)> = vec![
+        ("direct".into(), Box::new(spy.clone())),
+        (
+            "brittle".into(),
+            Box::new(Brittle {
+                frames: 0,
+                fail_at: 3,
+                finished: false,
+            }),
+        ),
+        ("watcher".into(), Box::new(watcher.clone())),
+    ];
+    let mut pipeline = Pipeline::start(call(), processors, None, None);
+    let frames: Vec<AudioFrame> = (0..10).map(frame).collect();
+    for f in &frames {
+        pipeline.push_frame(f).await;
+        // Direct: already seen when the push returns, with no task to wake.
+    }
+    assert_eq!(spy.pointers.lock().unwrap().len(), 10);
+    let expected: Vec<usize> = frames.iter().map(|f| f.pcm.as_ptr() as usize).collect();
+    assert_eq!(*spy.pointers.lock().unwrap(), expected);
+    let reports = pipeline.finish().await;
+    let brittle = &reports[1];
+    assert!(brittle.detached);
+    assert_eq!(brittle.frames, 3);
+    assert_eq!(brittle.errors, 1);
+    // Detached for failing, it still finished, and said so.
+    assert_eq!(
+        brittle.report,
+        Some(serde_json::json!({ "frames": 3, "finished": true }))
+    );
+    assert!(
+        watcher
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::ConsumerDetached(n) if &**n == "brittle"))
+    );
+    assert_eq!(reports[0].frames, 10);
+    assert!(!reports[0].detached);
+}
