@@ -120,6 +120,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         wav: args.wav.clone(),
         expect_echo: !args.no_echo,
         gateway_pid: target.pid,
+        // Memory per call is counted from the gateway's idle size, however many runs follow.
+        gateway_idle_rss_kib: target
+            .pid
+            .and_then(|pid| mediagate_bench::sample(pid).ok())
+            .map(|s| s.rss_kib),
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         max_in_flight: 64,
     };
@@ -174,8 +179,8 @@ fn held(report: &BenchReport, bound: Duration) -> bool {
             .is_some_and(|l| l.p99 <= bound_us)
 }
 
-/// Grows the load by half until a run fails, then bisects between the last held and the
-/// first failed load (to within 5%).
+/// Grows the load by half until a run fails (or halves it until one holds), then bisects
+/// between the highest load held and the lowest that failed, to within 5%.
 async fn find_max(
     base: &BenchConfig,
     bound: Duration,
@@ -196,12 +201,13 @@ async fn find_max(
         );
         reports.push(report);
         if ok {
-            good = Some(calls);
+            good = good.max(Some(calls));
         } else {
-            bad = Some(calls);
+            bad = Some(bad.map_or(calls, |b| b.min(calls)));
         }
         calls = match (good, bad) {
             (Some(g), None) => g + g.div_ceil(2),
+            (None, Some(b)) if b > 1 => b / 2,
             (None, Some(_)) => break,
             (Some(g), Some(b)) if b - g > g.div_ceil(20).max(1) => g + (b - g) / 2,
             _ => break,

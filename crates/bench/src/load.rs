@@ -77,6 +77,9 @@ pub struct BenchConfig {
     pub expect_echo: bool,
     /// The gateway's process on this machine, for its CPU and memory.
     pub gateway_pid: Option<u32>,
+    /// The gateway's resident memory with no call, KiB, when known from before an earlier run
+    /// (a series of runs against one gateway); else it is read before this run's first call.
+    pub gateway_idle_rss_kib: Option<u64>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
     /// `max` mode: unanswered frames a call may have in flight.
@@ -98,6 +101,7 @@ impl BenchConfig {
             wav: None,
             expect_echo: true,
             gateway_pid: None,
+            gateway_idle_rss_kib: None,
             progress: false,
             max_in_flight: 64,
         }

@@ -24,6 +24,10 @@ pub struct WavSettings {
     pub queue: usize,
     /// ...or bytes, whichever comes first.
     pub queue_bytes: usize,
+    /// Frames gather this long (or until half the queue is full) before one write on a
+    /// blocking thread; the WAV headers are made valid after each write, so a killed process
+    /// leaves files complete up to at most this long before it died.
+    pub batch_ms: u64,
 }
 
 impl Default for WavSettings {
@@ -33,6 +37,7 @@ impl Default for WavSettings {
             max_gap_fill_secs: 600,
             queue: 256,
             queue_bytes: 4 * 1024 * 1024,
+            batch_ms: 1_000,
         }
     }
 }
@@ -72,6 +77,9 @@ impl Wav {
         if settings.queue_bytes < 4096 {
             return Err(invalid("wav", "queue_bytes must be at least 4096"));
         }
+        if settings.batch_ms > 60_000 {
+            return Err(invalid("wav", "batch_ms is at most 60000"));
+        }
         Ok(Wav {
             settings,
             audio: None,
@@ -103,7 +111,7 @@ impl Processor for Wav {
             queue_bytes: self.settings.queue_bytes,
             overflow: OverflowPolicy::Wait,
             execution: Execution::Blocking,
-            gather_ms: 200,
+            gather_ms: self.settings.batch_ms,
             ..Input::default()
         }
     }
