@@ -3,9 +3,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use mediagate_pipeline::{
-    Context, Dtmf, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError,
-};
+use mediagate_pipeline::{Context, Dtmf, Event, Input, Processor, ProcessorError};
 use mediagate_protocol::Timestamp;
 use serde::Serialize;
 
@@ -64,14 +62,7 @@ impl DtmfWriter {
 
 impl Processor for DtmfWriter {
     fn input(&self) -> Input {
-        Input {
-            frames: false,
-            queue: 1024,
-            overflow: OverflowPolicy::Wait,
-            execution: Execution::Blocking,
-            gather_ms: 200,
-            ..Input::default()
-        }
+        super::event_log_input()
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

@@ -55,6 +55,19 @@ impl Folder for Dir {
     }
 }
 
+/// What the event-only recorders (`transcript`, `dtmf`) take: events, never frames; lossless;
+/// written on a blocking thread in batches of up to 200 ms.
+fn event_log_input() -> mediagate_pipeline::Input {
+    mediagate_pipeline::Input {
+        frames: false,
+        queue: 1024,
+        overflow: mediagate_pipeline::OverflowPolicy::Wait,
+        execution: mediagate_pipeline::Execution::Blocking,
+        gather_ms: 200,
+        ..mediagate_pipeline::Input::default()
+    }
+}
+
 /// At most this many distinct errors are kept for a recorder's report.
 const MAX_ERRORS_KEPT: usize = 10;
 

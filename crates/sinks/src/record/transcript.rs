@@ -3,9 +3,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use mediagate_pipeline::{
-    Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError,
-};
+use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData};
 use serde::{Deserialize, Serialize};
 
@@ -73,14 +71,7 @@ impl TranscriptWriter {
 
 impl Processor for TranscriptWriter {
     fn input(&self) -> Input {
-        Input {
-            frames: false,
-            queue: 1024,
-            overflow: OverflowPolicy::Wait,
-            execution: Execution::Blocking,
-            gather_ms: 200,
-            ..Input::default()
-        }
+        super::event_log_input()
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {
