@@ -138,7 +138,7 @@ pub struct ConsumerProbe {
 }
 
 /// One processor's counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ConsumerCounters {
     /// Frames processed.
     pub frames: u64,
@@ -182,20 +182,9 @@ impl ConsumerProbe {
 pub struct ConsumerReport {
     /// The processor's name in the pipeline.
     pub name: String,
-    /// Frames it processed.
-    pub frames: u64,
-    /// Events it processed.
-    pub events: u64,
-    /// Items dropped because its inbox was full.
-    pub dropped: u64,
-    /// Most items ever waiting in its inbox.
-    pub queue_high_water: u64,
-    /// Callbacks that returned an error.
-    pub errors: u64,
-    /// Time spent in its callbacks.
-    pub busy_micros: u64,
-    /// The slowest single callback.
-    pub max_callback_micros: u64,
+    /// Its counters at the end of the call (flat in session.json).
+    #[serde(flatten)]
+    pub counters: ConsumerCounters,
     /// It fell behind under the detach policy, or failed fatally, and stopped receiving.
     pub detached: bool,
     /// Files it made in the call's folder ([`Context::create_file`]).
@@ -565,16 +554,9 @@ impl Pipeline {
                 }),
                 None => consumer.finished.take().unwrap_or_default(),
             };
-            let c = consumer.probe.counters();
             reports.push(ConsumerReport {
                 name: name.to_string(),
-                frames: c.frames,
-                events: c.events,
-                dropped: c.dropped,
-                queue_high_water: c.queue_high_water,
-                errors: c.errors,
-                busy_micros: c.busy_micros,
-                max_callback_micros: c.max_callback_micros,
+                counters: consumer.probe.counters(),
                 detached,
                 files: finished.files,
                 report: finished.report,

@@ -115,7 +115,7 @@ async fn fan_out_shares_the_samples_never_copies_them() {
     let expected: Vec<usize> = frames.iter().map(|f| f.pcm.as_ptr() as usize).collect();
     for (spy, report) in spies.iter().zip(&reports) {
         assert_eq!(*spy.pointers.lock().unwrap(), expected, "{}", report.name);
-        assert_eq!((report.frames, report.dropped), (50, 0));
+        assert_eq!((report.counters.frames, report.counters.dropped), (50, 0));
         let events = spy.events.lock().unwrap();
         assert!(matches!(events.first(), Some(Event::CallStarted(_))));
         assert!(matches!(events.last(), Some(Event::CallEnded)));
@@ -131,16 +131,16 @@ async fn a_slow_processor_drops_and_counts_while_the_others_get_everything() {
     // 300 frames as fast as a socket task could read them: pushing never waits for anyone.
     let reports = feed(pipeline, 300).await.finish().await;
     let (fast_report, slow_report) = (&reports[0], &reports[1]);
-    assert_eq!(fast_report.frames, 300);
-    assert_eq!(fast_report.dropped, 0);
-    assert!(slow_report.dropped > 0, "{slow_report:?}");
+    assert_eq!(fast_report.counters.frames, 300);
+    assert_eq!(fast_report.counters.dropped, 0);
+    assert!(slow_report.counters.dropped > 0, "{slow_report:?}");
     // Every frame is either processed or counted as dropped (events share the inbox).
     assert!(
-        slow_report.frames + slow_report.dropped >= 300,
+        slow_report.counters.frames + slow_report.counters.dropped >= 300,
         "{slow_report:?}"
     );
-    assert!(slow_report.queue_high_water <= 8);
-    assert!(slow_report.max_callback_micros >= 2_000);
+    assert!(slow_report.counters.queue_high_water <= 8);
+    assert!(slow_report.counters.max_callback_micros >= 2_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,11 +152,11 @@ async fn under_the_detach_policy_a_laggard_is_cut_off_and_the_others_are_told() 
     );
     let reports = feed(pipeline, 100).await.finish().await;
     assert!(
-        reports[1].detached && reports[1].frames < 100,
+        reports[1].detached && reports[1].counters.frames < 100,
         "{:?}",
         reports[1]
     );
-    assert_eq!(reports[0].frames, 100);
+    assert_eq!(reports[0].counters.frames, 100);
     let events = watcher.events.lock().unwrap();
     assert!(
         events
@@ -292,7 +292,7 @@ async fn other_rates_are_resampled_once_per_rate_and_shared() {
     assert!(
         reports
             .iter()
-            .all(|r| r.frames == N as u64 && r.dropped == 0)
+            .all(|r| r.counters.frames == N as u64 && r.counters.dropped == 0)
     );
 
     let got: Vec<Vec<AudioFrame>> = spies
@@ -376,7 +376,11 @@ async fn each_source_has_its_own_resampler_and_an_impossible_rate_is_skipped() {
     }
     let reports = pipeline.finish().await;
     assert_eq!(
-        (reports[0].frames, reports[1].frames, reports[2].frames),
+        (
+            reports[0].counters.frames,
+            reports[1].counters.frames,
+            reports[2].counters.frames
+        ),
         (20, 0, 20)
     );
     let wide = wide.frames.lock().unwrap();
@@ -493,8 +497,8 @@ async fn direct_processors_run_in_the_pushing_task_in_order() {
     let reports = pipeline.finish().await;
     let brittle = &reports[1];
     assert!(brittle.detached);
-    assert_eq!(brittle.frames, 3);
-    assert_eq!(brittle.errors, 1);
+    assert_eq!(brittle.counters.frames, 3);
+    assert_eq!(brittle.counters.errors, 1);
     // Detached for failing, it still finished, and said so.
     assert_eq!(
         brittle.report,
@@ -508,6 +512,6 @@ async fn direct_processors_run_in_the_pushing_task_in_order() {
             .iter()
             .any(|e| matches!(e, Event::ConsumerDetached(n) if &**n == "brittle"))
     );
-    assert_eq!(reports[0].frames, 10);
+    assert_eq!(reports[0].counters.frames, 10);
     assert!(!reports[0].detached);
 }

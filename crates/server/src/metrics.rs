@@ -216,18 +216,9 @@ impl Metrics {
             let mut processors = self.lock_processors();
             processors.live.remove(&connection_id);
             for report in reports {
-                let counters = ConsumerCounters {
-                    frames: report.frames,
-                    events: report.events,
-                    dropped: report.dropped,
-                    queue_high_water: report.queue_high_water,
-                    errors: report.errors,
-                    busy_micros: report.busy_micros,
-                    max_callback_micros: report.max_callback_micros,
-                };
                 add(
                     processors.ended.entry(report.name.clone()).or_default(),
-                    &counters,
+                    &report.counters,
                 );
             }
         }
