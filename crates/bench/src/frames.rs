@@ -91,11 +91,11 @@ impl FrameSet {
 }
 
 /// The stamp of an echoed frame, from its still-encoded `data`: `None` if it carries none (the
-/// gateway played something else, or changed the audio).
-pub(crate) fn read_stamp(data_base64: &str) -> Option<u8> {
+/// gateway played something else, or changed the audio). Only the first four characters are
+/// decoded, into the reader's `pool` (reused: no allocation per frame).
+pub(crate) fn read_stamp(data_base64: &str, pool: &mut bytes::BytesMut) -> Option<u8> {
     let head = data_base64.get(..4)?;
-    let mut bytes = bytes::BytesMut::new();
-    let pcm = decode_pcm(head, 1, &mut bytes).ok()?;
+    let pcm = decode_pcm(head, 1, pool).ok()?;
     (pcm.len() == 3 && pcm[..2] == MARKER).then(|| pcm[2])
 }
 
@@ -139,16 +139,17 @@ mod tests {
     #[test]
     fn every_message_carries_its_stamp() {
         let set = FrameSet::build(16_000, 2, None).unwrap();
+        let mut pool = bytes::BytesMut::new();
         assert_eq!(set.audio.len(), 2);
         for source in &set.audio {
             for (stamp, message) in source.iter().enumerate() {
                 let text: &str = message;
                 let data = text.split(r#""data":""#).nth(1).unwrap();
-                assert_eq!(read_stamp(data), Some(stamp as u8));
+                assert_eq!(read_stamp(data, &mut pool), Some(stamp as u8));
                 assert!(text.contains("participantRawID"));
             }
         }
-        assert_eq!(read_stamp("AAAA"), None);
-        assert_eq!(read_stamp("A"), None);
+        assert_eq!(read_stamp("AAAA", &mut pool), None);
+        assert_eq!(read_stamp("A", &mut pool), None);
     }
 }

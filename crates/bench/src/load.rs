@@ -562,6 +562,7 @@ async fn read(
     let mut gaps = histogram();
     let mut expected: u8 = 0;
     let mut last_arrival: Option<Instant> = None;
+    let mut pool = bytes::BytesMut::new();
     while let Some(message) = stream.next().await {
         let text = match message {
             Ok(Message::Text(text)) => text,
@@ -584,7 +585,7 @@ async fn read(
             }
             Err(_) => continue,
         };
-        let Some(stamp) = read_stamp(&data) else {
+        let Some(stamp) = read_stamp(&data, &mut pool) else {
             outcome.unstamped += 1;
             continue;
         };
