@@ -166,11 +166,6 @@ pub(crate) fn default_participant_id(index: usize) -> String {
     format!("8:acs:emulated-participant-{}", index + 1)
 }
 
-/// The wall clock as a [`Timestamp`].
-pub(crate) fn now() -> Timestamp {
-    Timestamp::now()
-}
-
 /// A subscription id unique to this process and run, shaped like a UUID (time, pid, counter).
 pub(crate) fn fresh_subscription_id() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

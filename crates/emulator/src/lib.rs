@@ -172,7 +172,9 @@ fn prepare(config: &EmulateConfig) -> Result<Prepared, EmulatorError> {
     let media = MediaPlan::build(
         &tracks,
         PlanOptions {
-            start_time: config.start_time.unwrap_or_else(config::now),
+            start_time: config
+                .start_time
+                .unwrap_or_else(mediagate_protocol::Timestamp::now),
             unmixed: config.unmixed,
             silence: config.silence,
             participant_ids: &participant_ids,

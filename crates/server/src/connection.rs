@@ -150,7 +150,7 @@ impl Session {
             info.remote_addr.map(|a| a.to_string()),
             info.path.clone(),
             info.query.clone(),
-            now(),
+            Timestamp::now(),
         );
         Session {
             app,
@@ -457,9 +457,9 @@ impl Session {
         let registry = Arc::clone(&self.app.registry);
         let report = self.report.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let slot = registry.open(identity, keys, report, now())?;
+            let slot = registry.open(identity, keys, report, Timestamp::now())?;
             if let Err(e) = slot.folder.write_report() {
-                registry.close(&slot, now());
+                registry.close(&slot, Timestamp::now());
                 return Err(e);
             }
             Ok(slot)
@@ -540,7 +540,7 @@ impl Session {
                 value: id.clone(),
             }
         } else {
-            let at = now().unix_micros() / 1_000;
+            let at = Timestamp::now().unix_micros() / 1_000;
             Identity {
                 source: "generated",
                 value: format!("call-{at}-{}", self.info.id),
@@ -600,7 +600,7 @@ impl Session {
                 .collect();
         }
         writer.finish().await;
-        let ended_at = now();
+        let ended_at = Timestamp::now();
         tracing::info!(reason = ?end.reason, code = end.code, detail = %end.detail, "connection ended");
         self.report.ended_at = Some(ended_at);
         self.report.end = Some(EndReport {
@@ -692,9 +692,4 @@ fn format_report(format: AudioFormat) -> FormatReport {
         sample_rate_hz: format.sample_rate_hz(),
         channels: format.channels(),
     }
-}
-
-/// Wall-clock time, for the report (the timeline itself runs on the platform's timestamps).
-fn now() -> Timestamp {
-    Timestamp::now()
 }
