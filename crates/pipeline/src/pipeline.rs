@@ -199,7 +199,6 @@ pub struct ConsumerReport {
 pub struct Pipeline {
     call: Arc<CallInfo>,
     consumers: Vec<Consumer>,
-    events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     resampling: Resampling,
     timeline: Timeline,
@@ -426,7 +425,6 @@ impl Pipeline {
         let mut pipeline = Pipeline {
             call: Arc::clone(&call),
             consumers,
-            events_tx,
             events_rx,
             resampling,
             timeline: Timeline::default(),
@@ -536,33 +534,55 @@ impl Pipeline {
     }
 
     /// Ends the call: delivers what is queued and [`Event::CallEnded`], waits for every
-    /// processor to finish, and reports.
+    /// processor to finish, and reports (in pipeline order).
+    ///
+    /// Processors that emit events ([`Input::emits`]) end first; what they emit while
+    /// finishing (the transcript of the call's last words) is delivered to the others before
+    /// their `CallEnded`.
     pub async fn finish(mut self) -> Vec<ConsumerReport> {
-        self.forward_emitted();
-        self.push_event(Event::CallEnded);
-        drop(self.events_tx);
-        let mut reports = Vec::with_capacity(self.consumers.len());
-        for mut consumer in self.consumers {
-            let detached = !consumer.attached();
-            drop(consumer.inbox.take());
-            consumer.finish_direct();
-            let name = &consumer.probe.name;
-            let finished = match consumer.task.take() {
-                Some(task) => task.await.unwrap_or_else(|e| {
-                    tracing::error!(processor = &**name, error = %e, "processor task failed");
-                    Finished::default()
-                }),
-                None => consumer.finished.take().unwrap_or_default(),
-            };
-            reports.push(ConsumerReport {
-                name: name.to_string(),
-                counters: consumer.probe.counters(),
-                detached,
-                files: finished.files,
-                report: finished.report,
-            });
+        let consumers = std::mem::take(&mut self.consumers);
+        let mut reports: Vec<Option<ConsumerReport>> = consumers.iter().map(|_| None).collect();
+        let (emitters, others): (Vec<_>, Vec<_>) = consumers
+            .into_iter()
+            .enumerate()
+            .partition(|(_, c)| c.input.emits);
+        for stage in [emitters, others] {
+            let (positions, stage): (Vec<usize>, Vec<Consumer>) = stage.into_iter().unzip();
+            self.consumers = stage;
+            self.forward_emitted();
+            self.push_event(Event::CallEnded);
+            for (at, consumer) in positions
+                .into_iter()
+                .zip(std::mem::take(&mut self.consumers))
+            {
+                reports[at] = Some(consumer.finish().await);
+            }
         }
-        reports
+        reports.into_iter().flatten().collect()
+    }
+}
+
+impl Consumer {
+    /// Closes the inbox, lets the processor finish, and reports.
+    async fn finish(mut self) -> ConsumerReport {
+        let detached = !self.attached();
+        drop(self.inbox.take());
+        self.finish_direct();
+        let name = &self.probe.name;
+        let finished = match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                tracing::error!(processor = &**name, error = %e, "processor task failed");
+                Finished::default()
+            }),
+            None => self.finished.take().unwrap_or_default(),
+        };
+        ConsumerReport {
+            name: name.to_string(),
+            counters: self.probe.counters(),
+            detached,
+            files: finished.files,
+            report: finished.report,
+        }
     }
 }
 

@@ -69,6 +69,10 @@ pub struct Input {
     /// milliseconds (or until the inbox is half full) before one trip to a blocking thread. A
     /// recorder trades this latency for one trip per ~10 frames; `0`: go at once.
     pub gather_ms: u64,
+    /// It emits events others want (a speech engine's transcripts): when the call ends it
+    /// finishes first, and what it emits while finishing (the last utterance's transcript)
+    /// reaches the processors that do not emit before their [`crate::Event::CallEnded`].
+    pub emits: bool,
 }
 
 impl Input {
@@ -88,6 +92,7 @@ impl Default for Input {
             overflow: OverflowPolicy::DropOldest,
             execution: Execution::Inline,
             gather_ms: 0,
+            emits: false,
         }
     }
 }
@@ -140,9 +145,9 @@ pub struct Context {
     events: mpsc::Sender<Event>,
     /// Outbound frames that found the socket writer full and were dropped.
     pub(crate) unpaced_dropped: u64,
-    /// [`Context::play_audio`]'s converters, one per source format, kept for the whole call so
-    /// a stream played in chunks stays continuous.
-    converters: Vec<Converter>,
+    /// [`Context::play_audio`]'s converters, kept for the whole call so a stream played in
+    /// chunks stays continuous.
+    converters: Converters,
     /// Files made with [`Context::create_file`], in order.
     pub(crate) files: Vec<String>,
 }
@@ -153,6 +158,68 @@ struct Converter {
     from: AudioFormat,
     resampler: StreamResampler,
     resampled: BytesMut,
+}
+
+/// The converters of one player ([`Context`] or [`Playback`]), one per source format.
+#[derive(Default)]
+struct Converters(Vec<Converter>);
+
+impl Converters {
+    /// Resamples `pcm` (PCM16 LE in `format`) to `to_rate` and mixes it down to mono: the
+    /// samples ready so far (the resampler holds back a partial block).
+    fn convert(
+        &mut self,
+        pcm: &[u8],
+        format: AudioFormat,
+        to_rate: u32,
+    ) -> Result<Vec<i16>, FormatError> {
+        let index = match self.0.iter().position(|c| c.from == format) {
+            Some(index) => index,
+            None => {
+                self.0.push(Converter {
+                    from: format,
+                    resampler: StreamResampler::new(format, to_rate)?,
+                    resampled: BytesMut::new(),
+                });
+                self.0.len() - 1
+            }
+        };
+        let converter = &mut self.0[index];
+        converter.resampler.process(pcm, &mut converter.resampled);
+        Ok(converter.take_mono())
+    }
+
+    /// Ends every stream: what the resamplers still hold, zero-padded to the end of the input,
+    /// as mono samples (formats in the order first played). The converters are dropped, so the
+    /// next audio starts a fresh stream.
+    fn flush(&mut self) -> Vec<i16> {
+        let mut samples = Vec::new();
+        for mut converter in self.0.drain(..) {
+            converter.resampler.flush(&mut converter.resampled);
+            samples.extend(converter.take_mono());
+        }
+        samples
+    }
+}
+
+impl Converter {
+    /// The whole samples resampled so far, mixed down to mono.
+    fn take_mono(&mut self) -> Vec<i16> {
+        let channels = usize::from(self.from.channels());
+        let whole = self.resampled.len() / (2 * channels) * (2 * channels);
+        let ready = self.resampled.split_to(whole);
+        ready
+            .chunks_exact(2 * channels)
+            .map(|frame| {
+                let sum: i32 = frame
+                    .chunks_exact(2)
+                    .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]])))
+                    .sum();
+                // The mean of i16 values is an i16.
+                (sum / i32::from(self.from.channels())) as i16
+            })
+            .collect()
+    }
 }
 
 /// Why audio could not be played.
@@ -182,7 +249,7 @@ impl Context {
             to_socket,
             events,
             unpaced_dropped: 0,
-            converters: Vec::new(),
+            converters: Converters::default(),
             files: Vec::new(),
         }
     }
@@ -215,34 +282,9 @@ impl Context {
         if self.outbound.is_none() {
             return Err(PlayError::NoOutbound);
         }
-        let to_rate = self.call.format.sample_rate_hz();
-        let index = match self.converters.iter().position(|c| c.from == format) {
-            Some(index) => index,
-            None => {
-                self.converters.push(Converter {
-                    from: format,
-                    resampler: StreamResampler::new(format, to_rate)?,
-                    resampled: BytesMut::new(),
-                });
-                self.converters.len() - 1
-            }
-        };
-        let converter = &mut self.converters[index];
-        converter.resampler.process(pcm, &mut converter.resampled);
-        let channels = usize::from(format.channels());
-        let whole = converter.resampled.len() / (2 * channels) * (2 * channels);
-        let ready = converter.resampled.split_to(whole);
-        let samples: Vec<i16> = ready
-            .chunks_exact(2 * channels)
-            .map(|frame| {
-                let sum: i32 = frame
-                    .chunks_exact(2)
-                    .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]])))
-                    .sum();
-                // The mean of i16 values is an i16.
-                (sum / i32::from(format.channels())) as i16
-            })
-            .collect();
+        let samples = self
+            .converters
+            .convert(pcm, format, self.call.format.sample_rate_hz())?;
         if samples.is_empty() {
             return Ok(());
         }
@@ -276,6 +318,19 @@ impl Context {
             .map_or(std::time::Duration::ZERO, OutboundQueue::queued_duration)
     }
 
+    /// A handle on the call's outbound audio for a task of the processor's own (a socket to a
+    /// voice bot, whose answers arrive while no callback runs): it plays and barges in like
+    /// [`Context::play_audio`] and [`Context::stop_audio`], from anywhere. `None` when the call
+    /// has no outbound audio. Each call gives a new handle with its own converters.
+    pub fn playback(&self) -> Option<Playback> {
+        Some(Playback {
+            call: Arc::clone(&self.call),
+            queue: self.outbound.clone()?,
+            events: self.events.clone(),
+            converters: Converters::default(),
+        })
+    }
+
     /// Creates a file in the call's folder: `stem.ext`, or `stem-2.ext`… if that name is taken
     /// (creation is exclusive, so two writers never share a file). `stem` may come from outside
     /// (a participant id): it is made safe first. The name goes into the processor's entry in
@@ -301,5 +356,160 @@ impl Context {
                 "event queue full: event dropped"
             );
         }
+    }
+}
+
+/// The call's outbound audio, away from the processor's callbacks: `Send`, so a task the
+/// processor spawned can own it. Made by [`Context::playback`].
+///
+/// Audio goes into the same paced queue as [`Context::play`]'s, in the order queued. Each
+/// handle converts its own stream: [`Playback::play_audio`] keeps one resampler per source
+/// format until [`Playback::end_stream`] or [`Playback::stop_audio`] ends the stream.
+pub struct Playback {
+    call: Arc<CallInfo>,
+    queue: OutboundQueue,
+    events: mpsc::Sender<Event>,
+    converters: Converters,
+}
+
+impl Playback {
+    /// Queues PCM16 LE audio in any `format` for paced playback, converted to the call's
+    /// format as [`Context::play_audio`] does (a stream handed over in chunks plays without
+    /// clicks; up to a block is held back until the next chunk or [`Playback::end_stream`]).
+    /// On [`PlayError::Full`] the converted chunk is dropped and the stream goes on.
+    pub fn play_audio(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
+        let samples = self
+            .converters
+            .convert(pcm, format, self.call.format.sample_rate_hz())?;
+        self.play(&samples)
+    }
+
+    /// The stream played with [`Playback::play_audio`] is complete: what the resamplers still
+    /// hold is queued (zero-padded), and the next chunk starts a new stream.
+    pub fn end_stream(&mut self) -> Result<(), PlayError> {
+        let samples = self.converters.flush();
+        self.play(&samples)
+    }
+
+    /// Barge-in, as [`Context::stop_audio`]: drops the queued outbound audio (every
+    /// processor's) and sends StopAudio at once; also forgets what the converters held, so
+    /// nothing of the cut stream leaks into the next one. Every processor is told with
+    /// [`Event::BargeIn`] (delivered with the call's next frame, or at its end).
+    pub fn stop_audio(&mut self) -> BargeIn {
+        self.converters = Converters::default();
+        let cut = self.queue.barge_in();
+        if self.events.try_send(Event::BargeIn(cut)).is_err() {
+            tracing::warn!(
+                call_id = &*self.call.call_id,
+                "event queue full: event dropped"
+            );
+        }
+        cut
+    }
+
+    /// Outbound audio queued and not yet sent (every processor's).
+    pub fn queued(&self) -> Duration {
+        self.queue.queued_duration()
+    }
+
+    /// The call: its format is what the audio is converted to.
+    pub fn call(&self) -> &CallInfo {
+        &self.call
+    }
+
+    fn play(&self, samples: &[i16]) -> Result<(), PlayError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        self.queue.push(samples).map_err(PlayError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALL: AudioFormat = AudioFormat::mono(16_000);
+    const BOT: AudioFormat = AudioFormat::mono(24_000);
+
+    /// 24 kHz PCM16 LE of a 500 Hz tone.
+    fn tone_24k(samples: usize) -> Vec<u8> {
+        (0..samples)
+            .flat_map(|i| {
+                let t = i as f64 / 24_000.0;
+                ((8_000.0 * (2.0 * std::f64::consts::PI * 500.0 * t).sin()) as i16).to_le_bytes()
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn playback_plays_and_barges_in_from_another_task() {
+        let (to_socket, mut socket) = mpsc::channel(64);
+        let (events_tx, mut events) = mpsc::channel(8);
+        let queue = OutboundQueue::new(CALL, Duration::from_secs(10), to_socket.clone());
+        tokio::spawn(queue.clone().run_pacer());
+        let ctx = Context::new(
+            Arc::new(CallInfo::new("c", "/ws", CALL)),
+            Some(queue),
+            Some(to_socket),
+            events_tx,
+        );
+        let mut playback = ctx.playback().unwrap();
+        // A bot's answer: 1 s at 24 kHz in 100 ms chunks, then its end, from a spawned task.
+        let played = tokio::spawn(async move {
+            let pcm = tone_24k(24_000);
+            for chunk in pcm.chunks(4_800) {
+                playback.play_audio(chunk, BOT).unwrap();
+            }
+            playback.end_stream().unwrap();
+            playback
+        })
+        .await
+        .unwrap();
+        // 1 s at 16 kHz plus the resampler's 10 ms delay, all queued (the pacer may have
+        // sent the first frame already).
+        let mut sent = 0;
+        while let Ok(message) = socket.try_recv() {
+            assert!(matches!(message, Outgoing::Audio(f) if f.len() == 640));
+            sent += 1;
+        }
+        assert_eq!(
+            played.queued() + Duration::from_millis(20) * sent,
+            Duration::from_millis(1_010)
+        );
+        for _ in sent..10 {
+            assert!(matches!(socket.recv().await, Some(Outgoing::Audio(f)) if f.len() == 640));
+        }
+        // Barge-in from another task: the queue is cut, StopAudio goes out, the call hears of it.
+        let mut playback = played;
+        let cut = tokio::spawn(async move { playback.stop_audio() })
+            .await
+            .unwrap();
+        assert_eq!(cut.played_ms, 200);
+        assert_eq!(cut.cut_ms, 810);
+        let mut after = Vec::new();
+        while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(100), socket.recv()).await
+        {
+            after.push(m);
+        }
+        let stop = after
+            .iter()
+            .position(|m| *m == Outgoing::StopAudio)
+            .unwrap();
+        assert!(stop <= 1 && after.len() == stop + 1, "{after:?}");
+        assert_eq!(events.try_recv().unwrap(), Event::BargeIn(cut));
+    }
+
+    #[tokio::test]
+    async fn a_call_without_outbound_audio_has_no_playback() {
+        let (events_tx, _events) = mpsc::channel(8);
+        let ctx = Context::new(
+            Arc::new(CallInfo::new("c", "/ws", CALL)),
+            None,
+            None,
+            events_tx,
+        );
+        assert!(ctx.playback().is_none());
     }
 }
