@@ -27,3 +27,4 @@ pub use mediagate_pipeline as pipeline;
 pub use mediagate_protocol as protocol;
 pub use mediagate_server as server;
 pub use mediagate_sinks as sinks;
+pub use mediagate_speech as speech;

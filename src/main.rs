@@ -1,5 +1,6 @@
 //! The `mediagate` command: `serve` runs the gateway, `emulate` plays the platform against one,
-//! `bench` loads a gateway with many calls and measures it.
+//! `bench` loads a gateway with many calls and measures it, `transcribe` runs speech-to-text on
+//! a file, `models` installs speech models.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use mediagate_server::{CliOverrides, Config, Server, TlsConfig};
 
 mod bench;
 mod emulate;
+mod transcribe;
 
 #[derive(Parser)]
 #[command(name = "mediagate", version, about, long_about = None)]
@@ -40,6 +42,12 @@ enum Command {
     /// Benchmark a gateway (this one with --self, any other with --url): calls held, frames
     /// per second, echo latency, CPU and memory.
     Bench(Box<bench::BenchArgs>),
+    /// Transcribe a WAV file through the same speech path as a live call: one line per
+    /// utterance on stdout.
+    Transcribe(transcribe::TranscribeArgs),
+    /// Speech models: `install` fetches the default Whisper model.
+    #[command(subcommand)]
+    Models(transcribe::ModelsCommand),
     /// The bare reference echo server that `bench --reference-echo` compares with.
     #[command(hide = true)]
     ReferenceEcho(bench::ReferenceEchoArgs),
@@ -86,6 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Emulate(args) => runtime.block_on(emulate::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(*args)),
+        Command::Transcribe(args) => runtime.block_on(transcribe::transcribe(args)),
+        Command::Models(command) => runtime.block_on(transcribe::models(command)),
         Command::ReferenceEcho(args) => runtime.block_on(bench::reference_echo(args)),
     }
 }

@@ -25,7 +25,7 @@ impl TestGateway {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_with_registry(adjust, mediagate::server::Registry::with_builtins()).await
+        Self::start_with_registry(adjust, mediagate::speech::builtins()).await
     }
 
     /// With the processors of `registry` (a test's own, registered beside the built-ins).
@@ -93,8 +93,15 @@ impl TestGateway {
 
     /// Waits until the call's session.json says it has ended, and returns it.
     pub async fn ended_session(&self, call_id: &str) -> serde_json::Value {
+        self.ended_session_within(call_id, Duration::from_secs(10))
+            .await
+    }
+
+    /// [`TestGateway::ended_session`] for a call whose processors take a while to finish (a
+    /// speech engine catching up with audio sent faster than real time).
+    pub async fn ended_session_within(&self, call_id: &str, limit: Duration) -> serde_json::Value {
         let path = self.call_dir(call_id).join("session.json");
-        for _ in 0..200 {
+        for _ in 0..limit.as_millis() / 50 {
             if let Ok(text) = tokio::fs::read_to_string(&path).await {
                 let json: serde_json::Value = serde_json::from_str(&text).unwrap();
                 if json["status"] == "ended" {
@@ -107,7 +114,9 @@ impl TestGateway {
         let listing: Vec<_> = std::fs::read_dir(self.data_dir.path())
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
             .unwrap_or_default();
-        panic!("call {call_id} did not end within 10 s; folders {listing:?}; session.json: {last}");
+        panic!(
+            "call {call_id} did not end within {limit:?}; folders {listing:?}; session.json: {last}"
+        );
     }
 
     /// Stops the gateway (drain deadline 0: live calls are closed with 1001), waits for it, and
@@ -132,6 +141,9 @@ fn test_config(adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Config) 
         ..Config::default()
     };
     config.shutdown.drain_timeout_secs = 0;
+    // Calls are recorded without the default speech engine, which would put a Whisper decode
+    // on every test call: tests/speech.rs runs the real default pipeline.
+    config.pipeline.processors = ["wav", "transcript", "dtmf"].map(String::from).to_vec();
     adjust(&mut config);
     (data_dir, config)
 }

@@ -49,10 +49,15 @@ pub struct PipelineConfig {
 }
 
 impl Default for PipelineConfig {
-    /// The call recorded: its audio (`wav`), transcripts (`transcript`) and keys (`dtmf`).
+    /// The call recorded: its audio (`wav`), transcripts (`transcript`) and keys (`dtmf`),
+    /// and transcribed by the embedded speech engine (`whisper`) when the build has one.
     fn default() -> Self {
+        let recorders = ["wav", "transcript", "dtmf"].into_iter();
         PipelineConfig {
-            processors: ["wav", "transcript", "dtmf"].map(String::from).to_vec(),
+            processors: recorders
+                .chain(mediagate_speech::default_engine())
+                .map(String::from)
+                .collect(),
             settings: std::collections::BTreeMap::new(),
         }
     }
@@ -349,7 +354,11 @@ mod tests {
     #[test]
     fn the_sample_config_documents_the_defaults() {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/mediagate.toml");
-        let config = Config::load(Some(&sample), &CliOverrides::default()).unwrap();
+        let mut config = Config::load(Some(&sample), &CliOverrides::default()).unwrap();
+        if mediagate_speech::default_engine().is_none() {
+            // A build without the embedded engine: the sample documents the default build.
+            config.pipeline.processors.retain(|p| p != "whisper");
+        }
         assert_eq!(config, Config::default());
     }
 

@@ -117,20 +117,29 @@ impl Server {
     /// Creates the data dir, loads TLS material and binds the listener, with the built-in
     /// processors.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        Server::bind_with(config, Registry::with_builtins()).await
+        Server::bind_with(config, mediagate_speech::builtins()).await
     }
 
     /// Like [`Server::bind`], with the processors of `registry` (register your own there).
     pub async fn bind_with(config: Config, registry: Registry) -> Result<Server, ServerError> {
         // Build every configured processor once: an unknown name or a bad setting stops
-        // start-up with an error naming it, rather than failing each call.
-        for (key, pipeline) in config.pipelines() {
-            for name in &pipeline.processors {
-                if let Err(source) = registry.build(name, &pipeline.settings_of(name)) {
-                    return Err(ServerError::Processor { key, source });
+        // start-up with an error naming it, rather than failing each call. Off the async
+        // threads: a speech engine loads (or first installs) its model here.
+        let checked = tokio::task::spawn_blocking(move || {
+            for (key, pipeline) in config.pipelines() {
+                for name in &pipeline.processors {
+                    if let Err(source) = registry.build(name, &pipeline.settings_of(name)) {
+                        return Err(ServerError::Processor { key, source });
+                    }
                 }
             }
-        }
+            Ok((config, registry))
+        })
+        .await;
+        let (config, registry) = match checked {
+            Ok(checked) => checked?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         let data_dir = config.data_dir.clone();
         tokio::fs::create_dir_all(&data_dir)
             .await

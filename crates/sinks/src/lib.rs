@@ -19,7 +19,7 @@ mod echo;
 mod play;
 pub mod record;
 mod registry;
-mod settings;
+pub mod settings;
 mod tone;
 mod vad;
 

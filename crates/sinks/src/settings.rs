@@ -7,10 +7,7 @@ use serde::de::DeserializeOwned;
 use crate::BuildError;
 
 /// Parses `value` into `T`; `null` means "all defaults". Errors name the processor.
-pub(crate) fn parse<T: DeserializeOwned>(
-    name: &str,
-    value: &serde_json::Value,
-) -> Result<T, BuildError> {
+pub fn parse<T: DeserializeOwned>(name: &str, value: &serde_json::Value) -> Result<T, BuildError> {
     let result = if value.is_null() {
         serde_json::from_value(serde_json::Value::Object(serde_json::Map::new()))
     } else {
@@ -20,7 +17,7 @@ pub(crate) fn parse<T: DeserializeOwned>(
 }
 
 /// A [`BuildError::Settings`] for `name`.
-pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> BuildError {
+pub fn invalid(name: &str, reason: impl Into<String>) -> BuildError {
     BuildError::Settings {
         name: name.to_owned(),
         reason: reason.into(),
@@ -29,7 +26,7 @@ pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> BuildError {
 
 /// What a prompt does when it cannot play: a full queue or a call without outbound audio is
 /// skipped (warned about once per processor, then silent); anything else is a skipped item.
-pub(crate) fn skip_unplayable(
+pub fn skip_unplayable(
     result: Result<(), PlayError>,
     warned: &mut bool,
     ctx: &Context,

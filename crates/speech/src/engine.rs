@@ -1,0 +1,62 @@
+//! The speech-to-text abstraction every engine implements.
+
+/// Which kind of result a [`Recognizer::recognize`] call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The utterance so far, while it is still going on: best effort, may be skipped when the
+    /// engine is busy. Engines may decode more cheaply here.
+    Partial,
+    /// The whole utterance, once it has ended: the result that is kept.
+    Final,
+}
+
+/// One recognized word with its timing inside the utterance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecognizedWord {
+    /// The word.
+    pub text: String,
+    /// Start, in seconds from the start of the utterance.
+    pub start_secs: f64,
+    /// End, in seconds from the start of the utterance.
+    pub end_secs: f64,
+}
+
+/// What an engine heard in one utterance.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Recognition {
+    /// The text; empty when the engine heard no words (noise, a cough).
+    pub text: String,
+    /// 0..1, when the engine gives one.
+    pub confidence: Option<f64>,
+    /// Word timings, when the engine gives them.
+    pub words: Vec<RecognizedWord>,
+}
+
+/// A speech-to-text engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    /// The engine cannot be set up (model missing, server address wrong): the message says
+    /// what to do.
+    #[error("{0}")]
+    Setup(String),
+    /// This utterance failed (a server went away, a decode error); the next may succeed.
+    #[error("{0}")]
+    Utterance(String),
+}
+
+/// A speech-to-text engine: one utterance of 16 kHz mono audio in, its text out.
+///
+/// Calls block (an engine decodes in-process or waits on a server) and run on the
+/// [`Transcriber`](crate::Transcriber)'s blocking thread, one at a time per call. A
+/// recognizer is made per call by its engine's factory, so it may keep per-call state (a
+/// connection); what is costly to load (a model) is shared between calls behind an `Arc`.
+pub trait Recognizer: Send + 'static {
+    /// Transcribes `samples` (16 kHz, mono, in [-1, 1]): the utterance from its start.
+    fn recognize(&mut self, samples: &[f32], pass: Pass) -> Result<Recognition, SpeechError>;
+
+    /// Whether [`Pass::Partial`] results are worth asking for. An engine that only answers a
+    /// whole utterance (a Wyoming server) says `false` and is only asked for finals.
+    fn partials(&self) -> bool {
+        false
+    }
+}

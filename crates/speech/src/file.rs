@@ -1,0 +1,134 @@
+//! A WAV file through the same path as a live call: 20 ms frames into a pipeline with one
+//! transcriber, its results collected (`mediagate transcribe`, the accuracy bench).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
+use mediagate_pipeline::{
+    CallInfo, ConsumerReport, Context, Event, Input, Pipeline, Processor, ProcessorError,
+    Transcript,
+};
+use mediagate_protocol::{ResultStatus, Timestamp};
+
+use crate::Transcriber;
+
+/// Reading the file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Not a WAV hound can read, or not one we take.
+    #[error("{path}: {reason}")]
+    Wav {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// What a file produced.
+#[derive(Debug)]
+pub struct FileTranscript {
+    /// Final results, in order.
+    pub finals: Vec<Arc<Transcript>>,
+    /// The transcriber's report (counters, real-time factor) and the collector's.
+    pub reports: Vec<ConsumerReport>,
+    /// Seconds of audio in the file.
+    pub audio_secs: f64,
+}
+
+impl FileTranscript {
+    /// The final texts, one per utterance.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.finals.iter().map(|t| t.data.text.as_str())
+    }
+}
+
+/// Collects final transcripts.
+struct Collector(Arc<Mutex<Vec<Arc<Transcript>>>>);
+
+impl Processor for Collector {
+    fn input(&self) -> Input {
+        Input {
+            frames: false,
+            queue: 4_096,
+            overflow: mediagate_pipeline::OverflowPolicy::Wait,
+            ..Input::default()
+        }
+    }
+
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if let Event::Transcript(t) = event
+            && t.data.result_status == ResultStatus::Final
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Streams the mono 16-bit WAV at `path` (8–48 kHz) through `transcriber` as fast as it
+/// takes it, losing nothing, and returns its final results.
+pub async fn transcribe_wav(
+    path: &Path,
+    transcriber: Transcriber,
+) -> Result<FileTranscript, FileError> {
+    let wav_error = |reason: String| FileError::Wav {
+        path: path.display().to_string(),
+        reason,
+    };
+    let owned = path.to_owned();
+    let (spec, samples) = tokio::task::spawn_blocking(move || {
+        let reader = hound::WavReader::open(&owned).map_err(|e| e.to_string())?;
+        let spec = reader.spec();
+        let samples = reader
+            .into_samples::<i16>()
+            .collect::<Result<Vec<i16>, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((spec, samples))
+    })
+    .await
+    .map_err(|e| wav_error(e.to_string()))?
+    .map_err(wav_error)?;
+    if spec.channels != 1 || spec.bits_per_sample != 16 {
+        return Err(wav_error(format!(
+            "{} channels of {} bits: mono 16-bit PCM only (sox in.wav -c 1 -b 16 out.wav)",
+            spec.channels, spec.bits_per_sample
+        )));
+    }
+    let format = AudioFormat::new(spec.sample_rate, 1).map_err(|e| wav_error(e.to_string()))?;
+    let call = Arc::new(CallInfo::new("transcribe", "/transcribe", format));
+    let finals = Arc::new(Mutex::new(Vec::new()));
+    let pipeline_processors: Vec<(String, Box<dyn Processor>)> = vec![
+        (
+            transcriber.name().to_owned(),
+            Box::new(transcriber.lossless()),
+        ),
+        ("collector".into(), Box::new(Collector(finals.clone()))),
+    ];
+    let mut pipeline = Pipeline::start(call, pipeline_processors, None, None);
+    let origin = Timestamp::now();
+    let per_frame = format.frame_samples();
+    for (i, chunk) in samples.chunks(per_frame).enumerate() {
+        let pcm: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let frame = AudioFrame {
+            pcm: Bytes::from(pcm),
+            format,
+            timestamp: Some(origin.add_micros(i as i64 * 20_000)),
+            source: AudioSource::Mixed,
+            silent: false,
+        };
+        pipeline.push_frame(&frame).await;
+    }
+    let reports = pipeline.finish().await;
+    let finals = std::mem::take(&mut *finals.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(FileTranscript {
+        finals,
+        reports,
+        audio_secs: samples.len() as f64 / f64::from(spec.sample_rate),
+    })
+}

@@ -1,0 +1,469 @@
+//! The processor that runs a [`Recognizer`] on a call: utterances cut by energy, partial
+//! results while they go on, a final result when they end.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mediagate_audio::{AudioFrame, AudioSource};
+use mediagate_pipeline::{
+    Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError, Transcript,
+};
+use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData, Word};
+use mediagate_sinks::BuildError;
+use mediagate_sinks::settings::invalid;
+use serde::{Deserialize, Serialize};
+
+use crate::{Pass, Recognition, Recognizer};
+
+/// The rate every engine hears.
+pub const SAMPLE_RATE_HZ: u32 = 16_000;
+/// Samples in one 20 ms analysis window at [`SAMPLE_RATE_HZ`].
+const WINDOW: usize = 320;
+/// Milliseconds per window.
+const WINDOW_MS: u64 = 20;
+/// 100 ns ticks (the transcript timeline's unit) per sample.
+const TICKS_PER_SAMPLE: i64 = 10_000_000 / SAMPLE_RATE_HZ as i64;
+
+/// How a [`Transcriber`] cuts a source's audio into utterances (TOML: the `utterances` table
+/// of an engine's settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscriberSettings {
+    /// A 20 ms window louder than this (RMS, dBFS) counts as voice. Default -40.
+    pub threshold_dbfs: f64,
+    /// Voice for this long starts an utterance. Default 60 ms.
+    pub start_ms: u64,
+    /// Quiet for this long ends it. Default 600 ms.
+    pub end_silence_ms: u64,
+    /// Audio kept from before the start, so the first syllable is not clipped. Default 300 ms.
+    pub preroll_ms: u64,
+    /// Utterances shorter than this (voice included) are dropped as noise. Default 250 ms.
+    pub min_utterance_ms: u64,
+    /// An utterance this long is cut and transcribed, and the next one starts at once: a cap on
+    /// latency, memory and the engine's input. Default 20 s.
+    pub max_utterance_secs: u64,
+    /// A partial result each time an utterance grows by this much; `0`: finals only.
+    /// Default 1000 ms. Skipped while the engine is behind.
+    pub partial_interval_ms: u64,
+}
+
+impl Default for TranscriberSettings {
+    fn default() -> Self {
+        TranscriberSettings {
+            threshold_dbfs: -40.0,
+            start_ms: 60,
+            end_silence_ms: 600,
+            preroll_ms: 300,
+            min_utterance_ms: 250,
+            max_utterance_secs: 20,
+            partial_interval_ms: 1000,
+        }
+    }
+}
+
+impl TranscriberSettings {
+    /// Checks the ranges; `engine` names the processor in the error.
+    pub fn validate(&self, engine: &str) -> Result<(), BuildError> {
+        if !(self.threshold_dbfs.is_finite() && self.threshold_dbfs <= 0.0) {
+            return Err(invalid(
+                engine,
+                "utterances.threshold_dbfs must be at most 0",
+            ));
+        }
+        if self.start_ms < WINDOW_MS || self.end_silence_ms < WINDOW_MS {
+            return Err(invalid(
+                engine,
+                "utterances.start_ms and end_silence_ms must be at least 20",
+            ));
+        }
+        if !(1..=30).contains(&self.max_utterance_secs) {
+            return Err(invalid(
+                engine,
+                "utterances.max_utterance_secs must be 1..=30 (Whisper hears 30 s at most)",
+            ));
+        }
+        if self.preroll_ms > 2_000 {
+            return Err(invalid(
+                engine,
+                "utterances.preroll_ms must be at most 2000",
+            ));
+        }
+        Ok(())
+    }
+
+    fn windows(ms: u64) -> u32 {
+        u32::try_from(ms.div_ceil(WINDOW_MS))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+}
+
+/// What a transcriber did in a call (its `report` in session.json).
+#[derive(Debug, Default, Clone, Serialize)]
+struct Counters {
+    utterances: u64,
+    finals: u64,
+    partials: u64,
+    partials_skipped: u64,
+    empty: u64,
+    errors: u64,
+    audio_secs: f64,
+    compute_secs: f64,
+}
+
+/// One source's utterance in the making.
+#[derive(Debug, Default)]
+struct Segmenter {
+    /// Call-timeline position (in samples) of the next sample this source sends.
+    position: i64,
+    /// The last samples before speech, for the pre-roll.
+    preroll: VecDeque<f32>,
+    /// The current window's samples and energy.
+    window: Vec<f32>,
+    energy: f64,
+    /// Inside an utterance.
+    speaking: bool,
+    /// Consecutive windows on the other side of the threshold from `speaking`.
+    run: u32,
+    /// The utterance so far and where it starts on the call timeline.
+    utterance: Vec<f32>,
+    start: i64,
+    /// Samples of real voice in it (not pre-roll or trailing quiet).
+    voiced: usize,
+    /// Utterance length at the last partial.
+    partial_at: usize,
+}
+
+/// Runs a [`Recognizer`] on every source of a call (the mixed stream, or each participant of an
+/// unmixed call) and tells the call what was said, as [`Event::Transcript`]s whose `source` is
+/// the engine's name: the `transcript` processor writes them next to the platform's, and any
+/// processor (a bot) can react to them.
+///
+/// Audio arrives at 16 kHz (the pipeline resamples other rates once, for every processor that
+/// asks). Each 20 ms window's energy decides whether a source is speaking, with hysteresis; an
+/// utterance runs from the first voiced window (plus a pre-roll) to `end_silence_ms` of quiet,
+/// or is cut at `max_utterance_secs`. While it goes on, a partial result is asked for every
+/// `partial_interval_ms` (if the engine offers them and keeps up); when it ends, the final one.
+///
+/// Runs on a blocking thread: engines decode in-process or wait on a server. A transcriber
+/// that falls behind loses the oldest audio of its own inbox (counted), never the call's.
+pub struct Transcriber {
+    name: Arc<str>,
+    settings: TranscriberSettings,
+    recognizer: Box<dyn Recognizer>,
+    sources: HashMap<AudioSource, Segmenter>,
+    /// The first timestamp of the call: the origin of the timeline.
+    origin: Option<Timestamp>,
+    /// How long the last partial took: partials pause while the engine is slower than them.
+    last_partial: Duration,
+    counters: Counters,
+    /// Wait for the engine rather than drop audio ([`Transcriber::lossless`]).
+    lossless: bool,
+}
+
+impl Transcriber {
+    /// A transcriber whose results carry `name` as their source.
+    pub fn new(
+        name: &str,
+        settings: TranscriberSettings,
+        recognizer: Box<dyn Recognizer>,
+    ) -> Result<Self, BuildError> {
+        settings.validate(name)?;
+        Ok(Transcriber {
+            name: name.into(),
+            settings,
+            recognizer,
+            sources: HashMap::new(),
+            origin: None,
+            last_partial: Duration::ZERO,
+            counters: Counters::default(),
+            lossless: false,
+        })
+    }
+
+    /// The name its results carry as their source.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// For a file, not a call: the inbox waits for the engine instead of dropping audio.
+    pub fn lossless(mut self) -> Self {
+        self.lossless = true;
+        self
+    }
+
+    /// Where `frame` starts on the call timeline, in samples: from its timestamp when it has
+    /// one (a participant who was silent resumes at the right place), else right after the
+    /// source's previous frame.
+    fn place(&mut self, frame: &AudioFrame) -> Option<i64> {
+        let ts = frame.timestamp?;
+        let origin = *self.origin.get_or_insert(ts);
+        let micros = ts.micros_since(origin);
+        Some(micros.saturating_mul(i64::from(SAMPLE_RATE_HZ)) / 1_000_000)
+    }
+
+    fn ticks(samples: i64) -> i64 {
+        samples.saturating_mul(TICKS_PER_SAMPLE)
+    }
+
+    /// Runs the engine on `source`'s utterance and tells the call.
+    fn recognize(&mut self, source: &AudioSource, pass: Pass, ctx: &mut Context) {
+        let Some(seg) = self.sources.get(source) else {
+            return;
+        };
+        let (start, len) = (seg.start, seg.utterance.len());
+        let began = Instant::now();
+        let result = self.recognizer.recognize(&seg.utterance, pass);
+        let took = began.elapsed();
+        self.counters.compute_secs += took.as_secs_f64();
+        if pass == Pass::Partial {
+            self.last_partial = took;
+        }
+        match result {
+            Ok(recognition) => {
+                if recognition.text.trim().is_empty() {
+                    if pass == Pass::Final {
+                        self.counters.empty += 1;
+                    }
+                    return;
+                }
+                match pass {
+                    Pass::Partial => self.counters.partials += 1,
+                    Pass::Final => self.counters.finals += 1,
+                }
+                let data = self.transcription(source, start, len, recognition, pass);
+                ctx.emit(Event::Transcript(Arc::new(Transcript {
+                    source: self.name.clone(),
+                    data,
+                    received_at: Timestamp::now(),
+                })));
+            }
+            Err(e) => {
+                self.counters.errors += 1;
+                tracing::warn!(
+                    call_id = &*ctx.call().call_id,
+                    engine = &*self.name,
+                    error = %e,
+                    "speech recognition failed"
+                );
+            }
+        }
+    }
+
+    fn transcription(
+        &self,
+        source: &AudioSource,
+        start: i64,
+        len: usize,
+        recognition: Recognition,
+        pass: Pass,
+    ) -> TranscriptionData {
+        let offset_ticks = Self::ticks(start);
+        let secs_to_ticks = |secs: f64| (secs * 10_000_000.0).round() as i64;
+        TranscriptionData {
+            text: recognition.text.trim().to_owned(),
+            format: Some("display".to_owned()),
+            confidence: recognition.confidence,
+            offset_ticks,
+            duration_ticks: Self::ticks(i64::try_from(len).unwrap_or(i64::MAX)),
+            words: recognition
+                .words
+                .into_iter()
+                .map(|w| Word {
+                    offset_ticks: offset_ticks.saturating_add(secs_to_ticks(w.start_secs)),
+                    duration_ticks: secs_to_ticks((w.end_secs - w.start_secs).max(0.0)),
+                    text: w.text,
+                })
+                .collect(),
+            participant_raw_id: match source {
+                AudioSource::Mixed => None,
+                AudioSource::Participant(id) => Some(id.to_string()),
+            },
+            result_status: match pass {
+                Pass::Partial => ResultStatus::Intermediate,
+                Pass::Final => ResultStatus::Final,
+            },
+        }
+    }
+
+    /// Ends `source`'s utterance: a final result if it was long enough to be speech.
+    fn end_utterance(&mut self, source: &AudioSource, ctx: &mut Context) {
+        let min_voiced = ms_to_samples(self.settings.min_utterance_ms);
+        let Some(seg) = self.sources.get_mut(source) else {
+            return;
+        };
+        let voiced = seg.voiced;
+        if voiced >= min_voiced && !seg.utterance.is_empty() {
+            self.counters.utterances += 1;
+            self.counters.audio_secs += seg.utterance.len() as f64 / f64::from(SAMPLE_RATE_HZ);
+            self.recognize(source, Pass::Final, ctx);
+        }
+        if let Some(seg) = self.sources.get_mut(source) {
+            seg.utterance.clear();
+            seg.voiced = 0;
+            seg.partial_at = 0;
+        }
+    }
+
+    /// One full 20 ms window of `source`: hysteresis, utterance bookkeeping.
+    fn window(&mut self, source: &AudioSource, ctx: &mut Context) {
+        let threshold = 10f64.powf(self.settings.threshold_dbfs / 10.0);
+        let start_windows = TranscriberSettings::windows(self.settings.start_ms);
+        let end_windows = TranscriberSettings::windows(self.settings.end_silence_ms);
+        let preroll = ms_to_samples(self.settings.preroll_ms);
+        let max_len = ms_to_samples(self.settings.max_utterance_secs * 1000);
+        let Some(seg) = self.sources.get_mut(source) else {
+            return;
+        };
+        let loud = seg.energy / WINDOW as f64 > threshold;
+        seg.energy = 0.0;
+        let window = std::mem::take(&mut seg.window);
+        let window_start = seg.position - WINDOW as i64;
+        if seg.speaking {
+            seg.utterance.extend_from_slice(&window);
+            if loud {
+                seg.voiced += WINDOW;
+                seg.run = 0;
+            } else {
+                seg.run += 1;
+            }
+            if seg.run >= end_windows {
+                seg.speaking = false;
+                seg.run = 0;
+                // Keep a little of the trailing quiet: the end of the last word.
+                let trailing = (end_windows as usize * WINDOW).saturating_sub(preroll.min(4_800));
+                let keep = seg.utterance.len().saturating_sub(trailing);
+                seg.utterance.truncate(keep);
+                self.end_utterance(source, ctx);
+            } else if seg.utterance.len() >= max_len {
+                self.end_utterance(source, ctx);
+                if let Some(seg) = self.sources.get_mut(source) {
+                    seg.start = seg.position;
+                }
+            }
+        } else {
+            seg.preroll.extend(window.iter().copied());
+            while seg.preroll.len() > preroll + start_windows as usize * WINDOW {
+                seg.preroll.pop_front();
+            }
+            seg.run = if loud { seg.run + 1 } else { 0 };
+            if seg.run >= start_windows {
+                seg.speaking = true;
+                seg.run = 0;
+                seg.utterance.clear();
+                seg.utterance.extend(seg.preroll.drain(..));
+                seg.voiced = start_windows as usize * WINDOW;
+                seg.start = window_start + WINDOW as i64 - seg.utterance.len() as i64;
+                seg.start = seg.start.max(0);
+                seg.partial_at = 0;
+            }
+        }
+    }
+}
+
+fn ms_to_samples(ms: u64) -> usize {
+    usize::try_from(ms * u64::from(SAMPLE_RATE_HZ) / 1000).unwrap_or(usize::MAX)
+}
+
+impl Processor for Transcriber {
+    fn input(&self) -> Input {
+        Input {
+            frames: true,
+            sample_rate_hz: Some(SAMPLE_RATE_HZ),
+            // About two minutes of 16 kHz audio may wait while the engine works.
+            queue: 8_192,
+            execution: Execution::Blocking,
+            gather_ms: 100,
+            overflow: if self.lossless {
+                OverflowPolicy::Wait
+            } else {
+                OverflowPolicy::DropOldest
+            },
+            emits: true,
+            ..Input::default()
+        }
+    }
+
+    fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
+        let placed = self.place(frame);
+        let channels = usize::from(frame.format.channels()).max(1);
+        // The first channel of each sample, in [-1, 1].
+        let samples: Vec<f32> = frame
+            .pcm
+            .chunks_exact(2 * channels)
+            .map(|s| f32::from(i16::from_le_bytes([s[0], s[1]])) / 32_768.0)
+            .collect();
+        let seg = self.sources.entry(frame.source.clone()).or_default();
+        if let Some(at) = placed {
+            // A jump forward is a silence the platform did not send (an unmixed participant
+            // who stopped talking): the timeline skips it.
+            if at > seg.position + WINDOW as i64 {
+                seg.position = at;
+            }
+        }
+        let mut rest = samples.as_slice();
+        while !rest.is_empty() {
+            let seg = self.sources.entry(frame.source.clone()).or_default();
+            let take = (WINDOW - seg.window.len()).min(rest.len());
+            for &s in &rest[..take] {
+                seg.energy += f64::from(s) * f64::from(s);
+            }
+            seg.window.extend_from_slice(&rest[..take]);
+            seg.position += take as i64;
+            rest = &rest[take..];
+            if seg.window.len() == WINDOW {
+                self.window(&frame.source, ctx);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
+        if self.settings.partial_interval_ms == 0 || !self.recognizer.partials() {
+            return Ok(());
+        }
+        let interval = ms_to_samples(self.settings.partial_interval_ms);
+        let due: Vec<AudioSource> = self
+            .sources
+            .iter()
+            .filter(|(_, seg)| seg.speaking && seg.utterance.len() >= seg.partial_at + interval)
+            .map(|(source, _)| source.clone())
+            .collect();
+        for source in due {
+            if let Some(seg) = self.sources.get_mut(&source) {
+                seg.partial_at = seg.utterance.len();
+            }
+            // An engine slower than half the interval would fall behind the call: skip.
+            if self.last_partial.as_millis() > u128::from(self.settings.partial_interval_ms / 2) {
+                self.counters.partials_skipped += 1;
+                self.last_partial /= 2;
+                continue;
+            }
+            self.recognize(&source, Pass::Partial, ctx);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
+        let speaking: Vec<AudioSource> = self
+            .sources
+            .iter()
+            .filter(|(_, seg)| seg.speaking)
+            .map(|(source, _)| source.clone())
+            .collect();
+        for source in speaking {
+            self.end_utterance(&source, ctx);
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        let mut report = serde_json::to_value(&self.counters).ok()?;
+        if self.counters.audio_secs > 0.0 {
+            report["real_time_factor"] =
+                serde_json::json!(self.counters.compute_secs / self.counters.audio_secs);
+        }
+        Some(report)
+    }
+}
