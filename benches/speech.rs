@@ -35,7 +35,9 @@ fn cpu_secs() -> f64 {
 
 /// The clips under samples/`corpus` and what they say.
 fn clips(corpus: &str) -> Vec<(PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(corpus);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(corpus);
     std::fs::read_to_string(dir.join("references.txt"))
         .unwrap()
         .lines()

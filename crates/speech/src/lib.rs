@@ -80,11 +80,11 @@ pub fn builtins() -> Registry {
 
 /// Adds the speech processors to `registry`.
 pub fn register(registry: &mut Registry) {
-    #[cfg(feature = "whisper")]
-    whisper::register(registry);
-    #[cfg(feature = "pocketsphinx")]
-    pocketsphinx::register(registry);
-    wyoming::register(registry);
+    for engine in engines() {
+        registry.register(engine, move |settings| {
+            Ok(Box::new(build_transcriber(engine, settings)?))
+        });
+    }
     say::register(registry);
     realtime::register(registry);
 }

@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use mediagate_pocketsphinx::{Config, Decoder, Hypothesis};
+use mediagate_sinks::BuildError;
 use mediagate_sinks::settings::{invalid, parse};
-use mediagate_sinks::{BuildError, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -200,11 +200,6 @@ pub fn build(value: &Value) -> Result<Transcriber, BuildError> {
         pcm: Vec::new(),
     };
     Transcriber::new(NAME, settings.utterances, Box::new(recognizer))
-}
-
-/// Adds `pocketsphinx` to `registry`.
-pub(crate) fn register(registry: &mut Registry) {
-    registry.register(NAME, |settings| Ok(Box::new(build(settings)?)));
 }
 
 #[cfg(test)]

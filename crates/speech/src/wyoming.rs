@@ -17,8 +17,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use mediagate_sinks::BuildError;
 use mediagate_sinks::settings::{invalid, parse};
-use mediagate_sinks::{BuildError, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -237,11 +237,6 @@ pub fn build(value: &Value) -> Result<Transcriber, BuildError> {
     )
     .map_err(|e| invalid(NAME, e))?;
     Transcriber::new(NAME, settings.utterances, Box::new(client))
-}
-
-/// Adds `wyoming` to `registry`.
-pub(crate) fn register(registry: &mut Registry) {
-    registry.register(NAME, |settings| Ok(Box::new(build(settings)?)));
 }
 
 #[cfg(test)]

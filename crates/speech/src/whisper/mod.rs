@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
+use mediagate_sinks::BuildError;
 use mediagate_sinks::settings::{invalid, parse};
-use mediagate_sinks::{BuildError, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::models;
@@ -403,11 +403,6 @@ pub fn build(value: &serde_json::Value) -> Result<Transcriber, BuildError> {
         },
     };
     Transcriber::new(NAME, settings.utterances, Box::new(recognizer))
-}
-
-/// Adds `whisper` to `registry`.
-pub(crate) fn register(registry: &mut Registry) {
-    registry.register(NAME, |settings| Ok(Box::new(build(settings)?)));
 }
 
 #[cfg(test)]
