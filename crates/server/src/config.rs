@@ -248,8 +248,17 @@ impl Config {
             .merge(
                 Env::prefixed(ENV_PREFIX)
                     .split("__")
-                    // Variables that belong to the command line, not to this tree.
-                    .ignore(&["config", "log", "log_format"]),
+                    // Variables that belong to the command line or the speech models, not to
+                    // this tree.
+                    .ignore(&[
+                        "config",
+                        "log",
+                        "log_format",
+                        "models_dir",
+                        "pypi_url",
+                        "wyoming_venv",
+                        "wyoming_uri",
+                    ]),
             )
             .merge(Serialized::defaults(cli))
             .extract()
@@ -372,6 +381,9 @@ mod tests {
             )?;
             jail.set_env("MEDIAGATE_LIMITS__IDLE_TIMEOUT_SECS", "7");
             jail.set_env("MEDIAGATE_DATA_DIR", "/srv/calls");
+            // The speech models' variables are not config keys.
+            jail.set_env("MEDIAGATE_MODELS_DIR", "/srv/models");
+            jail.set_env("MEDIAGATE_WYOMING_VENV", "/srv/venv");
             let config = Config::load(Some(Path::new("m.toml")), &CliOverrides::default())
                 .map_err(|e| e.to_string())?;
             assert_eq!(config.limits.idle_timeout_secs, 7);
