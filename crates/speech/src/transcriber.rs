@@ -318,7 +318,9 @@ impl Transcriber {
         };
         let loud = seg.energy / WINDOW as f64 > threshold;
         seg.energy = 0.0;
-        let window = std::mem::take(&mut seg.window);
+        // Taken for the length of this call (end_utterance borrows the whole transcriber) and
+        // handed back at the end, emptied: one buffer per source for the whole call.
+        let mut window = std::mem::take(&mut seg.window);
         let window_start = seg.position - WINDOW as i64;
         if seg.speaking {
             seg.utterance.extend_from_slice(&window);
@@ -359,6 +361,10 @@ impl Transcriber {
                 seg.partial_at = 0;
             }
         }
+        if let Some(seg) = self.sources.get_mut(source) {
+            window.clear();
+            seg.window = window;
+        }
     }
 }
 
@@ -387,13 +393,8 @@ impl Processor for Transcriber {
 
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
         let placed = self.place(frame);
-        let channels = usize::from(frame.format.channels()).max(1);
-        // The first channel of each sample, in [-1, 1].
-        let samples: Vec<f32> = frame
-            .pcm
-            .chunks_exact(2 * channels)
-            .map(|s| f32::from(i16::from_le_bytes([s[0], s[1]])) / 32_768.0)
-            .collect();
+        // One sample of each channel per step; the first channel is heard.
+        let stride = 2 * usize::from(frame.format.channels()).max(1);
         let seg = self.sources.entry(frame.source.clone()).or_default();
         if let Some(at) = placed {
             // A jump forward is a silence the platform did not send (an unmixed participant
@@ -402,16 +403,18 @@ impl Processor for Transcriber {
                 seg.position = at;
             }
         }
-        let mut rest = samples.as_slice();
-        while !rest.is_empty() {
-            let seg = self.sources.entry(frame.source.clone()).or_default();
-            let take = (WINDOW - seg.window.len()).min(rest.len());
-            for &s in &rest[..take] {
-                seg.energy += f64::from(s) * f64::from(s);
+        let mut rest = &frame.pcm[..frame.pcm.len() / stride * stride];
+        while let Some(seg) = self.sources.get_mut(&frame.source)
+            && !rest.is_empty()
+        {
+            let take = (WINDOW - seg.window.len()).min(rest.len() / stride);
+            for s in rest[..take * stride].chunks_exact(stride) {
+                let sample = f32::from(i16::from_le_bytes([s[0], s[1]])) / 32_768.0;
+                seg.energy += f64::from(sample) * f64::from(sample);
+                seg.window.push(sample);
             }
-            seg.window.extend_from_slice(&rest[..take]);
             seg.position += take as i64;
-            rest = &rest[take..];
+            rest = &rest[take * stride..];
             if seg.window.len() == WINDOW {
                 self.window(&frame.source, ctx);
             }
