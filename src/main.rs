@@ -112,9 +112,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &overrides)?;
     tracing::info!(data_dir = %config.data_dir.display(), "recording calls");
     let server = Server::bind(config).await?;
-    server
-        .run_until(mediagate_server::shutdown_signal())
-        .await?;
+    // SIGTERM or Ctrl-C drains; a second one closes every call at once. An error (exit code 1)
+    // when some call's files could not be finalized.
+    server.run_until_signalled().await?;
     Ok(())
 }
 

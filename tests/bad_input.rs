@@ -318,8 +318,8 @@ async fn participants_past_the_limit_are_counted_not_recorded() {
         .collect();
     assert_eq!(files.len(), 2, "{files:?}");
     // Secrets in the transportUrl never reach the disk.
-    assert_eq!(transport["query"]["apiKey"], "[redacted]");
-    assert_eq!(transport["query"]["sig"], "[redacted]");
+    assert_eq!(transport["query"]["apiKey"], "<redacted>");
+    assert_eq!(transport["query"]["sig"], "<redacted>");
     assert_eq!(transport["query"]["callId"], "crowd");
     let text = std::fs::read_to_string(gateway.call_dir("crowd").join("session.json")).unwrap();
     assert!(!text.contains("s3cret"));

@@ -36,6 +36,37 @@ pub struct Config {
     pub routes: std::collections::BTreeMap<String, PipelineConfig>,
     /// Audio sent back into calls (bidirectional streaming).
     pub outbound: OutboundConfig,
+    /// What of a client's request may be shown in logs and session.json.
+    pub redaction: RedactionConfig,
+}
+
+/// What of a client's request may be shown. Anything not allowed here is shown as `<redacted>`:
+/// applications put API keys and signatures in the `transportUrl`, under names nobody can guess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// Query parameters whose values are shown (case-insensitive); every other value is
+    /// replaced by `<redacted>`.
+    pub shown_query_keys: Vec<String>,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        RedactionConfig {
+            shown_query_keys: [
+                "callId",
+                "callConnectionId",
+                "serverCallId",
+                "correlationId",
+                "sampleRate",
+                "channels",
+                "locale",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        }
+    }
 }
 
 /// The processors of every call.
@@ -103,7 +134,7 @@ pub struct TlsConfig {
 }
 
 /// Per-connection limits. A peer that crosses one is closed with a WebSocket close code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest WebSocket message accepted (a 20 ms frame is ~1.3 KB); larger closes with 1009.
@@ -119,6 +150,22 @@ pub struct LimitsConfig {
     /// Distinct participants (unmixed tracks) recorded per call; frames of more are counted, not
     /// recorded. Bounds the files and memory one connection can claim.
     pub max_participants_per_call: usize,
+    /// Live calls at once. A WebSocket that would start another is refused with 503 before the
+    /// upgrade (one that names a live call in its query may still join it).
+    pub max_calls: usize,
+    /// Open TCP connections at once (HTTP requests and WebSockets). Past it a new connection is
+    /// answered 503 and closed (over TLS: closed before the handshake).
+    pub max_connections: usize,
+    /// New connections per second from one IP address (an IPv6 /64), refilled continuously;
+    /// past it a connection is answered 429 and closed. 0 turns the limit off.
+    pub new_connections_per_ip_per_sec: f64,
+    /// Connections one address may open at once before its rate applies.
+    pub new_connections_burst_per_ip: u32,
+    /// Seconds a client may take to send a request's headers (slow or half-sent requests are
+    /// dropped after it).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout_secs: u64,
 }
 
 /// Audio assumptions.
@@ -136,6 +183,24 @@ pub struct RecordingConfig {
     /// Keep a folder per call, with session.json and what the recording processors write
     /// (off: no files at all, whatever the pipeline says; calls are only counted).
     pub enabled: bool,
+    /// Free bytes the data dir's file system must keep. Below it, new calls are refused or
+    /// recorded without audio (`on_low_disk`), and live recordings stop cleanly, each call's
+    /// session.json saying why. 0 turns the floor off.
+    pub min_free_bytes: u64,
+    /// What a new call gets while free disk is below `min_free_bytes`.
+    pub on_low_disk: LowDiskPolicy,
+}
+
+/// What a new call gets while the disk is below its floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LowDiskPolicy {
+    /// Refuse the WebSocket with 503 before the upgrade: the platform can retry elsewhere.
+    #[default]
+    Refuse,
+    /// Accept the call and run its pipeline, but write no audio (session.json and the small
+    /// event logs only).
+    NoAudio,
 }
 
 /// Graceful shutdown.
@@ -144,12 +209,16 @@ pub struct RecordingConfig {
 pub struct ShutdownConfig {
     /// Seconds live calls may go on after a shutdown signal before they are closed (1001).
     pub drain_timeout_secs: u64,
+    /// Seconds closed calls get to finalize their files after that (also after a second
+    /// signal, which skips the drain). A call still not final then is counted, and the process
+    /// exits non-zero.
+    pub finalize_timeout_secs: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             tls: None,
             limits: LimitsConfig::default(),
@@ -159,6 +228,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             routes: std::collections::BTreeMap::new(),
             outbound: OutboundConfig::default(),
+            redaction: RedactionConfig::default(),
         }
     }
 }
@@ -172,6 +242,12 @@ impl Default for LimitsConfig {
             first_message_timeout_secs: 10,
             idle_timeout_secs: 120,
             max_participants_per_call: 32,
+            max_calls: 500,
+            max_connections: 1024,
+            new_connections_per_ip_per_sec: 50.0,
+            new_connections_burst_per_ip: 200,
+            header_read_timeout_secs: 10,
+            tls_handshake_timeout_secs: 10,
         }
     }
 }
@@ -186,7 +262,11 @@ impl Default for AudioConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig { enabled: true }
+        RecordingConfig {
+            enabled: true,
+            min_free_bytes: 512 * 1024 * 1024,
+            on_low_disk: LowDiskPolicy::Refuse,
+        }
     }
 }
 
@@ -194,6 +274,7 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
             drain_timeout_secs: 10,
+            finalize_timeout_secs: 10,
         }
     }
 }
@@ -300,6 +381,31 @@ impl Config {
                 "audio.default_sample_rate_hz",
                 "must be a sample rate between 1000 and 384000",
             );
+        }
+        if self.limits.max_calls == 0 {
+            return invalid("limits.max_calls", "must be at least 1");
+        }
+        if self.limits.max_connections == 0 {
+            return invalid("limits.max_connections", "must be at least 1");
+        }
+        let rate = self.limits.new_connections_per_ip_per_sec;
+        if !rate.is_finite() || rate < 0.0 {
+            return invalid(
+                "limits.new_connections_per_ip_per_sec",
+                "must be a number of at least 0 (0: no limit)",
+            );
+        }
+        if rate > 0.0 && self.limits.new_connections_burst_per_ip == 0 {
+            return invalid("limits.new_connections_burst_per_ip", "must be at least 1");
+        }
+        if self.limits.header_read_timeout_secs == 0 {
+            return invalid("limits.header_read_timeout_secs", "must be at least 1");
+        }
+        if self.limits.tls_handshake_timeout_secs == 0 {
+            return invalid("limits.tls_handshake_timeout_secs", "must be at least 1");
+        }
+        if self.shutdown.finalize_timeout_secs == 0 {
+            return invalid("shutdown.finalize_timeout_secs", "must be at least 1");
         }
         if self.outbound.max_queue_secs == 0 {
             return invalid("outbound.max_queue_secs", "must be at least 1");

@@ -19,6 +19,7 @@
 
 mod config;
 mod connection;
+mod listener;
 mod media;
 mod metrics;
 mod registry;
@@ -26,11 +27,10 @@ mod routes;
 mod session;
 mod writer;
 
-use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -38,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, OutboundConfig,
-    PipelineConfig, RecordingConfig, ShutdownConfig, TlsConfig,
+    AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, LowDiskPolicy,
+    OutboundConfig, PipelineConfig, RecordingConfig, RedactionConfig, ShutdownConfig, TlsConfig,
 };
 pub use mediagate_sinks::Registry;
 pub use metrics::MetricsSnapshot;
@@ -79,6 +79,13 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// Shutdown ended with calls whose files could not be finalized (`mediagate repair` makes
+    /// what they left valid).
+    #[error("{calls} call(s) could not be finalized at shutdown")]
+    Unfinalized {
+        /// Calls still open at the finalize deadline, or whose session.json could not be written.
+        calls: u64,
+    },
     /// The config names a processor the registry does not have, or gives it bad settings.
     #[error("invalid configuration: `{key}`: {source}")]
     Processor {
@@ -103,13 +110,30 @@ pub(crate) struct AppState {
     /// Every connection task, so shutdown can wait for their files to be finalized.
     pub(crate) tracker: TaskTracker,
     pub(crate) next_connection_id: AtomicU64,
+    /// TCP connections open now (HTTP requests and upgraded WebSockets), for
+    /// `limits.max_connections`.
+    pub(crate) open_connections: Arc<AtomicUsize>,
+    /// Calls whose files could not be finalized (session.json not written): the exit code says so.
+    pub(crate) unfinalized: AtomicU64,
+}
+
+impl AppState {
+    /// Calls live now: the registry's count, or with recording off (no registry), the open
+    /// WebSockets.
+    pub(crate) fn live_calls(&self) -> usize {
+        if self.config.recording.enabled {
+            self.registry.live_calls()
+        } else {
+            self.metrics.websockets_open()
+        }
+    }
 }
 
 /// A bound, not yet running gateway.
 pub struct Server {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
 }
 
@@ -149,19 +173,11 @@ impl Server {
             })?;
         let tls = match &config.tls {
             None => None,
-            Some(tls) => {
-                // One process-wide crypto provider; a second install is harmless.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let loaded =
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                        .await
-                        .map_err(|source| ServerError::Tls {
-                            cert: tls.cert.clone(),
-                            key: tls.key.clone(),
-                            source,
-                        })?;
-                Some(loaded)
-            }
+            Some(tls) => Some(load_tls(tls).await.map_err(|source| ServerError::Tls {
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+                source,
+            })?),
         };
         let addr = config.listen;
         let bind_error = |source| ServerError::Bind { addr, source };
@@ -171,7 +187,7 @@ impl Server {
         let listener = listener.into_std().map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let state = Arc::new(AppState {
-            registry: Arc::new(CallRegistry::new(data_dir)),
+            registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,
             processors: registry,
             metrics: Metrics::default(),
@@ -179,6 +195,8 @@ impl Server {
             draining: CancellationToken::new(),
             tracker: TaskTracker::new(),
             next_connection_id: AtomicU64::new(1),
+            open_connections: Arc::new(AtomicUsize::new(0)),
+            unfinalized: AtomicU64::new(0),
         });
         Ok(Server {
             listener,
@@ -199,102 +217,142 @@ impl Server {
     }
 
     /// Serves until `signal` resolves, then drains: stops accepting, lets live calls go on for
-    /// `shutdown.drain_timeout_secs`, closes the rest with 1001, and waits for every call's
-    /// files to be finalized.
+    /// `shutdown.drain_timeout_secs`, closes the rest with 1001, and waits up to
+    /// `shutdown.finalize_timeout_secs` for every call's files to be finalized.
+    ///
+    /// Errors with [`ServerError::Unfinalized`] when some call's files could not be finalized.
     pub async fn run_until<F>(self, signal: F) -> Result<(), ServerError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.run_until_either(signal, std::future::pending()).await
+    }
+
+    /// Serves until SIGTERM or SIGINT (Ctrl-C), then drains as [`Server::run_until`] does; a
+    /// second signal skips what is left of the drain, closes every call at once and finalizes.
+    pub async fn run_until_signalled(self) -> Result<(), ServerError> {
+        let (signals, mut count) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                shutdown_signal().await;
+                signals.send_modify(|n| *n += 1);
+            }
+        });
+        let mut second = count.clone();
+        self.run_until_either(
+            async move {
+                let _ = count.wait_for(|n| *n >= 1).await;
+            },
+            async move {
+                let _ = second.wait_for(|n| *n >= 2).await;
+            },
+        )
+        .await
+    }
+
+    /// Serves until `first`; drains until `second` or the deadline; finalizes.
+    async fn run_until_either<F, G>(self, first: F, second: G) -> Result<(), ServerError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+        G: Future<Output = ()> + Send + 'static,
+    {
         let state = self.state;
-        let app =
-            routes::router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
-        let draining = state.draining.clone();
-        let serve = match self.tls {
-            None => {
-                self.listener
-                    .set_nonblocking(true)
-                    .map_err(ServerError::Serve)?;
-                // 20 ms frames are small writes: Nagle would hold one back until the previous
-                // is acknowledged, which on a delayed ACK is tens of milliseconds.
-                let listener = tokio::net::TcpListener::from_std(self.listener)
-                    .map_err(ServerError::Serve)?
-                    .tap_io(|tcp| {
-                        if let Err(e) = tcp.set_nodelay(true) {
-                            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                        }
-                    });
-                tracing::info!(addr = %self.local_addr, "listening (ws://)");
-                tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(draining.cancelled_owned())
-                        .await
-                })
-            }
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let stop = handle.clone();
-                tokio::spawn(async move {
-                    draining.cancelled().await;
-                    stop.graceful_shutdown(Some(Duration::from_secs(1)));
-                });
-                tracing::info!(addr = %self.local_addr, "listening (wss://)");
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                let server = axum_server::from_tcp(self.listener)
-                    .map_err(ServerError::Serve)?
-                    .acceptor(acceptor)
-                    .handle(handle);
-                tokio::spawn(async move { server.serve(app).await })
-            }
-        };
-        tokio::pin!(serve);
-        tokio::select! {
-            result = &mut serve => {
-                // The listener failed on its own: still finalize whatever is live.
-                drain(&state, Duration::ZERO).await;
-                return match result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(ServerError::Serve(e)),
-                    Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
-                };
-            }
-            () = signal => {}
-        }
-        let drain_timeout = Duration::from_secs(state.config.shutdown.drain_timeout_secs);
+        let router = routes::router(Arc::clone(&state));
+        self.listener
+            .set_nonblocking(true)
+            .map_err(ServerError::Serve)?;
+        let listener =
+            tokio::net::TcpListener::from_std(self.listener).map_err(ServerError::Serve)?;
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        tracing::info!(addr = %self.local_addr, "listening ({scheme}://)");
+        let serve = tokio::spawn(listener::serve(
+            listener,
+            self.tls,
+            router,
+            Arc::clone(&state),
+        ));
+        first.await;
         tracing::info!(
             live_calls = state.registry.live_calls(),
-            drain_timeout_secs = drain_timeout.as_secs(),
+            drain_timeout_secs = state.config.shutdown.drain_timeout_secs,
             "shutting down: no new calls"
         );
         state.draining.cancel();
         let _ = serve.await;
-        drain(&state, drain_timeout).await;
-        tracing::info!("shutdown complete");
-        Ok(())
+        drain(&state, second).await
     }
 }
 
-/// Lets live calls finish for `timeout`, then closes them and waits for their files.
-async fn drain(state: &AppState, timeout: Duration) {
+/// Lets live calls finish for `shutdown.drain_timeout_secs` (or until `second`), then closes
+/// them and waits up to `shutdown.finalize_timeout_secs` for their files (a `second` that comes
+/// then ends the wait).
+async fn drain<G>(state: &AppState, second: G) -> Result<(), ServerError>
+where
+    G: Future<Output = ()>,
+{
     state.draining.cancel();
     state.tracker.close();
-    if tokio::time::timeout(timeout, state.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::info!(
-            live_calls = state.registry.live_calls(),
-            "drain deadline passed: closing live calls"
-        );
+    tokio::pin!(second);
+    let drain_timeout = Duration::from_secs(state.config.shutdown.drain_timeout_secs);
+    let mut forced = false;
+    tokio::select! {
+        waited = tokio::time::timeout(drain_timeout, state.tracker.wait()) => {
+            if waited.is_err() {
+                tracing::info!(
+                    live_calls = state.registry.live_calls(),
+                    "drain deadline passed: closing live calls"
+                );
+            }
+        }
+        () = &mut second => {
+            forced = true;
+            tracing::warn!("second signal: closing live calls now");
+        }
     }
     state.shutdown.cancel();
-    // Finalizing is bounded by the recorders' queues; this is a backstop, not a plan.
-    if tokio::time::timeout(Duration::from_secs(30), state.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::error!("some calls did not finalize within 30 s of shutdown");
+    let finalize_timeout = Duration::from_secs(state.config.shutdown.finalize_timeout_secs);
+    let finalized = tokio::select! {
+        waited = tokio::time::timeout(finalize_timeout, state.tracker.wait()) => waited.is_ok(),
+        () = &mut second, if !forced => false,
+    };
+    let mut unfinalized = state.unfinalized.load(Ordering::Relaxed);
+    if !finalized {
+        let open = state.tracker.len() as u64;
+        tracing::error!(calls = open, "calls not finalized at the shutdown deadline");
+        unfinalized += open.max(1);
     }
+    if unfinalized > 0 {
+        return Err(ServerError::Unfinalized { calls: unfinalized });
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// The TLS acceptor for `tls`: its certificate chain and key, HTTP/1.1 by ALPN.
+async fn load_tls(tls: &TlsConfig) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    // One process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = tokio::fs::read(&tls.cert).await?;
+    let key = tokio::fs::read(&tls.key).await?;
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if chain.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no certificate in the file",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Reads the counters of a running gateway.

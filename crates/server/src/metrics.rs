@@ -19,10 +19,42 @@ use serde::Serialize;
 /// One label: the processor's name, or the bad message's class.
 type Label = [(&'static str, String); 1];
 
+/// Why a connection or an upgrade was turned away before a call began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `limits.max_connections` open already (503).
+    MaxConnections,
+    /// The address opens connections faster than its rate (429).
+    RateLimited,
+    /// `limits.max_calls` live already (503).
+    MaxCalls,
+    /// Free disk below `recording.min_free_bytes` (503).
+    LowDisk,
+    /// The gateway is shutting down (503).
+    Draining,
+    /// The request's headers did not arrive within `limits.header_read_timeout_secs`.
+    HeaderTimeout,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::MaxCalls => "max_calls",
+            Refusal::LowDisk => "low_disk",
+            Refusal::Draining => "draining",
+            Refusal::HeaderTimeout => "header_timeout",
+        }
+    }
+}
+
 /// Gateway-wide metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
+    connections_refused: Family<Label, Counter>,
+    tls_handshake_failures: Family<Label, Counter>,
     connections_total: Counter,
     connections_active: Gauge,
     frames_received: Counter,
@@ -94,6 +126,8 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("mediagate");
         let metrics = Metrics {
             registry: Registry::default(),
+            connections_refused: Family::default(),
+            tls_handshake_failures: Family::default(),
             connections_total: Counter::default(),
             connections_active: Gauge::default(),
             frames_received: Counter::default(),
@@ -118,6 +152,16 @@ impl Default for Metrics {
             "connections_active",
             "WebSockets open now",
             m.connections_active.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections and upgrades turned away before a call began, by reason",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by reason",
+            m.tls_handshake_failures.clone(),
         );
         registry.register(
             "frames_received",
@@ -184,6 +228,23 @@ impl Metrics {
 
     pub(crate) fn connection_closed(&self) {
         self.connections_active.dec();
+    }
+
+    pub(crate) fn connection_refused(&self, refusal: Refusal) {
+        self.connections_refused
+            .get_or_create(&[("reason", refusal.as_str().to_owned())])
+            .inc();
+    }
+
+    pub(crate) fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&[("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// WebSockets open now.
+    pub(crate) fn websockets_open(&self) -> usize {
+        usize::try_from(self.connections_active.get()).unwrap_or(0)
     }
 
     pub(crate) fn frame_received(&self) {

@@ -19,9 +19,22 @@ use crate::session::{
 #[derive(Debug)]
 pub(crate) struct CallRegistry {
     data_dir: PathBuf,
-    live: Mutex<HashMap<String, LiveCall>>,
+    /// Most calls live at once (`limits.max_calls`).
+    max_calls: usize,
+    live: Mutex<Live>,
     /// `live.len()`, readable without the lock (for `/healthz`).
     live_count: AtomicUsize,
+}
+
+/// The live calls by folder name, and an index of every key they are known by, so a
+/// transport finds its call in O(1) however many calls are live.
+#[derive(Debug, Default)]
+struct Live {
+    calls: HashMap<String, LiveCall>,
+    /// Key → the folder name of the newest live call known by it.
+    by_key: HashMap<String, String>,
+    /// The last suffix a collision fell back to, so each one is new (see `CallRegistry::open`).
+    last_unique_suffix: u64,
 }
 
 #[derive(Debug)]
@@ -40,11 +53,28 @@ pub(crate) struct CallSlot {
     pub(crate) kind: TransportKind,
 }
 
+/// `limits.max_calls` calls are live: a new one cannot start (carried in an `io::Error`; see
+/// [`is_full`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} calls are live, the most limits.max_calls allows")]
+pub(crate) struct CallsFull(usize);
+
+/// Whether `error` says the registry is full.
+pub(crate) fn is_full(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<CallsFull>().is_some())
+}
+
+/// Folder names tried as `stem-2`… before falling back to a unique suffix.
+const NUMBERED_NAMES: u64 = 8;
+
 impl CallRegistry {
-    pub(crate) fn new(data_dir: PathBuf) -> Self {
+    pub(crate) fn new(data_dir: PathBuf, max_calls: usize) -> Self {
         CallRegistry {
             data_dir,
-            live: Mutex::new(HashMap::new()),
+            max_calls,
+            live: Mutex::new(Live::default()),
             live_count: AtomicUsize::new(0),
         }
     }
@@ -54,13 +84,20 @@ impl CallRegistry {
         self.live_count.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveCall>> {
+    /// Whether a live call is known by `key`.
+    pub(crate) fn knows(&self, key: &str) -> bool {
+        self.lock().by_key.contains_key(key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Joins the live call that shares one of `keys` and lacks a transport of this kind, or
-    /// creates a new call folder named from `identity`. Blocking (creates a directory under the
-    /// registry lock, so two calls never pick the same name; only other call openings wait).
+    /// creates a new call folder named from `identity` (refused with [`CallsFull`] when
+    /// `max_calls` are live). Blocking (creates a directory under the registry lock, so two
+    /// calls never pick the same name; only other call openings wait, and each tries at most
+    /// ten names).
     pub(crate) fn open(
         &self,
         identity: Identity,
@@ -69,38 +106,38 @@ impl CallRegistry {
         now: Timestamp,
     ) -> io::Result<CallSlot> {
         let kind = report.kind;
-        let mut live = self.lock();
-        let joinable = live
-            .values_mut()
-            .find(|call| !call.transports.contains(&kind) && !call.keys.is_disjoint(&keys));
-        if let Some(call) = joinable {
-            call.transports.push(kind);
-            call.keys.extend(keys);
-            let mut call_report = call.folder.report.lock().unwrap_or_else(|p| p.into_inner());
-            call_report.transports.push(report);
-            let transport_index = call_report.transports.len() - 1;
-            return Ok(CallSlot {
-                folder: Arc::clone(&call.folder),
-                transport_index,
-                kind,
-            });
-        }
-        let stem = sanitize_file_stem(&identity.value);
-        let mut name = stem.clone();
-        let mut n = 2;
-        // Never reuse a folder: a reconnect or a reused id must not overwrite a finished call.
-        loop {
-            let dir = self.data_dir.join(&name);
-            if !live.contains_key(&name) {
-                match std::fs::create_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
-                }
+        let mut guard = self.lock();
+        let live = &mut *guard;
+        let joinable = keys
+            .iter()
+            .filter_map(|key| live.by_key.get(key))
+            .find(|name| {
+                live.calls
+                    .get(name.as_str())
+                    .is_some_and(|call| !call.transports.contains(&kind))
+            })
+            .cloned();
+        if let Some(name) = joinable {
+            for key in &keys {
+                live.by_key.insert(key.clone(), name.clone());
             }
-            name = format!("{stem}-{n}");
-            n += 1;
+            if let Some(call) = live.calls.get_mut(&name) {
+                call.transports.push(kind);
+                call.keys.extend(keys);
+                let mut call_report = call.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+                call_report.transports.push(report);
+                let transport_index = call_report.transports.len() - 1;
+                return Ok(CallSlot {
+                    folder: Arc::clone(&call.folder),
+                    transport_index,
+                    kind,
+                });
+            }
         }
+        if live.calls.len() >= self.max_calls {
+            return Err(io::Error::other(CallsFull(live.calls.len())));
+        }
+        let name = self.create_folder(live, &sanitize_file_stem(&identity.value))?;
         let call_report = CallReport {
             call_id: name.clone(),
             identity,
@@ -114,7 +151,10 @@ impl CallRegistry {
             self.data_dir.join(&name),
             call_report,
         ));
-        live.insert(
+        for key in &keys {
+            live.by_key.insert(key.clone(), name.clone());
+        }
+        live.calls.insert(
             name,
             LiveCall {
                 folder: Arc::clone(&folder),
@@ -122,7 +162,7 @@ impl CallRegistry {
                 transports: vec![kind],
             },
         );
-        self.live_count.store(live.len(), Ordering::Relaxed);
+        self.live_count.store(live.calls.len(), Ordering::Relaxed);
         Ok(CallSlot {
             folder,
             transport_index: 0,
@@ -130,11 +170,47 @@ impl CallRegistry {
         })
     }
 
+    /// Creates a new folder named `stem`, else `stem-2` … `stem-9`, else `stem-<unique number>`:
+    /// never an existing one (a reconnect or a reused id must not overwrite a finished call),
+    /// and at most ten tries however often the id was used (a peer that reuses one id cannot
+    /// make each new call probe longer).
+    fn create_folder(&self, live: &mut Live, stem: &str) -> io::Result<String> {
+        let numbered = (2..2 + NUMBERED_NAMES).map(|n| format!("{stem}-{n}"));
+        for name in std::iter::once(stem.to_owned()).chain(numbered) {
+            if self.try_create(live, &name)? {
+                return Ok(name);
+            }
+        }
+        let micros = u64::try_from(Timestamp::now().unix_micros()).unwrap_or(0);
+        live.last_unique_suffix = micros.max(live.last_unique_suffix + 1);
+        let name = format!("{stem}-{}", live.last_unique_suffix);
+        if self.try_create(live, &name)? {
+            return Ok(name);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("no free folder name for call {stem:?}"),
+        ))
+    }
+
+    /// Creates `name` under the data dir; `false` when it exists (or a live call has it).
+    fn try_create(&self, live: &Live, name: &str) -> io::Result<bool> {
+        if live.calls.contains_key(name) {
+            return Ok(false);
+        }
+        match std::fs::create_dir(self.data_dir.join(name)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Takes a transport out of its call; when it was the last, the call has ended.
     pub(crate) fn close(&self, slot: &CallSlot, now: Timestamp) {
-        let mut live = self.lock();
-        let name = slot.folder.name().to_owned();
-        let ended = match live.get_mut(&name) {
+        let mut guard = self.lock();
+        let live = &mut *guard;
+        let name = slot.folder.name();
+        let ended = match live.calls.get_mut(name) {
             Some(call) => {
                 if let Some(i) = call.transports.iter().position(|k| *k == slot.kind) {
                     call.transports.remove(i);
@@ -144,8 +220,14 @@ impl CallRegistry {
             None => true,
         };
         if ended {
-            live.remove(&name);
-            self.live_count.store(live.len(), Ordering::Relaxed);
+            if let Some(call) = live.calls.remove(name) {
+                for key in &call.keys {
+                    if live.by_key.get(key).is_some_and(|n| n == name) {
+                        live.by_key.remove(key);
+                    }
+                }
+            }
+            self.live_count.store(live.calls.len(), Ordering::Relaxed);
             let mut report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
             report.status = CallStatus::Ended;
             report.ended_at = Some(now);

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -16,6 +16,8 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::connection::{ConnectionInfo, serve_socket};
+use crate::listener::ConnectionPermit;
+use crate::metrics::Refusal;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -29,28 +31,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    permit: Option<Extension<ConnectionPermit>>,
     uri: Uri,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.draining.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        state.metrics.connection_refused(Refusal::Draining);
+        return refused(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let query: BTreeMap<String, String> = uri
-        .query()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .map(|(k, v)| {
-                    let v = if is_secret(&k) {
-                        "[redacted]".to_owned()
-                    } else {
-                        v
-                    };
-                    (k, v)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = parse_query(uri.query(), &state.config.redaction.shown_query_keys);
+    if state.live_calls() >= state.config.limits.max_calls && !joins_live_call(&state, &query) {
+        state.metrics.connection_refused(Refusal::MaxCalls);
+        return refused(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let info = ConnectionInfo {
         id: state.next_connection_id.fetch_add(1, Ordering::Relaxed),
         remote_addr: Some(remote),
@@ -69,7 +62,23 @@ async fn websocket(
         .on_upgrade(move |socket| async move {
             serve_socket(socket, state, info).await;
             drop(token);
+            // The socket's place among `limits.max_connections` is given back last.
+            drop(permit);
         })
+}
+
+/// A refusal before the upgrade: a status and nothing else.
+fn refused(status: StatusCode) -> Response {
+    (status, [(axum::http::header::RETRY_AFTER, "1")]).into_response()
+}
+
+/// Whether a query names a call that is live now (by `callId` or `callConnectionId`): its
+/// second transport may join it even when `limits.max_calls` are live.
+fn joins_live_call(state: &AppState, query: &BTreeMap<String, String>) -> bool {
+    query.iter().any(|(key, value)| {
+        (key.eq_ignore_ascii_case("callId") || key.eq_ignore_ascii_case("callConnectionId"))
+            && state.registry.knows(value)
+    })
 }
 
 /// Bytes tungstenite reads per syscall. It zero-fills this much before every read, so its
@@ -77,22 +86,51 @@ async fn websocket(
 /// per connection; 16 KiB still takes a dozen frames per read when a peer sends in bursts.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
-/// Query parameters whose values never reach logs or session.json: applications put API keys
-/// and signatures in the `transportUrl`.
-fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "key",
-        "token",
-        "secret",
-        "sig",
-        "pass",
-        "auth",
-        "credential",
-        "code",
-    ]
-    .iter()
-    .any(|word| key.contains(word))
+/// Query parameters kept per connection (the rest are dropped: they would only fill session.json).
+const MAX_QUERY_PARAMS: usize = 32;
+/// Longest query value kept, in bytes (longer ones are cut at a character boundary).
+const MAX_QUERY_VALUE_BYTES: usize = 256;
+/// Query parameters the gateway itself reads: always kept as they are (they name the call).
+const FUNCTIONAL_QUERY_KEYS: [&str; 3] = ["callId", "callConnectionId", "sampleRate"];
+
+/// The query string as the connection keeps it: at most [`MAX_QUERY_PARAMS`] parameters, values
+/// cut to [`MAX_QUERY_VALUE_BYTES`], and every value whose name is neither read by the gateway
+/// nor in `shown` replaced by `<redacted>`: applications put API keys, tokens and signatures in
+/// the `transportUrl`, under names nobody can list in advance.
+fn parse_query(query: Option<&str>, shown: &[String]) -> BTreeMap<String, String> {
+    let Some(query) = query else {
+        return BTreeMap::new();
+    };
+    let allowed = |key: &str| {
+        FUNCTIONAL_QUERY_KEYS
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(key))
+            || shown.iter().any(|k| k.eq_ignore_ascii_case(key))
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .take(MAX_QUERY_PARAMS)
+        .map(|(key, value)| {
+            let key = truncate(&key, MAX_QUERY_VALUE_BYTES).to_owned();
+            let value = if allowed(&key) {
+                truncate(&value, MAX_QUERY_VALUE_BYTES).to_owned()
+            } else {
+                "<redacted>".to_owned()
+            };
+            (key, value)
+        })
+        .collect()
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[derive(Serialize)]
@@ -129,4 +167,33 @@ async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         StatusCode::OK
     };
     (code, Json(health))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_query_values_are_shown() {
+        let shown = vec!["correlationId".to_owned()];
+        let query = parse_query(
+            Some("callId=c1&correlationid=x&apiKey=s3cret&weird=v&SAMPLERATE=16000"),
+            &shown,
+        );
+        assert_eq!(query["callId"], "c1");
+        assert_eq!(query["correlationid"], "x");
+        assert_eq!(query["SAMPLERATE"], "16000");
+        assert_eq!(query["apiKey"], "<redacted>");
+        assert_eq!(query["weird"], "<redacted>");
+    }
+
+    #[test]
+    fn queries_are_bounded() {
+        let long = "é".repeat(1000);
+        let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+        let query = parse_query(Some(&format!("callId={long}&{}", many.join("&"))), &[]);
+        assert_eq!(query.len(), MAX_QUERY_PARAMS);
+        assert!(query["callId"].len() <= MAX_QUERY_VALUE_BYTES);
+        assert!(query["callId"].chars().all(|c| c == 'é'));
+    }
 }
