@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub, missing_docs)] // each test binary uses a different subset
 #![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
