@@ -36,6 +36,8 @@ pub struct Config {
     pub routes: std::collections::BTreeMap<String, PipelineConfig>,
     /// Audio sent back into calls (bidirectional streaming).
     pub outbound: OutboundConfig,
+    /// Who may open a WebSocket: ACS's signed token, a shared secret, or (loopback only) anyone.
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// The processors of every call.
@@ -149,7 +151,8 @@ pub struct ShutdownConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            // Loopback: with `auth.mode = "none"` (the default) nothing else may be bound.
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             tls: None,
             limits: LimitsConfig::default(),
@@ -159,6 +162,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             routes: std::collections::BTreeMap::new(),
             outbound: OutboundConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -258,6 +262,8 @@ impl Config {
                         "pypi_url",
                         "wyoming_venv",
                         "wyoming_uri",
+                        // `[auth] secret_env`'s default: the secret, not a key.
+                        "auth_secret",
                     ]),
             )
             .merge(Serialized::defaults(cli))
@@ -307,6 +313,7 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
+        self.auth.validate(self.listen)?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Serialize;
@@ -30,12 +30,17 @@ async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     uri: Uri,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    let query: BTreeMap<String, String> = uri
+    // Before anything is allocated for the call.
+    if let Some(refused) = crate::auth::refuse(&state, &headers, &uri, remote).await {
+        return refused;
+    }
+    let mut query: BTreeMap<String, String> = uri
         .query()
         .map(|q| {
             form_urlencoded::parse(q.as_bytes())
@@ -51,6 +56,7 @@ async fn websocket(
                 .collect()
         })
         .unwrap_or_default();
+    state.auth.remove_credentials(&mut query);
     let info = ConnectionInfo {
         id: state.next_connection_id.fetch_add(1, Ordering::Relaxed),
         remote_addr: Some(remote),
