@@ -388,11 +388,11 @@ impl Authenticator {
     }
 
     /// Whether a refusal from `ip` should be logged now.
-    fn should_log(&self, ip: IpAddr, now: Instant) -> bool {
+    fn log_decision(&self, ip: IpAddr, now: Instant) -> LogDecision {
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .should_log(ip, now)
+            .decide(ip, now)
     }
 }
 
@@ -406,13 +406,20 @@ pub(crate) async fn refuse(
 ) -> Option<Response> {
     let refusal = state.auth.admit(headers, uri.query()).await.err()?;
     state.metrics.auth_refused(refusal.as_str());
-    if state.auth.should_log(peer.ip(), Instant::now()) {
-        tracing::warn!(
+    match state.auth.log_decision(peer.ip(), Instant::now()) {
+        LogDecision::Peer => tracing::warn!(
             peer = %peer.ip(),
             reason = refusal.as_str(),
-            "upgrade refused: not authenticated (further refusals of this peer are not logged \
-             for a minute)"
-        );
+            "upgrade refused: not authenticated (this peer's next refusals are not logged for a \
+             minute)"
+        ),
+        LogDecision::Flood => tracing::warn!(
+            peer = %peer.ip(),
+            reason = refusal.as_str(),
+            "upgrade refused: not authenticated; refusals from over {LOG_MAX_PEERS} peers this \
+             minute: the next are only counted (mediagate_auth_refused_total)"
+        ),
+        LogDecision::Quiet => {}
     }
     Some(unauthorized())
 }
@@ -458,6 +465,17 @@ const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Most peers remembered; past that (a flood from many addresses), one line per minute says so.
 const LOG_MAX_PEERS: usize = 4096;
 
+/// Whether to log a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LogDecision {
+    /// The first from this peer in a minute.
+    Peer,
+    /// Too many peers to remember: the first such refusal in a minute.
+    Flood,
+    /// Logged lately: only counted.
+    Quiet,
+}
+
 /// When each peer's refusal was last logged, bounded.
 #[derive(Debug, Default)]
 struct RefusalLog {
@@ -467,27 +485,27 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn should_log(&mut self, ip: IpAddr, now: Instant) -> bool {
+    fn decide(&mut self, ip: IpAddr, now: Instant) -> LogDecision {
         let recent = |at: &Instant| now.saturating_duration_since(*at) < LOG_INTERVAL;
         if let Some(at) = self.last.get_mut(&ip) {
             if recent(at) {
-                return false;
+                return LogDecision::Quiet;
             }
             *at = now;
-            return true;
+            return LogDecision::Peer;
         }
         if self.last.len() >= LOG_MAX_PEERS {
             self.last.retain(|_, at| recent(at));
         }
         if self.last.len() >= LOG_MAX_PEERS {
             if self.overflow.as_ref().is_some_and(recent) {
-                return false;
+                return LogDecision::Quiet;
             }
             self.overflow = Some(now);
-            return true;
+            return LogDecision::Flood;
         }
         self.last.insert(ip, now);
-        true
+        LogDecision::Peer
     }
 }
 

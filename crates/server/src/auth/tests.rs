@@ -494,21 +494,21 @@ fn refusals_are_logged_once_per_peer_per_minute_in_bounded_memory() {
     let mut log = RefusalLog::default();
     let t0 = Instant::now();
     let peer: IpAddr = "203.0.113.7".parse().unwrap();
-    assert!(log.should_log(peer, t0));
-    assert!(!log.should_log(peer, t0 + Duration::from_secs(59)));
-    assert!(log.should_log(peer, t0 + Duration::from_secs(61)));
+    let at = |secs| t0 + Duration::from_secs(secs);
+    assert_eq!(log.decide(peer, t0), LogDecision::Peer);
+    assert_eq!(log.decide(peer, at(59)), LogDecision::Quiet);
+    assert_eq!(log.decide(peer, at(61)), LogDecision::Peer);
     // A flood of distinct addresses: the map stays bounded, and says so once a minute.
-    let mut logged = 0;
+    let mut decisions = HashMap::new();
     for i in 0..(LOG_MAX_PEERS as u32 * 3) {
         let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-        logged += usize::from(log.should_log(ip, t0 + Duration::from_secs(62)));
+        *decisions.entry(log.decide(ip, at(62))).or_insert(0) += 1;
     }
     assert!(log.last.len() <= LOG_MAX_PEERS);
-    assert_eq!(logged, LOG_MAX_PEERS - 1 + 1);
+    assert_eq!(decisions[&LogDecision::Peer], LOG_MAX_PEERS - 1);
+    assert_eq!(decisions[&LogDecision::Flood], 1);
     // A minute later, old entries make room again.
-    assert!(log.should_log(
-        "198.51.100.1".parse().unwrap(),
-        t0 + Duration::from_secs(200)
-    ));
+    let late: IpAddr = "198.51.100.1".parse().unwrap();
+    assert_eq!(log.decide(late, at(200)), LogDecision::Peer);
     assert!(log.last.len() <= LOG_MAX_PEERS);
 }
