@@ -337,7 +337,6 @@ impl Authenticator {
                         });
                     }
                     tracing::warn!(
-                        url = %config.openid_config_url,
                         %reason,
                         "cannot fetch the OpenID configuration and keys: tokens are refused \
                          until a later fetch succeeds"
