@@ -58,7 +58,7 @@ struct ServeArgs {
     /// TOML config file (every key optional; see samples/mediagate.toml).
     #[arg(long, env = "MEDIAGATE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:8080].
+    /// Address to listen on [default: 127.0.0.1:8080; any other needs `[auth]`].
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
     /// Folder for per-call recordings [default: ./data].

@@ -38,6 +38,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// What of a client's request may be shown in logs and session.json.
     pub redaction: RedactionConfig,
+    /// Who may open a WebSocket: ACS's signed token, a shared secret, or (loopback only) anyone.
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// What of a client's request may be shown. Anything not allowed here is shown as `<redacted>`:
@@ -218,6 +220,7 @@ pub struct ShutdownConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            // Loopback: with `auth.mode = "none"` (the default) nothing else may be bound.
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             tls: None,
@@ -229,6 +232,7 @@ impl Default for Config {
             routes: std::collections::BTreeMap::new(),
             outbound: OutboundConfig::default(),
             redaction: RedactionConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -339,6 +343,8 @@ impl Config {
                         "pypi_url",
                         "wyoming_venv",
                         "wyoming_uri",
+                        // `[auth] secret_env`'s default: the secret, not a key.
+                        "auth_secret",
                     ]),
             )
             .merge(Serialized::defaults(cli))
@@ -413,6 +419,7 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
+        self.auth.validate(self.listen)?;
         Ok(())
     }
 

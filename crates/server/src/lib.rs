@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod config;
 mod connection;
 mod listener;
@@ -37,6 +38,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use auth::{AuthConfig, AuthError, AuthMode};
 pub use config::{
     AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, LowDiskPolicy,
     OutboundConfig, PipelineConfig, RecordingConfig, RedactionConfig, ShutdownConfig, TlsConfig,
@@ -94,6 +96,9 @@ pub enum ServerError {
         /// Which name, and the names that are known.
         source: mediagate_sinks::BuildError,
     },
+    /// `[auth]` cannot work: a key, the secret, or the local key set.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// State shared by every connection.
@@ -103,6 +108,8 @@ pub(crate) struct AppState {
     pub(crate) processors: Registry,
     pub(crate) registry: Arc<CallRegistry>,
     pub(crate) metrics: Metrics,
+    /// Decides which upgrades may proceed (`[auth]`).
+    pub(crate) auth: auth::Authenticator,
     /// Cancelled when live calls must close (drain deadline passed).
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when the gateway stops accepting new calls.
@@ -164,6 +171,7 @@ impl Server {
             Ok(checked) => checked?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
+        let auth = auth::Authenticator::start(&config.auth, config.listen).await?;
         let data_dir = config.data_dir.clone();
         tokio::fs::create_dir_all(&data_dir)
             .await
@@ -191,6 +199,7 @@ impl Server {
             config,
             processors: registry,
             metrics: Metrics::default(),
+            auth,
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -67,6 +67,7 @@ pub(crate) struct Metrics {
     processor_high_water: Family<Label, Gauge>,
     playback_frames: Counter,
     playback_late_frames: Counter,
+    auth_refused: Family<Label, Counter>,
     processors: Mutex<ProcessorTotals>,
 }
 
@@ -140,6 +141,7 @@ impl Default for Metrics {
             processor_high_water: Family::default(),
             playback_frames: Counter::default(),
             playback_late_frames: Counter::default(),
+            auth_refused: Family::default(),
             processors: Mutex::default(),
         };
         let m = &metrics;
@@ -213,6 +215,11 @@ impl Default for Metrics {
             "Outbound frames sent over 5 ms after their tick",
             m.playback_late_frames.clone(),
         );
+        registry.register(
+            "auth_refused",
+            "WebSocket upgrades refused as not authenticated, by reason",
+            m.auth_refused.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -259,6 +266,13 @@ impl Metrics {
 
     pub(crate) fn policy_close(&self) {
         self.policy_closes.inc();
+    }
+
+    /// An upgrade refused by `[auth]`; `reason` is one of a closed set.
+    pub(crate) fn auth_refused(&self, reason: &'static str) {
+        self.auth_refused
+            .get_or_create(&[("reason", reason.to_owned())])
+            .inc();
     }
 
     /// A pipeline started: its processors' counters are read at every scrape from now on.

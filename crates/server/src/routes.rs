@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Extension, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Serialize;
@@ -33,13 +33,19 @@ async fn websocket(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     permit: Option<Extension<ConnectionPermit>>,
     uri: Uri,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.draining.is_cancelled() {
         state.metrics.connection_refused(Refusal::Draining);
         return refused(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let query = parse_query(uri.query(), &state.config.redaction.shown_query_keys);
+    // Before anything is allocated for the call, and before a stranger learns anything.
+    if let Some(refused) = crate::auth::refuse(&state, &headers, &uri, remote).await {
+        return refused;
+    }
+    let mut query = parse_query(uri.query(), &state.config.redaction.shown_query_keys);
+    state.auth.remove_credentials(&mut query);
     if state.live_calls() >= state.config.limits.max_calls && !joins_live_call(&state, &query) {
         state.metrics.connection_refused(Refusal::MaxCalls);
         return refused(StatusCode::SERVICE_UNAVAILABLE);
