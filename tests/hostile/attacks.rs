@@ -237,3 +237,37 @@ async fn past_max_calls_new_calls_get_503_but_a_calls_second_transport_joins() {
     );
     assert!(!folders(&gateway).iter().any(|f| f.starts_with("another")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_reach_a_live_call() {
+    // The attack found: anyone who knew a live call's id joined it and wrote a forged
+    // transcript into its folder.
+    let secret = "a-long-enough-shared-secret-for-the-test";
+    let gateway = ServeProcess::start_with_env(
+        &format!("{RECORDERS}[auth]\nmode = \"secret\"\n"),
+        &[("MEDIAGATE_AUTH_SECRET", secret)],
+    )
+    .await;
+    let victim = Victim::start_with_query(&gateway, "victim", &format!("&token={secret}"));
+    victim.wait_live(&gateway).await;
+    for query in ["", "&token=wrong-but-just-as-long-as-the-real-one", "&token="] {
+        let url = gateway.url(&format!("/ws/transcription?callId=victim{query}"));
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{query}");
+                assert!(response.body().as_ref().is_none_or(|b| b.is_empty()));
+            }
+            other => panic!("{query}: expected 401, got {other:?}"),
+        }
+    }
+    victim.assert_unharmed(&gateway).await;
+    assert_eq!(folders(&gateway), ["victim"]);
+    let session = wait_ended(&gateway, "victim").await;
+    assert_eq!(session["transports"].as_array().unwrap().len(), 1, "{session}");
+    let text = std::fs::read_to_string(gateway.call_dir("victim").join("session.json")).unwrap();
+    assert!(!text.contains(secret), "the secret reached session.json");
+    assert!(
+        gateway.log_lines_with(secret).is_empty(),
+        "the secret reached the log"
+    );
+}
