@@ -253,30 +253,13 @@ impl Driver {
         let mut end = end;
         // Processors first: they see CallEnded, drain, and their last audio still goes out.
         if let Some(call) = pipeline {
-            let finished = std::panic::AssertUnwindSafe(call.finish(&app.metrics))
-                .catch_unwind()
-                .await;
-            match finished {
-                Ok((processors, pacing)) => {
-                    report.processors = processors;
-                    report.playback_pacing = pacing;
-                }
-                Err(panic) => {
-                    let message = super::panic_message(&*panic);
-                    app.metrics.panicked("connection");
-                    tracing::error!(panic = %Escaped(&message), "the call's pipeline panicked while finishing");
-                    end = End {
-                        reason: EndReason::InternalError,
-                        code: end.code,
-                        detail: format!("panic while finishing: {}", Escaped(&message)),
-                    };
-                }
+            if let Err(panic) = finish_pipeline(call, &app, &mut report).await {
+                end = End {
+                    reason: EndReason::InternalError,
+                    code: end.code,
+                    detail: format!("panic while finishing: {}", Escaped(&panic)),
+                };
             }
-            report.files = report
-                .processors
-                .iter()
-                .flat_map(|p| p.files.iter().cloned())
-                .collect();
         }
         writer.finish().await;
         let ended_at = Timestamp::now();
@@ -307,6 +290,37 @@ impl Driver {
             tracing::error!(error = %e, "cannot write session.json");
         }
     }
+}
+
+/// Finishes the call's processors into `report`; `Err` with the panic message if that panicked
+/// (counted and logged here; the call still ends).
+async fn finish_pipeline(
+    call: CallPipeline,
+    app: &AppState,
+    report: &mut TransportReport,
+) -> Result<(), String> {
+    let finished = std::panic::AssertUnwindSafe(call.finish(&app.metrics))
+        .catch_unwind()
+        .await;
+    let result = match finished {
+        Ok((processors, pacing)) => {
+            report.processors = processors;
+            report.playback_pacing = pacing;
+            Ok(())
+        }
+        Err(panic) => {
+            let message = super::panic_message(&*panic);
+            app.metrics.panicked("connection");
+            tracing::error!(panic = %Escaped(&message), "the call's pipeline panicked while finishing");
+            Err(message)
+        }
+    };
+    report.files = report
+        .processors
+        .iter()
+        .flat_map(|p| p.files.iter().cloned())
+        .collect();
+    result
 }
 
 /// Writes a log line the machine decided on.

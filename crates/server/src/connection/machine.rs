@@ -12,7 +12,7 @@
 //! [`Action::PushFrame`]: no allocation per frame, no boxing, actions returned by value through
 //! a reused queue.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,18 +20,18 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate_protocol::{
-    AudioData, AudioMetadata, InboundMessage, ProtocolError, Timestamp, TranscriptionData,
-    TranscriptionMetadata, parse_inbound,
+    AudioData, AudioMetadata, InboundMessage, ProtocolError, Timestamp, TranscriptionMetadata,
+    parse_inbound,
 };
 
 use super::ConnectionInfo;
+pub(crate) use super::actions::{Action, CallEvent, CallOpening, End, Input, LogLine, ReadError};
 use super::close_code;
 use super::format::{self, Unsupported};
+use super::identity;
 use super::text::{Escaped, MAX_CLIENT_TEXT_BYTES, bounded, truncated};
 use crate::Config;
-use crate::session::{
-    EndReason, FormatReport, Identity, TransportKind, TransportReport, count_transcript,
-};
+use crate::session::{EndReason, FormatReport, TransportKind, TransportReport, count_transcript};
 
 /// AudioMetadata may change the stream's format this many times (each change starts new files).
 pub(crate) const MAX_FORMAT_CHANGES: u32 = 4;
@@ -69,116 +69,6 @@ impl MachineConfig {
                 .unwrap_or(AudioFormat::mono(16_000)),
         }
     }
-}
-
-/// Something that happened to the connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Input<'a> {
-    /// A text message (or a binary one that held UTF-8).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-    /// A ping or pong (the transport answers pings itself): not a valid message.
-    Ping,
-    /// The peer's close frame: its code and reason, if it gave them.
-    Close(Option<(u16, &'a str)>),
-    /// Reading failed; `detail` says how (the transport's words, not the peer's).
-    ReadError(ReadError, &'a str),
-    /// The stream ended without a close frame.
-    Disconnected,
-    /// The deadline from [`Machine::poll_timeout`] passed (a timer may fire early or late: the
-    /// machine checks `now`).
-    Timeout,
-    /// The gateway is shutting down: close now.
-    Shutdown,
-}
-
-/// How a read failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReadError {
-    /// Larger than `limits.max_message_bytes`.
-    TooBig,
-    /// A text frame that is not UTF-8.
-    NotUtf8,
-    /// The peer broke the WebSocket protocol.
-    Protocol,
-    /// The connection failed (reset, I/O error): the peer is gone.
-    Other,
-}
-
-/// What the driver must do, in order.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// Open the call (join a live one by its keys, or make its folder) and start its pipeline,
-    /// before anything is pushed to it. Queued once per connection.
-    OpenCall(CallOpening),
-    /// Hand a frame to the call's pipeline (counted as received even when there is none).
-    PushFrame(AudioFrame),
-    /// Hand an event to the call's pipeline.
-    PushEvent(CallEvent),
-    /// A bad message of this class was skipped (for the metrics).
-    BadMessage(&'static str),
-    /// Write a log line (already rate-limited; client text in it already escaped and bounded).
-    Log(LogLine),
-    /// The peer closed: flush, so the close reply the transport queued goes out.
-    FlushCloseReply,
-    /// Send a close frame with this code and reason.
-    Close { code: u16, reason: String },
-    /// The connection is over; nothing follows.
-    End(End),
-}
-
-/// What the driver needs to open the call.
-#[derive(Debug, Clone)]
-pub(crate) struct CallOpening {
-    pub(crate) kind: TransportKind,
-    pub(crate) identity: Identity,
-    /// Every id another transport of the same call may know it by.
-    pub(crate) keys: BTreeSet<String>,
-    /// The stream's format when the call opens.
-    pub(crate) format: AudioFormat,
-}
-
-/// An event for the call's pipeline; the driver stamps it with the wall clock and the pipeline's
-/// position.
-#[derive(Debug)]
-pub(crate) enum CallEvent {
-    /// A new participant's first frame (its id bounded to [`MAX_CLIENT_TEXT_BYTES`]).
-    ParticipantJoined(Arc<str>),
-    /// A DTMF tone, one of `0-9 A-D * #`.
-    Dtmf(char),
-    /// A transcription result from the platform.
-    Transcript(TranscriptionData),
-}
-
-/// A log line the machine decided to write.
-#[derive(Debug)]
-pub(crate) enum LogLine {
-    /// A bad message (first, then at most one per [`BadInput::LOG_EVERY`]).
-    BadMessage {
-        class: &'static str,
-        /// The error, escaped and bounded.
-        error: String,
-        /// Bad messages not logged since the last line.
-        suppressed: u64,
-    },
-    /// Audio arrived before any AudioMetadata (once).
-    AudioBeforeMetadata { sample_rate_hz: u32 },
-    /// A frame's timestamp was not RFC 3339 (once).
-    InvalidTimestamp,
-    /// The participant limit was reached (once).
-    ParticipantLimit { limit: usize },
-    /// The machine is closing the connection.
-    Closing { code: u16, reason: String },
-}
-
-/// Why the connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct End {
-    pub(crate) reason: EndReason,
-    /// The close code, sent by the peer or by us.
-    pub(crate) code: Option<u16>,
-    pub(crate) detail: String,
 }
 
 /// What the machine owns, for the memory bound the fuzzer checks.
@@ -371,48 +261,13 @@ impl Machine {
                 self.actions.push_back(Action::FlushCloseReply);
                 self.end(EndReason::ClientClose, code, detail);
             }
-            Input::ReadError(kind, detail) => match kind {
-                ReadError::TooBig => self.close(
-                    close_code::TOO_BIG,
-                    format!(
-                        "message larger than {} bytes",
-                        self.config.max_message_bytes
-                    ),
-                ),
-                ReadError::NotUtf8 => {
-                    self.close(
-                        close_code::INVALID_PAYLOAD,
-                        "text frame is not UTF-8".to_owned(),
-                    );
-                }
-                ReadError::Protocol => self.close(
-                    close_code::PROTOCOL_ERROR,
-                    format!("WebSocket protocol error: {}", Escaped(detail)),
-                ),
-                ReadError::Other => self.end(
-                    EndReason::AbruptDisconnect,
-                    None,
-                    format!("connection failed: {}", Escaped(detail)),
-                ),
-            },
+            Input::ReadError(kind, detail) => self.on_read_error(kind, detail),
             Input::Disconnected => self.end(
                 EndReason::AbruptDisconnect,
                 None,
                 "connection ended without a close frame".to_owned(),
             ),
-            Input::Timeout => {
-                if self.poll_timeout().is_some_and(|at| now >= at) {
-                    let reason = if self.seen_valid {
-                        "no valid message for too long".to_owned()
-                    } else {
-                        format!(
-                            "no valid message within {}s of connecting",
-                            self.config.first_message_timeout.as_secs()
-                        )
-                    };
-                    self.close(close_code::POLICY, reason);
-                }
-            }
+            Input::Timeout => self.on_timeout(now),
             Input::Shutdown => {
                 let reason = "server shutting down";
                 self.actions.push_back(Action::Close {
@@ -426,6 +281,49 @@ impl Machine {
                 );
             }
         }
+    }
+
+    fn on_read_error(&mut self, kind: ReadError, detail: &str) {
+        match kind {
+            ReadError::TooBig => self.close(
+                close_code::TOO_BIG,
+                format!(
+                    "message larger than {} bytes",
+                    self.config.max_message_bytes
+                ),
+            ),
+            ReadError::NotUtf8 => {
+                self.close(
+                    close_code::INVALID_PAYLOAD,
+                    "text frame is not UTF-8".to_owned(),
+                );
+            }
+            ReadError::Protocol => self.close(
+                close_code::PROTOCOL_ERROR,
+                format!("WebSocket protocol error: {}", Escaped(detail)),
+            ),
+            ReadError::Other => self.end(
+                EndReason::AbruptDisconnect,
+                None,
+                format!("connection failed: {}", Escaped(detail)),
+            ),
+        }
+    }
+
+    /// Closes with 1008 once the deadline has passed (a timer that fires early does nothing).
+    fn on_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_none_or(|at| now < at) {
+            return;
+        }
+        let reason = if self.seen_valid {
+            "no valid message for too long".to_owned()
+        } else {
+            format!(
+                "no valid message within {}s of connecting",
+                self.config.first_message_timeout.as_secs()
+            )
+        };
+        self.close(close_code::POLICY, reason);
     }
 
     fn on_text(&mut self, text: &str, now: Instant) {
@@ -613,58 +511,13 @@ impl Machine {
         }
         self.call_opened = true;
         self.report.kind = kind;
-        let (identity, keys) = self.identity();
+        let (identity, keys) = identity::of_call(&self.info, &self.report, self.connected_at);
         self.actions.push_back(Action::OpenCall(CallOpening {
             kind,
             identity,
             keys,
             format: self.format,
         }));
-    }
-
-    /// The call's identity and every key another transport of the same call may know it by.
-    fn identity(&self) -> (Identity, BTreeSet<String>) {
-        let query_connection = self.info.query_param("callConnectionId").map(bounded);
-        let query_call = self.info.query_param("callId").map(bounded);
-        let keys: BTreeSet<String> = [
-            query_connection.clone(),
-            query_call.clone(),
-            self.report.call_connection_id.clone(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        // An id in the transportUrl comes first: the application puts the same one on the media
-        // and the transcription URL, so both transports name the folder alike whichever connects
-        // first. The in-band callConnectionId (transcription only) comes next.
-        let identity = if let Some(value) = query_connection {
-            Identity {
-                source: "query:callConnectionId",
-                value,
-            }
-        } else if let Some(value) = query_call {
-            Identity {
-                source: "query:callId",
-                value,
-            }
-        } else if let Some(value) = self.report.call_connection_id.clone() {
-            Identity {
-                source: "callConnectionId",
-                value,
-            }
-        } else if let Some(value) = self.report.subscription_id.clone() {
-            Identity {
-                source: "subscriptionId",
-                value,
-            }
-        } else {
-            let at = self.connected_at.unix_micros() / 1_000;
-            Identity {
-                source: "generated",
-                value: format!("call-{at}-{}", self.info.id),
-            }
-        };
-        (identity, keys)
     }
 
     fn on_protocol_error(&mut self, error: &ProtocolError, now: Instant) {

@@ -6,10 +6,12 @@
 //! says. [`serve_socket`] is generic over a `Stream + Sink` of axum messages, so tests can drive
 //! it with channels as well as with real sockets.
 
+mod actions;
 mod driver;
 mod format;
 #[cfg(test)]
 mod fuzz;
+mod identity;
 pub(crate) mod machine;
 #[cfg(test)]
 mod tests;
