@@ -330,7 +330,7 @@ fn log(line: LogLine) {
             class,
             error,
             suppressed,
-        } => tracing::warn!(class, error, suppressed, "bad message skipped"),
+        } => tracing::warn!(class, error = %error, suppressed, "bad message skipped"),
         LogLine::AudioBeforeMetadata { sample_rate_hz } => tracing::warn!(
             sample_rate_hz,
             "audio before AudioMetadata: assuming the default format"

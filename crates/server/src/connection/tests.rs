@@ -585,3 +585,40 @@ mod driver {
         assert!(text.contains("\"client_close\""), "{text}");
     }
 }
+
+/// What the machine adds per frame to the parse-and-decode it always did: run on purpose,
+/// `cargo test --release -p mediagate-server machine_hot_path_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing, not a check: run on purpose in release"]
+fn machine_hot_path_cost() {
+    const FRAMES: u32 = 100_000;
+    let mut pool = bytes::BytesMut::new();
+    let now = Instant::now();
+    let mut m = machine_with(config(), &[("callId", "hot")], now);
+    feed(&mut m, METADATA_16K, now);
+    let (mut bare, mut machine) = (Duration::MAX, Duration::MAX);
+    // Alternate, keep the best of each: the machine is shared and its clock moves.
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..FRAMES {
+            let Ok(mediagate_protocol::InboundMessage::AudioData(frame)) =
+                mediagate_protocol::parse_inbound(std::hint::black_box(FRAME_UNMIXED))
+            else {
+                panic!("not a frame")
+            };
+            std::hint::black_box(frame.decode_pcm(2, &mut pool).unwrap());
+        }
+        bare = bare.min(start.elapsed() / FRAMES);
+        let start = Instant::now();
+        for _ in 0..FRAMES {
+            m.handle(Input::Text(std::hint::black_box(FRAME_UNMIXED)), now);
+            while let Some(action) = m.poll_action() {
+                std::hint::black_box(action);
+            }
+        }
+        machine = machine.min(start.elapsed() / FRAMES);
+    }
+    println!(
+        "parse+decode: {bare:?}/frame; machine (parse, decode, rules, actions): {machine:?}/frame"
+    );
+}
