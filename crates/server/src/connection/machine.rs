@@ -224,7 +224,9 @@ impl Machine {
     /// richest accepted format, and bounded strings.
     #[cfg(test)]
     pub(crate) fn footprint_bound(&self) -> Footprint {
-        let richest = format::max_frame_bytes(AudioFormat::mono(48_000));
+        // The operator's `audio.default_sample_rate_hz` is trusted config, not client input.
+        let richest = format::max_frame_bytes(AudioFormat::mono(48_000))
+            .max(format::max_frame_bytes(self.config.default_format));
         Footprint {
             pool_capacity: 4 * richest + 2 * mediagate_protocol::POOL_BLOCK_BYTES,
             participants: self.config.max_participants_per_call,
