@@ -46,10 +46,25 @@ impl CallPipeline {
         }
         let mut processors = Vec::with_capacity(names.len());
         for name in names {
-            match app.processors.build(name, &config.settings_of(name)) {
-                Ok(processor) => processors.push((name.clone(), processor)),
+            let settings = config.settings_of(name);
+            // A constructor that panics costs this call that processor, nothing more.
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                app.processors.build(name, &settings)
+            }));
+            match built {
+                Ok(Ok(processor)) => processors.push((name.clone(), processor)),
                 // Names were checked at start-up; a constructor may still refuse a call.
-                Err(e) => tracing::error!(processor = %name, error = %e, "processor not started"),
+                Ok(Err(e)) => {
+                    tracing::error!(processor = %name, error = %e, "processor not started");
+                }
+                Err(panic) => {
+                    app.metrics.panicked("constructor");
+                    tracing::error!(
+                        processor = %name,
+                        panic = crate::connection::panic_message(&*panic),
+                        "processor constructor panicked; not started"
+                    );
+                }
             }
         }
         let outbound = target.to_socket.as_ref().map(|to_socket| {

@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     frames_received: Counter,
     bad_messages: Family<Label, Counter>,
     policy_closes: Counter,
+    /// Panics caught, by where (`connection`: a call's socket task).
+    panics: Family<[(&'static str, &'static str); 1], Counter>,
     processor_frames: Family<Label, Counter>,
     processor_dropped: Family<Label, Counter>,
     processor_errors: Family<Label, Counter>,
@@ -134,6 +136,7 @@ impl Default for Metrics {
             frames_received: Counter::default(),
             bad_messages: Family::default(),
             policy_closes: Counter::default(),
+            panics: Family::default(),
             processor_frames: Family::default(),
             processor_dropped: Family::default(),
             processor_errors: Family::default(),
@@ -179,6 +182,11 @@ impl Default for Metrics {
             "policy_closes",
             "Connections closed for breaking a limit",
             m.policy_closes.clone(),
+        );
+        registry.register(
+            "panics",
+            "Panics caught and contained (the call ended, the process went on), by where",
+            m.panics.clone(),
         );
         registry.register(
             "processor_frames",
@@ -273,6 +281,17 @@ impl Metrics {
         self.auth_refused
             .get_or_create(&[("reason", reason.to_owned())])
             .inc();
+    }
+
+    /// A panic was caught in `place` (`connection`) and its call ended cleanly.
+    pub(crate) fn panicked(&self, place: &'static str) {
+        self.panics.get_or_create(&[("where", place)]).inc();
+    }
+
+    /// Panics caught in `place` so far.
+    #[cfg(test)]
+    pub(crate) fn panics(&self, place: &'static str) -> u64 {
+        self.panics.get_or_create(&[("where", place)]).get()
     }
 
     /// A pipeline started: its processors' counters are read at every scrape from now on.

@@ -64,8 +64,10 @@ pub(crate) enum EndReason {
     AbruptDisconnect,
     /// The gateway was shutting down.
     ServerShutdown,
-    /// The gateway closed it for breaking a limit (bad input, size, idle).
+    /// The gateway closed it for breaking a limit (bad input, size, idle, unsupported format).
     PolicyClose,
+    /// The gateway failed (a panic in the call's task); `detail` holds the panic message.
+    InternalError,
 }
 
 /// Audio format as reported.

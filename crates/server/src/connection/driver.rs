@@ -1,0 +1,365 @@
+//! The socket task: a thin driver that feeds the connection's [`Machine`] what the socket, the
+//! clock and the shutdown token say, and executes its actions (open the call, push to the
+//! pipeline, write the close frame, log), then ends the call in a fixed order whatever ended it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::Message;
+use futures_util::{FutureExt, Stream, StreamExt};
+use mediagate_pipeline::{Dtmf, Event, Outgoing, Transcript};
+use mediagate_protocol::Timestamp;
+use tokio::sync::mpsc;
+
+use super::machine::{Action, CallEvent, CallOpening, End, Input, LogLine, Machine, MachineConfig};
+use super::text::Escaped;
+use super::{ConnectionInfo, read_error_kind};
+use crate::AppState;
+use crate::media::{CallPipeline, PipelineTarget};
+use crate::registry::CallSlot;
+use crate::session::{EndReason, EndReport, TransportKind, TransportReport};
+use crate::writer::SocketWriter;
+
+/// A text message that makes the driver panic, in this crate's unit tests only: proves a panic
+/// in the socket task still ends the call cleanly.
+#[cfg(test)]
+pub(crate) const TEST_PANIC_TEXT: &str = "mediagate-test: panic in the socket task";
+
+/// Per-connection I/O state. Owned by the connection's task alone.
+pub(crate) struct Driver {
+    app: Arc<AppState>,
+    info: ConnectionInfo,
+    machine: Machine,
+    /// The call's folder and this transport's place in it; `None` until opened, with recording
+    /// off, or when opening failed.
+    slot: Option<CallSlot>,
+    /// The call's processors (none configured: `None`, and frames are only counted).
+    pipeline: Option<CallPipeline>,
+    /// Where the processors' outbound audio goes: the socket writer.
+    outgoing: mpsc::Sender<Outgoing>,
+}
+
+/// What woke the read loop.
+enum Wake {
+    Shutdown,
+    Timeout,
+    Message(Option<Result<Message, axum::Error>>),
+}
+
+impl Driver {
+    pub(crate) fn new(
+        app: Arc<AppState>,
+        info: ConnectionInfo,
+        outgoing: mpsc::Sender<Outgoing>,
+    ) -> Self {
+        let connected_at = Timestamp::now();
+        let report = TransportReport::new(
+            TransportKind::Media,
+            info.id,
+            info.remote_addr.map(|a| a.to_string()),
+            info.path.clone(),
+            info.query.clone(),
+            connected_at,
+        );
+        let machine = Machine::new(
+            MachineConfig::from_config(&app.config),
+            info.clone(),
+            report,
+            connected_at,
+            Instant::now(),
+        );
+        Driver {
+            app,
+            info,
+            machine,
+            slot: None,
+            pipeline: None,
+            outgoing,
+        }
+    }
+
+    /// Reads until the machine says the connection is over.
+    pub(crate) async fn run<S>(&mut self, mut socket: S, writer: &SocketWriter) -> End
+    where
+        S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        let shutdown = self.app.shutdown.clone();
+        loop {
+            while let Some(action) = self.machine.poll_action() {
+                if let Some(end) = self.execute(action, writer).await {
+                    return end;
+                }
+            }
+            let deadline = self.machine.poll_timeout();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Wake::Shutdown,
+                () = timer => Wake::Timeout,
+                message = socket.next() => Wake::Message(message),
+            };
+            let now = Instant::now();
+            match wake {
+                Wake::Shutdown => self.machine.handle(Input::Shutdown, now),
+                Wake::Timeout => self.machine.handle(Input::Timeout, now),
+                Wake::Message(None) => self.machine.handle(Input::Disconnected, now),
+                Wake::Message(Some(Err(e))) => {
+                    let detail = e.to_string();
+                    let input = Input::ReadError(read_error_kind(&e), &detail);
+                    self.machine.handle(input, now);
+                }
+                Wake::Message(Some(Ok(message))) => {
+                    let input = match &message {
+                        Message::Text(text) => {
+                            #[cfg(test)]
+                            if text.as_str() == TEST_PANIC_TEXT {
+                                panic!("test panic\nwith a forged log line");
+                            }
+                            Input::Text(text.as_str())
+                        }
+                        Message::Binary(data) => Input::Binary(data),
+                        Message::Close(frame) => {
+                            Input::Close(frame.as_ref().map(|f| (f.code, f.reason.as_str())))
+                        }
+                        Message::Ping(_) | Message::Pong(_) => Input::Ping,
+                    };
+                    self.machine.handle(input, now);
+                }
+            }
+        }
+    }
+
+    /// Executes one action; `Some` when the connection is over.
+    async fn execute(&mut self, action: Action, writer: &SocketWriter) -> Option<End> {
+        match action {
+            Action::OpenCall(opening) => return self.open_call(opening, writer).await,
+            Action::PushFrame(frame) => {
+                self.app.metrics.frame_received();
+                if let Some(call) = &mut self.pipeline {
+                    call.pipeline.push_frame(&frame).await;
+                }
+            }
+            Action::PushEvent(event) => {
+                if let Some(call) = &mut self.pipeline {
+                    let event = match event {
+                        CallEvent::ParticipantJoined(id) => Event::ParticipantJoined(id),
+                        CallEvent::Dtmf(key) => Event::Dtmf(Arc::new(Dtmf {
+                            call_offset: call.pipeline.position(),
+                            ..Dtmf::new(key.encode_utf8(&mut [0; 4]))
+                        })),
+                        CallEvent::Transcript(data) => Event::Transcript(Arc::new(Transcript {
+                            source: Arc::from("acs"),
+                            data,
+                            received_at: Timestamp::now(),
+                        })),
+                    };
+                    call.pipeline.push_event(event);
+                }
+            }
+            Action::BadMessage(class) => self.app.metrics.bad_message(class),
+            Action::Log(line) => log(line),
+            Action::FlushCloseReply => writer.flush().await,
+            Action::Close { code, reason } => writer.close(code, &reason).await,
+            Action::End(end) => {
+                if end.reason == EndReason::PolicyClose {
+                    self.app.metrics.policy_close();
+                }
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Opens the call folder (once: a failure is not retried on every frame) and starts the
+    /// pipeline. With recording off, nothing is opened and the call is only counted. `Some`
+    /// when the call may not start: `limits.max_calls` were reached after the upgrade was let
+    /// through (closed with 1013, try again later).
+    async fn open_call(&mut self, opening: CallOpening, writer: &SocketWriter) -> Option<End> {
+        let CallOpening {
+            kind,
+            identity,
+            keys,
+            format,
+        } = opening;
+        if !self.app.config.recording.enabled {
+            tracing::Span::current().record("call_id", identity.value.as_str());
+            self.start_pipeline(kind, &identity.value, format, None);
+            return None;
+        }
+        let registry = Arc::clone(&self.app.registry);
+        let report = self.machine.report().clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let slot = registry.open(identity, keys, report, Timestamp::now())?;
+            if let Err(e) = slot.folder.write_report() {
+                registry.close(&slot, Timestamp::now());
+                return Err(e);
+            }
+            Ok(slot)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let slot = match opened {
+            Ok(slot) => slot,
+            Err(e) if crate::registry::is_full(&e) => {
+                self.app.metrics.connection_refused(crate::metrics::Refusal::MaxCalls);
+                let reason = e.to_string();
+                tracing::warn!(%reason, "call refused");
+                writer.close(super::close_code::TRY_AGAIN_LATER, &reason).await;
+                return Some(End {
+                    reason: EndReason::PolicyClose,
+                    code: Some(super::close_code::TRY_AGAIN_LATER),
+                    detail: reason,
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the call folder; this call is not recorded");
+                return None;
+            }
+        };
+        tracing::Span::current().record("call_id", slot.folder.name());
+        tracing::info!(folder = %slot.folder.dir().display(), transport = ?kind, "call started");
+        let call_id = slot.folder.name().to_owned();
+        let folder = slot.folder.dir().to_owned();
+        self.slot = Some(slot);
+        self.start_pipeline(kind, &call_id, format, Some(folder));
+        None
+    }
+
+    /// Starts the configured processors: with outbound audio for a media transport, events
+    /// only (transcripts) for a transcription transport.
+    fn start_pipeline(
+        &mut self,
+        kind: TransportKind,
+        call_id: &str,
+        format: mediagate_audio::AudioFormat,
+        folder: Option<PathBuf>,
+    ) {
+        self.pipeline = CallPipeline::start(
+            &self.app,
+            PipelineTarget {
+                call_id,
+                path: &self.info.path,
+                connection_id: self.info.id,
+                format,
+                folder,
+                to_socket: (kind == TransportKind::Media).then(|| self.outgoing.clone()),
+            },
+        );
+    }
+
+    /// The fixed teardown order: input has stopped; drain and finalize the files; report.
+    /// Runs whatever ended the call, a panic in the read loop included.
+    pub(crate) async fn finish(self, end: End, writer: SocketWriter) {
+        let Driver {
+            app,
+            machine,
+            slot,
+            pipeline,
+            ..
+        } = self;
+        let mut report = machine.into_report();
+        let mut end = end;
+        // Processors first: they see CallEnded, drain, and their last audio still goes out.
+        if let Some(call) = pipeline {
+            if let Err(panic) = finish_pipeline(call, &app, &mut report).await {
+                end = End {
+                    reason: EndReason::InternalError,
+                    code: end.code,
+                    detail: format!("panic while finishing: {}", Escaped(&panic)),
+                };
+            }
+        }
+        writer.finish().await;
+        let ended_at = Timestamp::now();
+        tracing::info!(reason = ?end.reason, code = end.code, detail = %Escaped(&end.detail), "connection ended");
+        report.ended_at = Some(ended_at);
+        report.end = Some(EndReport {
+            reason: end.reason,
+            code: end.code,
+            detail: end.detail,
+        });
+        let Some(slot) = slot else {
+            return;
+        };
+        let registry = Arc::clone(&app.registry);
+        let written = tokio::task::spawn_blocking(move || {
+            {
+                let mut call_report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(entry) = call_report.transports.get_mut(slot.transport_index) {
+                    *entry = report;
+                }
+            }
+            registry.close(&slot, ended_at);
+            slot.folder.write_report()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            // The exit code will say so; `mediagate repair` marks the call afterwards.
+            app.unfinalized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot write session.json");
+        }
+    }
+}
+
+/// Finishes the call's processors into `report`; `Err` with the panic message if that panicked
+/// (counted and logged here; the call still ends).
+async fn finish_pipeline(
+    call: CallPipeline,
+    app: &AppState,
+    report: &mut TransportReport,
+) -> Result<(), String> {
+    let finished = std::panic::AssertUnwindSafe(call.finish(&app.metrics))
+        .catch_unwind()
+        .await;
+    let result = match finished {
+        Ok((processors, pacing)) => {
+            report.processors = processors;
+            report.playback_pacing = pacing;
+            Ok(())
+        }
+        Err(panic) => {
+            let message = super::panic_message(&*panic);
+            app.metrics.panicked("connection");
+            tracing::error!(panic = %Escaped(&message), "the call's pipeline panicked while finishing");
+            Err(message)
+        }
+    };
+    report.files = report
+        .processors
+        .iter()
+        .flat_map(|p| p.files.iter().cloned())
+        .collect();
+    result
+}
+
+/// Writes a log line the machine decided on.
+fn log(line: LogLine) {
+    match line {
+        LogLine::BadMessage {
+            class,
+            error,
+            suppressed,
+        } => tracing::warn!(class, error = %error, suppressed, "bad message skipped"),
+        LogLine::AudioBeforeMetadata { sample_rate_hz } => tracing::warn!(
+            sample_rate_hz,
+            "audio before AudioMetadata: assuming the default format"
+        ),
+        LogLine::InvalidTimestamp => {
+            tracing::warn!("a frame's timestamp is not RFC 3339: recorded in arrival order");
+        }
+        LogLine::ParticipantLimit { limit } => tracing::warn!(
+            limit,
+            "participant limit reached; frames of new participants are not recorded"
+        ),
+        LogLine::Closing { code, reason } => {
+            tracing::warn!(code, reason = %Escaped(&reason), "closing connection");
+        }
+    }
+}
