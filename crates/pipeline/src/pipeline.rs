@@ -31,19 +31,11 @@ enum Item {
 }
 
 impl Item {
-    /// Bytes it holds, for the inbox's byte budget (events are small, but for transcripts).
+    /// Bytes it holds, for the inbox's byte budget: a frame's samples, an event's real size.
     fn cost(&self) -> usize {
         match self {
             Item::Frame(frame) => frame.pcm.len(),
-            Item::Event(Event::Transcript(t)) => {
-                64 + t.data.text.len()
-                    + t.data
-                        .words
-                        .iter()
-                        .map(|w| 32 + w.text.len())
-                        .sum::<usize>()
-            }
-            Item::Event(_) => 64,
+            Item::Event(event) => event.cost_bytes(),
         }
     }
 }
