@@ -138,6 +138,9 @@ pub struct ConsumerCounters {
     pub events: u64,
     /// Items dropped because the inbox was full.
     pub dropped: u64,
+    /// Events dropped from a lossless ([`crate::OverflowPolicy::Wait`]) inbox so that no audio
+    /// ever was: the oldest queued event, or the incoming one, past twice the inbox's bounds.
+    pub events_dropped: u64,
     /// Most items ever waiting in the inbox.
     pub queue_high_water: u64,
     /// Callbacks that returned an error.
@@ -161,6 +164,7 @@ impl ConsumerProbe {
             frames: work.frames.load(Ordering::Relaxed),
             events: work.events.load(Ordering::Relaxed),
             dropped: queue.dropped.load(Ordering::Relaxed),
+            events_dropped: queue.events_dropped.load(Ordering::Relaxed),
             queue_high_water: queue.high_water.load(Ordering::Relaxed),
             errors: work.errors.load(Ordering::Relaxed),
             busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
