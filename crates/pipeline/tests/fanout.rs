@@ -515,3 +515,119 @@ async fn direct_processors_run_in_the_pushing_task_in_order() {
     assert_eq!(reports[0].counters.frames, 10);
     assert!(!reports[0].detached);
 }
+
+/// Where [`Panicky`] panics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PanicAt {
+    Frame,
+    Event,
+    Finish,
+}
+
+/// A processor with a bug: it panics in one callback (on its third frame, or on its first
+/// DTMF tone, or in `finish`), and reports what it saw.
+struct Panicky {
+    at: PanicAt,
+    execution: Execution,
+    frames: u64,
+    finished: bool,
+}
+
+impl Processor for Panicky {
+    fn input(&self) -> Input {
+        Input {
+            execution: self.execution,
+            ..Input::default()
+        }
+    }
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        self.frames += 1;
+        if self.at == PanicAt::Frame && self.frames == 3 {
+            panic!("bug on frame {}", self.frames);
+        }
+        Ok(())
+    }
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if self.at == PanicAt::Event && matches!(event, Event::Dtmf(_)) {
+            let tones: Vec<u8> = Vec::new();
+            let _ = tones[7]; // an out-of-bounds index: a formatted (String) panic message
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if self.at == PanicAt::Finish {
+            panic!("bug in finish");
+        }
+        self.finished = true;
+        Ok(())
+    }
+    fn report(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "frames": self.frames, "finished": self.finished }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_processor_ends_alone_and_the_call_goes_on() {
+    for execution in [Execution::Direct, Execution::Inline, Execution::Blocking] {
+        for at in [PanicAt::Frame, PanicAt::Event, PanicAt::Finish] {
+            let watcher = Spy::default();
+            let processors: Vec<(String, Box<dyn Processor>)> = vec![
+                (
+                    "panicky".into(),
+                    Box::new(Panicky {
+                        at,
+                        execution,
+                        frames: 0,
+                        finished: false,
+                    }),
+                ),
+                ("watcher".into(), Box::new(watcher.clone())),
+            ];
+            // The socket task: it must come out of every push, and finish the call.
+            let reports = tokio::spawn(async move {
+                let mut pipeline = Pipeline::start(call(), processors, None, None);
+                for i in 0..10 {
+                    pipeline.push_frame(&frame(i)).await;
+                    if i == 5 {
+                        pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("5"))));
+                    }
+                    tokio::task::yield_now().await;
+                    // Let a task-run processor see its items before the next push.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                pipeline.finish().await
+            })
+            .await
+            .unwrap();
+            let case = format!("{execution:?} {at:?}");
+            let panicky = &reports[0];
+            assert_eq!(panicky.counters.panics, 1, "{case}: {panicky:?}");
+            let message = panicky.panicked.as_deref().unwrap_or_default();
+            match at {
+                PanicAt::Frame => {
+                    assert_eq!(message, "bug on frame 3", "{case}");
+                    assert_eq!(panicky.counters.frames, 3, "{case}");
+                }
+                PanicAt::Event => assert!(message.contains("index out of bounds"), "{case}"),
+                PanicAt::Finish => assert_eq!(message, "bug in finish", "{case}"),
+            }
+            // A callback's panic detaches it like a Fatal error; it still finished and reported.
+            let detached = at != PanicAt::Finish;
+            assert_eq!(panicky.detached, detached, "{case}");
+            let report = panicky.report.as_ref().unwrap();
+            assert_eq!(report["finished"], at != PanicAt::Finish, "{case}");
+            // The others got every frame, and heard of the detachment.
+            assert_eq!(reports[1].counters.frames, 10, "{case}");
+            assert!(!reports[1].detached, "{case}");
+            let told = watcher
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::ConsumerDetached(n) if &**n == "panicky"));
+            assert_eq!(told, detached, "{case}");
+            let json = serde_json::to_value(panicky).unwrap();
+            assert_eq!(json["panicked"], message, "{case}");
+        }
+    }
+}
