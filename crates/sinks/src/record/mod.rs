@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use mediagate_pipeline::{Context, ProcessorError};
 
 pub use dtmf::DtmfWriter;
-pub use tracks::{AudioTracks, TrackSummary};
+pub use tracks::{AudioTracks, DEFAULT_MAX_AHEAD, TrackSummary};
 pub use transcript::{TranscriptSettings, TranscriptWriter};
 pub use wav::{Wav, WavSettings};
 

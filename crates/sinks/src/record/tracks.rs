@@ -2,7 +2,7 @@
 //! participant's timestamps filled with silence so every track of a call lines up.
 
 use std::io::{self, BufWriter};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hound::{SampleFormat, WavSpec, WavWriter};
 use mediagate_audio::{AudioFormat, AudioSource};
@@ -38,6 +38,8 @@ pub struct TrackSummary {
     pub trailing_silence_samples: u64,
     /// Timestamps that jumped too far to be a real gap: counted, not filled.
     pub timestamp_anomalies: u64,
+    /// Samples of silence those anomalies would have written, had they been filled.
+    pub unfilled_samples: u64,
 }
 
 /// Largest WAV data chunk written before a track continues in a new file: hound (and the
@@ -58,7 +60,7 @@ struct Timeline {
     /// Timestamp of the call's first frame.
     origin: Option<Timestamp>,
     /// When that frame was written, to bound how far the timeline may run ahead of real time.
-    origin_wall: Instant,
+    origin_wall: Option<Instant>,
     /// Shift applied to every timestamp after clock anomalies re-anchored the call.
     offset_micros: i64,
     /// The furthest point any track has reached.
@@ -71,28 +73,46 @@ pub struct AudioTracks {
     format: AudioFormat,
     timeline: Timeline,
     max_gap_micros: i64,
+    /// How far ahead of real time (since the first frame) a jump may take the timeline.
+    max_ahead_micros: i64,
     max_file_bytes: u64,
     tracks: Vec<Track>,
 }
 
 const SILENCE_CHUNK: [i16; 1024] = [0; 1024];
 
+/// How far ahead of real time a timestamp jump may take the timeline, unless
+/// [`AudioTracks::with_max_ahead`] says otherwise.
+pub const DEFAULT_MAX_AHEAD: Duration = Duration::from_secs(2);
+
 impl AudioTracks {
-    /// Tracks of `format` audio; timestamp gaps up to `max_gap_secs` are filled with silence.
+    /// Tracks of `format` audio; timestamp gaps up to `max_gap_secs` are filled with silence,
+    /// as long as they do not take the timeline more than [`DEFAULT_MAX_AHEAD`] ahead of real
+    /// time.
     pub fn new(format: AudioFormat, max_gap_secs: u64) -> Self {
         AudioTracks {
             format,
             timeline: Timeline {
                 origin: None,
-                origin_wall: Instant::now(),
+                origin_wall: None,
                 offset_micros: 0,
                 head_micros: 0,
             },
             max_gap_micros: i64::try_from(max_gap_secs.saturating_mul(1_000_000))
                 .unwrap_or(i64::MAX),
+            max_ahead_micros: micros(DEFAULT_MAX_AHEAD),
             max_file_bytes: MAX_WAV_DATA_BYTES,
             tracks: Vec::new(),
         }
+    }
+
+    /// The same tracks, letting a timestamp jump take the timeline at most `max_ahead` ahead
+    /// of the real time elapsed since the first frame (the slack for network jitter and for a
+    /// platform clock a little faster than ours).
+    #[must_use]
+    pub fn with_max_ahead(mut self, max_ahead: Duration) -> Self {
+        self.max_ahead_micros = micros(max_ahead);
+        self
     }
 
     /// The format every track holds.
@@ -101,19 +121,38 @@ impl AudioTracks {
     }
 
     /// Appends one frame of `pcm` (a whole number of samples in `self.format`), first filling
-    /// with silence up to where its timestamp places it on the call timeline.
-    ///
-    /// A timestamp beyond the call's head (the furthest point any track reached) by more than
-    /// `max_gap`, or beyond it and ahead of the real time elapsed since the first frame by more
-    /// than `max_gap`, is a clock anomaly: the whole call is re-anchored so the frame lands at the head, and
-    /// nothing is filled. That bounds the silence a bogus timestamp can make us write, while a
-    /// participant who joins late or is silent for long still lines up with the others.
+    /// with silence up to where its timestamp places it on the call timeline. Real time is
+    /// read from the clock; see [`AudioTracks::write_frame_at`].
     pub fn write_frame(
         &mut self,
         folder: &mut dyn Folder,
         source: &AudioSource,
         timestamp: Option<Timestamp>,
         pcm: &[u8],
+    ) -> io::Result<()> {
+        self.write_frame_at(folder, source, timestamp, pcm, Instant::now())
+    }
+
+    /// [`AudioTracks::write_frame`] at real time `now`.
+    ///
+    /// A timestamp beyond the call's head (the furthest point any track reached) by more than
+    /// `max_gap`, or beyond it and ahead of the real time elapsed since the first frame by more
+    /// than `max_ahead`, is a clock anomaly: the whole call is re-anchored so the frame lands at
+    /// the head, and nothing is filled (what would have been is counted in `unfilled_samples`).
+    /// Filling up to the head is always done: other frames prove that time passed, so a
+    /// participant who joins late or is silent for long still lines up with the others.
+    ///
+    /// The bound this keeps: the head only moves past `elapsed + max_ahead` by frames' own
+    /// audio, so no track is ever longer than `(elapsed + max_ahead) × rate` plus the samples
+    /// the whole call received (for a sender at real time: `elapsed + max_ahead` plus a frame),
+    /// however its timestamps jump; the padding of [`AudioTracks::finish`] stays within it too.
+    pub fn write_frame_at(
+        &mut self,
+        folder: &mut dyn Folder,
+        source: &AudioSource,
+        timestamp: Option<Timestamp>,
+        pcm: &[u8],
+        now: Instant,
     ) -> io::Result<()> {
         let index = match self.tracks.iter().position(|t| &t.source == source) {
             Some(i) => i,
@@ -133,25 +172,32 @@ impl AudioTracks {
                 Some(origin) => origin,
                 None => {
                     timeline.origin = Some(ts);
-                    timeline.origin_wall = Instant::now();
+                    timeline.origin_wall = Some(now);
                     ts
                 }
             };
             let mut position = ts
                 .micros_since(origin)
                 .saturating_add(timeline.offset_micros);
-            let real_time =
-                i64::try_from(timeline.origin_wall.elapsed().as_micros()).unwrap_or(i64::MAX);
-            let limit = self.max_gap_micros;
+            let real_time = timeline
+                .origin_wall
+                .map_or(0, |wall| micros(now.saturating_duration_since(wall)));
             // Up to the head is proven by the call's other frames; beyond it, a jump must be
-            // both a plausible pause and not far ahead of real time.
-            let beyond_head = position > timeline.head_micros;
-            if beyond_head
-                && (position > timeline.head_micros.saturating_add(limit)
-                    || position > real_time.saturating_add(limit))
+            // both a plausible pause and not ahead of real time by more than the slack.
+            let jump = position.saturating_sub(timeline.head_micros);
+            if jump > 0
+                && (jump > self.max_gap_micros
+                    || position > real_time.saturating_add(self.max_ahead_micros))
             {
-                track.summary.timestamp_anomalies += 1;
-                timeline.offset_micros -= position - timeline.head_micros;
+                // Jitter of less than a frame is re-anchored too (the timeline follows real
+                // time), but is no anomaly worth counting.
+                if jump >= frame_micros {
+                    track.summary.timestamp_anomalies += 1;
+                    track.summary.unfilled_samples = track.summary.unfilled_samples.saturating_add(
+                        u64::try_from(format.samples_for_micros(jump)).unwrap_or(0),
+                    );
+                }
+                timeline.offset_micros = timeline.offset_micros.saturating_sub(jump);
                 position = timeline.head_micros;
             }
             let expected = u64::try_from(format.samples_for_micros(position)).unwrap_or(0);
@@ -245,6 +291,7 @@ fn open_track(
             gap_samples: 0,
             trailing_silence_samples: 0,
             timestamp_anomalies: 0,
+            unfilled_samples: 0,
         },
     })
 }
@@ -332,6 +379,11 @@ fn write_silence(
         left -= n;
     }
     Ok(())
+}
+
+/// `duration` in microseconds, saturating.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn hound_to_io(err: hound::Error) -> io::Error {
@@ -463,5 +515,90 @@ mod tests {
             .flat_map(|i| std::iter::repeat_n(i16::from_le_bytes([i, i]), 320))
             .collect();
         assert_eq!(all, expected);
+    }
+
+    /// Writes `frames` (source, timestamp in ms from T0, real ms since the start) at that real
+    /// time; returns the summaries.
+    fn write_at(
+        tracks: &mut AudioTracks,
+        folder: &mut Dir,
+        start: Instant,
+        frames: impl IntoIterator<Item = (AudioSource, i64, u64)>,
+    ) {
+        for (source, ms, real_ms) in frames {
+            let now = start + Duration::from_millis(real_ms);
+            tracks
+                .write_frame_at(folder, &source, at(ms), &frame(1), now)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn silence_is_filled_no_further_than_real_time_plus_the_slack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 600).with_max_ahead(Duration::from_secs(2));
+        let start = Instant::now();
+        // Five participants, each frame claiming to be a minute after the last (well inside
+        // the 600 s gap limit) while 20 ms of real time passes per frame.
+        let who: Vec<AudioSource> = (0..5)
+            .map(|i| AudioSource::Participant(format!("p{i}").into()))
+            .collect();
+        let n = 200;
+        write_at(
+            &mut tracks,
+            &mut folder,
+            start,
+            (0..n).map(|i| (who[i as usize % 5].clone(), i * 60_000, i as u64 * 20)),
+        );
+        let real = Duration::from_millis((n as u64 - 1) * 20);
+        let (summaries, errors) = tracks.finish(&mut folder);
+        assert!(errors.is_empty());
+        let bound = (real + Duration::from_secs(2)).as_micros() as u64 * 16 / 1_000 + 320;
+        for s in &summaries {
+            // Each track falls behind the head while the others speak: those gaps are filled,
+            // but never past real time plus the slack.
+            assert!(s.samples <= bound, "{} samples > {bound}: {s:?}", s.samples);
+        }
+        let anomalies: u64 = summaries.iter().map(|s| s.timestamp_anomalies).sum();
+        assert_eq!(anomalies, n as u64 - 1);
+        // What was not filled is said: a minute per anomaly, less the frame that reached it.
+        let unfilled: u64 = summaries.iter().map(|s| s.unfilled_samples).sum();
+        assert_eq!(unfilled, (n as u64 - 1) * (60 * 16_000 - 320));
+        // Bytes on disk: every track within the bound, plus a header.
+        for s in &summaries {
+            let len = std::fs::metadata(dir.path().join(&s.file)).unwrap().len();
+            assert!(len <= 44 + 2 * bound, "{len}");
+        }
+    }
+
+    #[test]
+    fn a_real_pause_at_real_time_is_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 600);
+        let start = Instant::now();
+        // 1 s of audio, 30 s of nothing (in timestamps and in real time), 1 s of audio.
+        let frames = (0..50)
+            .map(|i| (AudioSource::Mixed, i * 20, i as u64 * 20))
+            .chain((0..50).map(|i| (AudioSource::Mixed, 31_000 + i * 20, 31_000 + i as u64 * 20)));
+        write_at(&mut tracks, &mut folder, start, frames);
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries[0].gaps_filled, 1);
+        assert_eq!(summaries[0].gap_samples, 30 * 16_000);
+        assert_eq!(summaries[0].timestamp_anomalies, 0);
+        assert_eq!(summaries[0].samples, 32 * 16_000);
+        // A pause ahead of real time by more than the slack is not: 30 s in timestamps, 1 s
+        // of real time.
+        let mut tracks = AudioTracks::new(FORMAT, 600);
+        let frames = (0..50)
+            .map(|i| (AudioSource::Mixed, i * 20, i as u64 * 20))
+            .chain((0..50).map(|i| (AudioSource::Mixed, 31_000 + i * 20, 2_000 + i as u64 * 20)));
+        write_at(&mut tracks, &mut folder, start, frames);
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries[0].gaps_filled, 0);
+        assert_eq!(summaries[0].timestamp_anomalies, 1);
+        assert_eq!(summaries[0].unfilled_samples, 30 * 16_000);
+        assert_eq!(summaries[0].samples, 2 * 16_000);
     }
 }

@@ -1,5 +1,7 @@
 //! The `wav` processor: the call's audio as WAV files, one per source, on one timeline.
 
+use std::time::Duration;
+
 use mediagate_audio::{AudioFormat, AudioFrame, StreamResampler};
 use mediagate_pipeline::{
     Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError,
@@ -20,6 +22,10 @@ pub struct WavSettings {
     /// Longest gap in a source's timestamps filled with silence to keep tracks aligned. A
     /// larger jump is a clock anomaly: counted, not filled, and the timeline re-anchored.
     pub max_gap_fill_secs: u64,
+    /// How far ahead of the real time elapsed since the call's first frame a timestamp jump may
+    /// take the tracks: a jump further ahead is a clock anomaly (re-anchored, not filled). So
+    /// the silence filled in a call is at most its real duration plus this.
+    pub max_ahead_secs: u64,
     /// Frames that may wait for the disk before the socket waits (256: ~5 s of audio).
     pub queue: usize,
     /// ...or bytes, whichever comes first.
@@ -35,6 +41,7 @@ impl Default for WavSettings {
         WavSettings {
             sample_rate_hz: None,
             max_gap_fill_secs: 600,
+            max_ahead_secs: 2,
             queue: 256,
             queue_bytes: 4 * 1024 * 1024,
             batch_ms: 1_000,
@@ -76,6 +83,9 @@ impl Wav {
         }
         if settings.queue_bytes < 4096 {
             return Err(invalid("wav", "queue_bytes must be at least 4096"));
+        }
+        if settings.max_ahead_secs > 3_600 {
+            return Err(invalid("wav", "max_ahead_secs is at most 3600"));
         }
         if settings.batch_ms > 60_000 {
             return Err(invalid("wav", "batch_ms is at most 60000"));
@@ -137,10 +147,13 @@ impl Processor for Wav {
                 self.finish_tracks(old, ctx);
             }
         }
-        let max_gap = self.settings.max_gap_fill_secs;
-        let audio = self
-            .audio
-            .get_or_insert_with(|| AudioTracks::new(frame.format, max_gap));
+        let (max_gap, max_ahead) = (
+            self.settings.max_gap_fill_secs,
+            Duration::from_secs(self.settings.max_ahead_secs),
+        );
+        let audio = self.audio.get_or_insert_with(|| {
+            AudioTracks::new(frame.format, max_gap).with_max_ahead(max_ahead)
+        });
         audio
             .write_frame(ctx, &frame.source, frame.timestamp, &frame.pcm)
             .map_err(|e| self.errors.skip(&e))
