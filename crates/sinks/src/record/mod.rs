@@ -8,6 +8,7 @@
 //! call's folder).
 
 mod dtmf;
+mod repair;
 mod tracks;
 mod transcript;
 mod wav;
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use mediagate_pipeline::{Context, ProcessorError};
 
 pub use dtmf::DtmfWriter;
+pub use repair::{RepairOutcome, repair_wav};
 pub use tracks::{AudioTracks, DEFAULT_MAX_AHEAD, TrackSummary};
 pub use transcript::{TranscriptSettings, TranscriptWriter};
 pub use wav::{Wav, WavSettings};
