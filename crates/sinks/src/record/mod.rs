@@ -7,6 +7,7 @@
 //! [`AudioTracks`] is the WAV writer itself, usable on its own (a [`Dir`] stands in for a
 //! call's folder).
 
+mod disk;
 mod dtmf;
 mod repair;
 mod tracks;
@@ -19,11 +20,12 @@ use std::path::PathBuf;
 
 use mediagate_pipeline::{Context, ProcessorError};
 
+pub use disk::free_bytes;
 pub use dtmf::DtmfWriter;
 pub use repair::{RepairOutcome, repair_wav};
 pub use tracks::{AudioTracks, DEFAULT_MAX_AHEAD, TrackSummary};
 pub use transcript::{TranscriptSettings, TranscriptWriter};
-pub use wav::{Wav, WavSettings};
+pub use wav::{STOPPED_DISK_FLOOR, Wav, WavSettings};
 
 /// Where a recorder creates its files: the call's folder (a processor's [`Context`]), or any
 /// directory ([`Dir`]).

@@ -1,6 +1,7 @@
 //! The `wav` processor: the call's audio as WAV files, one per source, on one timeline.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use mediagate_audio::{AudioFormat, AudioFrame, StreamResampler};
 use mediagate_pipeline::{
@@ -34,6 +35,10 @@ pub struct WavSettings {
     /// blocking thread; the WAV headers are made valid after each write, so a killed process
     /// leaves files complete up to at most this long before it died.
     pub batch_ms: u64,
+    /// Stop recording (files finalized, the report saying why) when the free space on the
+    /// call folder's disk falls below this many bytes; checked at most once a second, after a
+    /// write. `0`: no floor. The gateway passes its `recording.min_free_bytes` here.
+    pub min_free_bytes: u64,
 }
 
 impl Default for WavSettings {
@@ -45,6 +50,7 @@ impl Default for WavSettings {
             queue: 256,
             queue_bytes: 4 * 1024 * 1024,
             batch_ms: 1_000,
+            min_free_bytes: 0,
         }
     }
 }
@@ -60,7 +66,23 @@ pub struct Wav {
     errors: Errors,
     /// The call keeps no files: frames are let through.
     disabled: bool,
+    /// The call's folder, whose disk the free-space floor watches.
+    folder: Option<PathBuf>,
+    /// When free space was last checked.
+    disk_checked: Option<Instant>,
+    /// Why recording stopped before the call ended (a failed write, the disk floor).
+    stopped: Option<String>,
+    /// Frames received and not recorded: the one whose write failed, and every one after.
+    lost_frames: u64,
+    /// Their bytes.
+    lost_bytes: u64,
 }
+
+/// Free disk space is checked at most this often.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The reason given when the free-space floor stops a recording.
+pub const STOPPED_DISK_FLOOR: &str = "free disk below min_free_bytes";
 
 impl Wav {
     /// A recorder with these settings.
@@ -96,6 +118,11 @@ impl Wav {
             finished: Vec::new(),
             errors: Errors::default(),
             disabled: false,
+            folder: None,
+            disk_checked: None,
+            stopped: None,
+            lost_frames: 0,
+            lost_bytes: 0,
         })
     }
 
@@ -110,6 +137,56 @@ impl Wav {
             self.errors.skip(e);
         }
         self.finished.extend(tracks);
+    }
+
+    /// A write failed: the tracks already stopped themselves (files valid); nothing more is
+    /// written this call.
+    fn failed(&mut self, error: &std::io::Error, frame_bytes: usize) -> ProcessorError {
+        self.lost_frames += u64::from(frame_bytes > 0);
+        self.lost_bytes += frame_bytes as u64;
+        if self.stopped.is_none() {
+            self.stopped = Some(format!("write failed: {error}"));
+        }
+        self.errors.skip(error)
+    }
+
+    /// Stops recording if the folder's disk has less free space than the floor (checked at
+    /// most once a second, here on the blocking thread, never per frame).
+    fn check_disk_floor(&mut self) {
+        let floor = self.settings.min_free_bytes;
+        // Before the first frame there is nothing to stop (the gateway checks the floor
+        // itself when a call starts).
+        if floor == 0 || self.stopped.is_some() || self.audio.is_none() {
+            return;
+        }
+        let Some(folder) = &self.folder else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .disk_checked
+            .is_some_and(|at| now.duration_since(at) < DISK_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.disk_checked = Some(now);
+        match super::free_bytes(folder) {
+            Ok(free) if free < floor => {
+                tracing::warn!(
+                    free,
+                    floor,
+                    "free disk below min_free_bytes: recording stopped"
+                );
+                if let Some(audio) = &mut self.audio {
+                    audio.stop();
+                }
+                self.stopped = Some(STOPPED_DISK_FLOOR.to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = self.errors.skip(&e);
+            }
+        }
     }
 }
 
@@ -129,12 +206,18 @@ impl Processor for Wav {
     fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
         if let Event::CallStarted(call) = event {
             self.disabled = call.folder.is_none();
+            self.folder.clone_from(&call.folder);
         }
         Ok(())
     }
 
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
         if self.disabled {
+            return Ok(());
+        }
+        if self.stopped.is_some() {
+            self.lost_frames += 1;
+            self.lost_bytes += frame.pcm.len() as u64;
             return Ok(());
         }
         if self
@@ -156,14 +239,17 @@ impl Processor for Wav {
         });
         audio
             .write_frame(ctx, &frame.source, frame.timestamp, &frame.pcm)
-            .map_err(|e| self.errors.skip(&e))
+            .map_err(|e| self.failed(&e, frame.pcm.len()))
     }
 
     fn flush(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
-        match &mut self.audio {
-            Some(audio) => audio.checkpoint().map_err(|e| self.errors.skip(&e)),
-            None => Ok(()),
+        if let Some(audio) = &mut self.audio
+            && let Err(e) = audio.checkpoint()
+        {
+            return Err(self.failed(&e, 0));
         }
+        self.check_disk_floor();
+        Ok(())
     }
 
     fn finish(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
@@ -179,6 +265,14 @@ impl Processor for Wav {
             "tracks": self.finished,
             "gaps_filled": gaps_filled,
         });
+        if let Some(reason) = &self.stopped {
+            // What the call sent that is not in the files.
+            let lost_samples: u64 = self.finished.iter().map(|t| t.lost_samples).sum();
+            report["stopped"] = serde_json::json!(reason);
+            report["lost_frames"] = serde_json::json!(self.lost_frames);
+            report["lost_bytes"] = serde_json::json!(self.lost_bytes);
+            report["lost_samples_buffered"] = serde_json::json!(lost_samples);
+        }
         self.errors.add_to(&mut report);
         Some(report)
     }
