@@ -9,6 +9,7 @@
 
 mod disk;
 mod dtmf;
+mod lines;
 mod repair;
 mod tracks;
 mod transcript;
