@@ -631,3 +631,96 @@ async fn a_panicking_processor_ends_alone_and_the_call_goes_on() {
         }
     }
 }
+
+/// A lossless recorder that dies on its first frame.
+struct DeadRecorder;
+
+impl Processor for DeadRecorder {
+    fn input(&self) -> Input {
+        Input {
+            queue: 2,
+            overflow: OverflowPolicy::Wait,
+            execution: Execution::Blocking,
+            ..Input::default()
+        }
+    }
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        panic!("disk controller on fire");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossless_consumer_that_panics_never_blocks_the_socket() {
+    let watcher = Spy::default();
+    let processors: Vec<(String, Box<dyn Processor>)> = vec![
+        ("recorder".into(), Box::new(DeadRecorder)),
+        ("watcher".into(), Box::new(watcher.clone())),
+    ];
+    let pipeline = Pipeline::start(call(), processors, None, None);
+    // Far more frames than its inbox holds: the socket goes on once the recorder is gone.
+    let pipeline = tokio::time::timeout(Duration::from_secs(10), feed(pipeline, 500))
+        .await
+        .expect("the socket task was blocked by a dead lossless consumer");
+    let reports = pipeline.finish().await;
+    assert!(reports[0].detached);
+    assert_eq!(reports[0].counters.panics, 1);
+    assert_eq!(
+        reports[0].panicked.as_deref(),
+        Some("disk controller on fire")
+    );
+    assert_eq!(reports[1].counters.frames, 500);
+}
+
+/// Blocked in its first callback until told to go on; counts the tones it sees.
+struct Stuck {
+    go: std::sync::mpsc::Receiver<()>,
+    tones: Arc<Mutex<u64>>,
+}
+
+impl Processor for Stuck {
+    fn input(&self) -> Input {
+        Input {
+            frames: false,
+            queue: 256,
+            queue_bytes: 64 * 1024,
+            execution: Execution::Blocking,
+            ..Input::default()
+        }
+    }
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        match event {
+            Event::CallStarted(_) => {
+                let _ = self.go.recv();
+            }
+            Event::Dtmf(_) => *self.tones.lock().unwrap() += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_big_events_is_bounded_by_the_inbox_bytes() {
+    let (go, wait) = std::sync::mpsc::channel();
+    let tones = Arc::new(Mutex::new(0));
+    let processors: Vec<(String, Box<dyn Processor>)> = vec![(
+        "stuck".into(),
+        Box::new(Stuck {
+            go: wait,
+            tones: Arc::clone(&tones),
+        }),
+    )];
+    let mut pipeline = Pipeline::start(call(), processors, None, None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // 50 "tones" of 1 MiB each against a 64 KiB inbox: each one evicts the one before.
+    let tone = "5".repeat(1 << 20);
+    for _ in 0..50 {
+        pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new(&tone))));
+    }
+    go.send(()).unwrap();
+    let reports = pipeline.finish().await;
+    let counters = reports[0].counters;
+    assert!(counters.dropped >= 49, "{counters:?}");
+    assert!(counters.queue_high_water <= 2, "{counters:?}");
+    assert_eq!(*tones.lock().unwrap() + counters.dropped, 50);
+}
