@@ -6,6 +6,11 @@
 //!
 //! [`AudioTracks`] is the WAV writer itself, usable on its own (a [`Dir`] stands in for a
 //! call's folder).
+//!
+//! On a failing disk every recorder stops writing and leaves its files valid (a WAV's header
+//! rewritten from the data on disk, a log cut back to its last whole line), and its report says
+//! what was lost. [`free_bytes`] measures a folder's disk for `wav`'s `min_free_bytes` floor;
+//! [`repair_wav`] makes a WAV left by a killed process valid again.
 
 mod disk;
 mod dtmf;

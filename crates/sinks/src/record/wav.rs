@@ -59,6 +59,10 @@ impl Default for WavSettings {
 /// the same length and aligned on the call's timeline (gaps and late joiners padded with
 /// silence). WAV headers are made valid after every batch, so even a killed process leaves
 /// playable files. A format change mid-call finishes the files and starts new ones (`-2`…).
+///
+/// A failed write (a full disk), or free space below `min_free_bytes`, stops the recording:
+/// the files are closed valid, later frames are counted as lost, and the report says why
+/// (`stopped`) and what was lost (`lost_frames`, `lost_bytes`, each track's `lost_samples`).
 pub struct Wav {
     settings: WavSettings,
     audio: Option<AudioTracks>,
