@@ -102,6 +102,9 @@ pub struct AudioTracks {
     stopped: bool,
     /// Bytes the files may still grow by (tests: a disk that fills up); `None`: the disk's.
     budget: Option<Arc<AtomicU64>>,
+    /// Most sources recorded; frames of any other are counted in `untracked_frames`.
+    max_tracks: usize,
+    untracked_frames: u64,
 }
 
 const SILENCE_CHUNK: [i16; 1024] = [0; 1024];
@@ -109,6 +112,9 @@ const SILENCE_CHUNK: [i16; 1024] = [0; 1024];
 /// How far ahead of real time a timestamp jump may take the timeline, unless
 /// [`AudioTracks::with_max_ahead`] says otherwise.
 pub const DEFAULT_MAX_AHEAD: Duration = Duration::from_secs(2);
+
+/// How many sources are recorded, unless [`AudioTracks::with_max_tracks`] says otherwise.
+pub const DEFAULT_MAX_TRACKS: usize = 64;
 
 impl AudioTracks {
     /// Tracks of `format` audio; timestamp gaps up to `max_gap_secs` are filled with silence,
@@ -131,7 +137,23 @@ impl AudioTracks {
             sealed: Vec::new(),
             stopped: false,
             budget: None,
+            max_tracks: DEFAULT_MAX_TRACKS,
+            untracked_frames: 0,
         }
+    }
+
+    /// The same tracks, recording at most `max_tracks` sources (at least 1): frames of any
+    /// source beyond them are counted ([`AudioTracks::untracked_frames`]) and not recorded.
+    #[must_use]
+    pub fn with_max_tracks(mut self, max_tracks: usize) -> Self {
+        self.max_tracks = max_tracks.max(1);
+        self
+    }
+
+    /// Frames not recorded because their source came after [`AudioTracks::with_max_tracks`]
+    /// others.
+    pub fn untracked_frames(&self) -> u64 {
+        self.untracked_frames
     }
 
     /// The same tracks, letting a timestamp jump take the timeline at most `max_ahead` ahead
@@ -223,6 +245,12 @@ impl AudioTracks {
     ) -> io::Result<()> {
         let index = match self.tracks.iter().position(|t| &t.source == source) {
             Some(i) => i,
+            None if self.tracks.len() >= self.max_tracks => {
+                // Each track may be as long as the call: their number bounds the disk a call
+                // can fill, so sources past it are counted, not recorded.
+                self.untracked_frames += 1;
+                return Ok(());
+            }
             None => {
                 let track = open_track(folder, self.format, source, self.budget.as_ref())?;
                 self.tracks.push(track);
@@ -878,5 +906,22 @@ mod tests {
         }
         // Every byte the disk had is used, but for torn samples cut off (at most 1 per file).
         assert!((50_001 - 2..=50_001).contains(&on_disk), "{on_disk}");
+    }
+
+    #[test]
+    fn sources_past_the_track_limit_are_counted_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 5).with_max_tracks(2);
+        for i in 0..10 {
+            let who = AudioSource::Participant(format!("p{}", i % 5).into());
+            tracks
+                .write_frame(&mut folder, &who, at(i * 20), &frame(1))
+                .unwrap();
+        }
+        assert_eq!(tracks.untracked_frames(), 6);
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries.len(), 2);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -27,6 +27,10 @@ pub struct WavSettings {
     /// take the tracks: a jump further ahead is a clock anomaly (re-anchored, not filled). So
     /// the silence filled in a call is at most its real duration plus this.
     pub max_ahead_secs: u64,
+    /// Most sources recorded in a call (participants of unmixed audio): each track may be as
+    /// long as the call, so this bounds what one call can write. Frames of further sources are
+    /// counted (`untracked_frames`) and not recorded.
+    pub max_tracks: usize,
     /// Frames that may wait for the disk before the socket waits (256: ~5 s of audio).
     pub queue: usize,
     /// ...or bytes, whichever comes first.
@@ -47,6 +51,7 @@ impl Default for WavSettings {
             sample_rate_hz: None,
             max_gap_fill_secs: 600,
             max_ahead_secs: 2,
+            max_tracks: super::DEFAULT_MAX_TRACKS,
             queue: 256,
             queue_bytes: 4 * 1024 * 1024,
             batch_ms: 1_000,
@@ -80,6 +85,8 @@ pub struct Wav {
     lost_frames: u64,
     /// Their bytes.
     lost_bytes: u64,
+    /// Frames of sources past `max_tracks`, in tracks already finished (format changes).
+    untracked_frames: u64,
 }
 
 /// Free disk space is checked at most this often.
@@ -110,6 +117,9 @@ impl Wav {
         if settings.queue_bytes < 4096 {
             return Err(invalid("wav", "queue_bytes must be at least 4096"));
         }
+        if settings.max_tracks == 0 {
+            return Err(invalid("wav", "max_tracks must be at least 1"));
+        }
         if settings.max_ahead_secs > 3_600 {
             return Err(invalid("wav", "max_ahead_secs is at most 3600"));
         }
@@ -127,6 +137,7 @@ impl Wav {
             stopped: None,
             lost_frames: 0,
             lost_bytes: 0,
+            untracked_frames: 0,
         })
     }
 
@@ -136,6 +147,7 @@ impl Wav {
     }
 
     fn finish_tracks(&mut self, audio: AudioTracks, ctx: &mut Context) {
+        self.untracked_frames += audio.untracked_frames();
         let (tracks, errors) = audio.finish(ctx);
         for e in &errors {
             self.errors.skip(e);
@@ -234,12 +246,15 @@ impl Processor for Wav {
                 self.finish_tracks(old, ctx);
             }
         }
-        let (max_gap, max_ahead) = (
+        let (max_gap, max_ahead, max_tracks) = (
             self.settings.max_gap_fill_secs,
             Duration::from_secs(self.settings.max_ahead_secs),
+            self.settings.max_tracks,
         );
         let audio = self.audio.get_or_insert_with(|| {
-            AudioTracks::new(frame.format, max_gap).with_max_ahead(max_ahead)
+            AudioTracks::new(frame.format, max_gap)
+                .with_max_ahead(max_ahead)
+                .with_max_tracks(max_tracks)
         });
         audio
             .write_frame(ctx, &frame.source, frame.timestamp, &frame.pcm)
@@ -269,6 +284,9 @@ impl Processor for Wav {
             "tracks": self.finished,
             "gaps_filled": gaps_filled,
         });
+        if self.untracked_frames > 0 {
+            report["untracked_frames"] = serde_json::json!(self.untracked_frames);
+        }
         if let Some(reason) = &self.stopped {
             // What the call sent that is not in the files.
             let lost_samples: u64 = self.finished.iter().map(|t| t.lost_samples).sum();
