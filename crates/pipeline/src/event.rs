@@ -1,12 +1,13 @@
 //! What happens in a call besides audio: one typed enum, fanned out to every consumer like
 //! frames (cloning an event clones reference counts, not payloads).
 
+use std::mem::size_of;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mediagate_audio::{AudioFormat, AudioSource};
-use mediagate_protocol::{Timestamp, TranscriptionData};
+use mediagate_protocol::{Timestamp, TranscriptionData, Word};
 
 use crate::BargeIn;
 
@@ -104,4 +105,93 @@ pub enum Event {
     ConsumerDetached(Arc<str>),
     /// The call is over; always the last event.
     CallEnded,
+}
+
+/// What one heap allocation behind an `Arc` costs besides its contents (the two counts).
+const ARC_OVERHEAD: usize = 2 * size_of::<usize>();
+
+impl Event {
+    /// Bytes the event holds: its own size plus everything it points to (strings, word lists),
+    /// so an inbox's byte budget ([`crate::Input::queue_bytes`]) bounds a flood of large events
+    /// (a 1 MiB DTMF "tone", a transcript of a million words) as it bounds audio. Payloads
+    /// shared by refcount are counted in full in every inbox: the bound is what matters, and it
+    /// errs on the safe side.
+    pub fn cost_bytes(&self) -> usize {
+        let payload = match self {
+            Event::CallStarted(call) => {
+                ARC_OVERHEAD
+                    + size_of::<CallInfo>()
+                    + call.call_id.len()
+                    + call.path.len()
+                    + call.folder.as_ref().map_or(0, |f| f.as_os_str().len())
+            }
+            Event::ParticipantJoined(id) | Event::ConsumerDetached(id) => ARC_OVERHEAD + id.len(),
+            Event::Dtmf(dtmf) => ARC_OVERHEAD + size_of::<Dtmf>() + dtmf.tone.len(),
+            Event::Transcript(t) => {
+                let data = &t.data;
+                ARC_OVERHEAD
+                    + size_of::<Transcript>()
+                    + t.source.len()
+                    + data.text.len()
+                    + data.format.as_ref().map_or(0, String::len)
+                    + data.participant_raw_id.as_ref().map_or(0, String::len)
+                    + data
+                        .words
+                        .iter()
+                        .map(|w| size_of::<Word>() + w.text.len())
+                        .sum::<usize>()
+            }
+            Event::Speech { source, .. } => match source {
+                AudioSource::Mixed => 0,
+                AudioSource::Participant(id) => ARC_OVERHEAD + id.len(),
+            },
+            Event::BargeIn(_) | Event::CallEnded => 0,
+        };
+        size_of::<Event>() + payload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagate_protocol::ResultStatus;
+
+    #[test]
+    fn an_event_costs_what_it_holds() {
+        let small = Event::Dtmf(Arc::new(Dtmf::new("5")));
+        let huge = Event::Dtmf(Arc::new(Dtmf::new(&"5".repeat(1 << 20))));
+        assert!(small.cost_bytes() < 256, "{}", small.cost_bytes());
+        assert_eq!(huge.cost_bytes(), small.cost_bytes() + (1 << 20) - 1);
+        let id: Arc<str> = "8:acs:x".repeat(1_000).into();
+        assert!(Event::ParticipantJoined(Arc::clone(&id)).cost_bytes() > 7_000);
+        assert!(Event::ConsumerDetached(Arc::clone(&id)).cost_bytes() > 7_000);
+        let speech = Event::Speech {
+            source: AudioSource::Participant(id),
+            active: true,
+        };
+        assert!(speech.cost_bytes() > 7_000);
+        let word = Word {
+            text: "w".repeat(100),
+            offset_ticks: 0,
+            duration_ticks: 0,
+        };
+        let transcript = Event::Transcript(Arc::new(Transcript {
+            source: "acs".into(),
+            data: TranscriptionData {
+                text: "t".repeat(5_000),
+                format: None,
+                confidence: None,
+                offset_ticks: 0,
+                duration_ticks: 0,
+                words: vec![word; 1_000],
+                participant_raw_id: Some("p".repeat(300)),
+                result_status: ResultStatus::Final,
+            },
+            received_at: Timestamp::now(),
+        }));
+        assert!(transcript.cost_bytes() > 5_000 + 1_000 * 100 + 300);
+        let call = CallInfo::new(&"c".repeat(2_000), "/ws", AudioFormat::mono(16_000));
+        assert!(Event::CallStarted(Arc::new(call)).cost_bytes() > 2_000);
+        assert_eq!(Event::CallEnded.cost_bytes(), size_of::<Event>());
+    }
 }

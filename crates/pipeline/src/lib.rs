@@ -1,7 +1,8 @@
 //! The heart of mediagate: what happens to a call's audio between the socket and the consumers.
 //!
 //! - [`queue`]: a consumer's bounded inbox, with an explicit [`OverflowPolicy`] (drop the oldest
-//!   and count, or detach), so a slow consumer never stalls the socket or the others.
+//!   and count, detach, or make the socket wait for a lossless recorder), so a slow consumer
+//!   never stalls the socket or the others unless it asked to be lossless.
 //! - [`outbound`]: audio into the call: a bounded queue paced as exactly-20 ms frames on one
 //!   steady clock, with barge-in that flushes and sends StopAudio at once.
 //!

@@ -6,9 +6,11 @@
 //! variant is computed once per frame, however many processors want it, by one
 //! [`StreamResampler`] per (source, rate) kept for the call's whole life, and shared by refcount.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -31,19 +33,11 @@ enum Item {
 }
 
 impl Item {
-    /// Bytes it holds, for the inbox's byte budget (events are small, but for transcripts).
+    /// Bytes it holds, for the inbox's byte budget: a frame's samples, an event's real size.
     fn cost(&self) -> usize {
         match self {
             Item::Frame(frame) => frame.pcm.len(),
-            Item::Event(Event::Transcript(t)) => {
-                64 + t.data.text.len()
-                    + t.data
-                        .words
-                        .iter()
-                        .map(|w| 32 + w.text.len())
-                        .sum::<usize>()
-            }
-            Item::Event(_) => 64,
+            Item::Event(event) => event.cost_bytes(),
         }
     }
 }
@@ -59,6 +53,47 @@ struct WorkStats {
     errors: AtomicU64,
     busy_nanos: AtomicU64,
     max_nanos: AtomicU64,
+    /// Callbacks that panicked.
+    panics: AtomicU64,
+    /// The first panic's message (touched only when a callback panics).
+    panicked: Mutex<Option<String>>,
+}
+
+impl WorkStats {
+    /// Counts a panic and keeps the first one's message.
+    fn panicked(&self, name: &str, callback: &str, message: String) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(processor = name, callback, panic = %message, "processor panicked; detached");
+        let mut first = self.panicked.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(message);
+    }
+}
+
+/// Longest panic message kept for a report (it may quote outside input).
+const MAX_PANIC_MESSAGE: usize = 500;
+
+/// Runs `f`, catching a panic: a processor's bug ends that processor, never the socket task
+/// that called it (a [`Execution::Direct`] one) or the process. What `f` touches is not used
+/// again after a panic but to finish and report, each guarded the same way.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(&*payload))
+}
+
+/// A panic's message, truncated to [`MAX_PANIC_MESSAGE`] bytes.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "a panic with no message"
+    };
+    let mut end = text.len().min(MAX_PANIC_MESSAGE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 struct Consumer {
@@ -117,7 +152,12 @@ impl Consumer {
     fn finish_direct(&mut self) {
         if let Some(direct) = self.direct.take() {
             let Direct { processor, ctx } = *direct;
-            self.finished = Some(finish_processor(&self.probe.name, processor, ctx));
+            self.finished = Some(finish_processor(
+                &self.probe.name,
+                processor,
+                ctx,
+                &self.probe.work,
+            ));
         }
     }
 }
@@ -146,6 +186,9 @@ pub struct ConsumerCounters {
     pub events: u64,
     /// Items dropped because the inbox was full.
     pub dropped: u64,
+    /// Events dropped from a lossless ([`crate::OverflowPolicy::Wait`]) inbox so that no audio
+    /// ever was: the oldest queued event, or the incoming one, past twice the inbox's bounds.
+    pub events_dropped: u64,
     /// Most items ever waiting in the inbox.
     pub queue_high_water: u64,
     /// Callbacks that returned an error.
@@ -154,6 +197,8 @@ pub struct ConsumerCounters {
     pub busy_micros: u64,
     /// The slowest single callback.
     pub max_callback_micros: u64,
+    /// Callbacks that panicked (the first one detaches the processor).
+    pub panics: u64,
 }
 
 impl ConsumerProbe {
@@ -169,10 +214,12 @@ impl ConsumerProbe {
             frames: work.frames.load(Ordering::Relaxed),
             events: work.events.load(Ordering::Relaxed),
             dropped: queue.dropped.load(Ordering::Relaxed),
+            events_dropped: queue.events_dropped.load(Ordering::Relaxed),
             queue_high_water: queue.high_water.load(Ordering::Relaxed),
             errors: work.errors.load(Ordering::Relaxed),
             busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
             max_callback_micros: work.max_nanos.load(Ordering::Relaxed) / 1_000,
+            panics: work.panics.load(Ordering::Relaxed),
         }
     }
 }
@@ -185,8 +232,13 @@ pub struct ConsumerReport {
     /// Its counters at the end of the call (flat in session.json).
     #[serde(flatten)]
     pub counters: ConsumerCounters,
-    /// It fell behind under the detach policy, or failed fatally, and stopped receiving.
+    /// It fell behind under the detach policy, or failed fatally (or panicked), and stopped
+    /// receiving.
     pub detached: bool,
+    /// The message of its first panic, if a callback panicked (it was then detached; its
+    /// `finish` and `report` were still attempted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub panicked: Option<String>,
     /// Files it made in the call's folder ([`Context::create_file`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
@@ -580,6 +632,13 @@ impl Consumer {
             name: name.to_string(),
             counters: self.probe.counters(),
             detached,
+            panicked: self
+                .probe
+                .work
+                .panicked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             files: finished.files,
             report: finished.report,
         }
@@ -637,7 +696,7 @@ async fn run(
         return Finished::default();
     };
     // A processor detached for failing still finalizes what it wrote.
-    let end = move || finish_processor(&name, processor, ctx);
+    let end = move || finish_processor(&name, processor, ctx, &work);
     match input.execution {
         Execution::Inline | Execution::Direct => end(),
         Execution::Blocking => tokio::task::spawn_blocking(end).await.unwrap_or_else(|e| {
@@ -647,14 +706,29 @@ async fn run(
     }
 }
 
-/// Runs `finish` and collects what the processor leaves.
-fn finish_processor(name: &str, mut processor: Box<dyn Processor>, mut ctx: Context) -> Finished {
-    if let Err(e) = processor.finish(&mut ctx) {
-        tracing::error!(processor = name, error = %e, "processor failed to finish");
+/// Runs `finish` and collects what the processor leaves. Each of `finish`, `report` and the
+/// processor's drop is guarded: a panic there is counted and loses only that step.
+fn finish_processor(
+    name: &str,
+    mut processor: Box<dyn Processor>,
+    mut ctx: Context,
+    work: &WorkStats,
+) -> Finished {
+    match guarded(|| processor.finish(&mut ctx)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(processor = name, error = %e, "processor failed to finish"),
+        Err(message) => work.panicked(name, "finish", message),
+    }
+    let report = guarded(|| processor.report()).unwrap_or_else(|message| {
+        work.panicked(name, "report", message);
+        None
+    });
+    if let Err(message) = guarded(move || drop(processor)) {
+        work.panicked(name, "drop", message);
     }
     Finished {
         files: std::mem::take(&mut ctx.files),
-        report: processor.report(),
+        report,
     }
 }
 
@@ -683,7 +757,7 @@ fn apply_one(
     work: &WorkStats,
 ) -> bool {
     let started = Instant::now();
-    let result = match item {
+    let result = guarded(|| match item {
         Item::Frame(frame) => {
             work.frames.fetch_add(1, Ordering::Relaxed);
             processor.on_frame(frame, ctx)
@@ -692,10 +766,21 @@ fn apply_one(
             work.events.fetch_add(1, Ordering::Relaxed);
             processor.on_event(event, ctx)
         }
-    };
+    });
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     work.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
     work.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+    let result = match result {
+        Ok(result) => result,
+        Err(message) => {
+            let callback = match item {
+                Item::Frame(_) => "on_frame",
+                Item::Event(_) => "on_event",
+            };
+            work.panicked(name, callback, message);
+            return true;
+        }
+    };
     match result {
         Ok(()) => false,
         Err(ProcessorError::Skip(reason)) => {
@@ -714,9 +799,13 @@ fn apply_one(
 
 /// `flush`, counted; true if it failed fatally.
 fn flush(name: &str, processor: &mut dyn Processor, ctx: &mut Context, work: &WorkStats) -> bool {
-    match processor.flush(ctx) {
-        Ok(()) => false,
-        Err(e) => {
+    match guarded(|| processor.flush(ctx)) {
+        Err(message) => {
+            work.panicked(name, "flush", message);
+            true
+        }
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => {
             work.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(processor = name, error = %e, "processor failed to flush");
             matches!(e, ProcessorError::Fatal(_))

@@ -25,7 +25,9 @@ pub enum OverflowPolicy {
     Detach,
     /// Make the producer wait for room: lossless, at the price of coupling the socket to this
     /// consumer (right for recorders, whose whole point is to lose nothing; a stuck disk then
-    /// slows the socket, which TCP passes back to the platform).
+    /// slows the socket, which TCP passes back to the platform). Only what is pushed with
+    /// [`Inbox::push_or_wait`] (audio) is owed; what is pushed with [`Inbox::push`] (events,
+    /// which come from places that cannot wait) may be dropped, but never evicts what is owed.
     Wait,
 }
 
@@ -41,6 +43,9 @@ pub enum Pushed {
     Detached,
     /// The consumer was detached or closed before: nothing was queued.
     Closed,
+    /// The queue was full of what is owed under [`OverflowPolicy::Wait`]: this item (pushed
+    /// without waiting) was dropped instead, and counted in [`InboxStats::events_dropped`].
+    DroppedNew,
 }
 
 /// Counters of one inbox, shared with whoever reports them.
@@ -50,13 +55,23 @@ pub struct InboxStats {
     pub queued: AtomicU64,
     /// Items dropped to make room.
     pub dropped: AtomicU64,
+    /// Under [`OverflowPolicy::Wait`]: items pushed without waiting (events) that were dropped,
+    /// the oldest queued one or the incoming one, so that what is owed (audio) never is.
+    pub events_dropped: AtomicU64,
     /// The most items ever waiting at once.
     pub high_water: AtomicU64,
 }
 
+/// A queued item, and whether it is owed: pushed with [`Inbox::push_or_wait`] under
+/// [`OverflowPolicy::Wait`], so never dropped to make room.
+struct Slot<T> {
+    item: T,
+    owed: bool,
+}
+
 /// The queued items and the bytes they hold.
 struct Queue<T> {
-    items: VecDeque<T>,
+    items: VecDeque<Slot<T>>,
     bytes: usize,
     /// The consumer is letting items gather ([`Outbox::recv_gathered`]): a push wakes it only
     /// when the queue reaches half full (its timer wakes it otherwise), not for every item.
@@ -178,7 +193,8 @@ impl<T> Inbox<T> {
                 return Err(item);
             }
             queue.bytes += cost;
-            queue.items.push_back(item);
+            let owed = shared.policy == OverflowPolicy::Wait;
+            queue.items.push_back(Slot { item, owed });
             (queue.items.len() as u64, shared.should_wake(&queue))
         };
         shared.stats.queued.fetch_add(1, Ordering::Relaxed);
@@ -190,9 +206,14 @@ impl<T> Inbox<T> {
     }
 
     /// Queues `item` without ever waiting (events: they come from places that cannot wait).
-    /// Under [`OverflowPolicy::Wait`] such an item may go past the inbox's bounds, up to twice
-    /// them, so that an event never evicts audio a lossless consumer is owed; only past that
-    /// is the oldest dropped (and counted), as under [`OverflowPolicy::DropOldest`].
+    ///
+    /// Under [`OverflowPolicy::Wait`] such an item is not owed, and it must never cost the
+    /// consumer audio it is owed: it may go past the inbox's bounds, up to twice them (a burst
+    /// of events beside a full queue of audio is normal: a transcript and a tone while the disk
+    /// is slow); past that, the oldest queued item that is not owed is dropped to make room,
+    /// and if there is none, this one is (both counted in [`InboxStats::events_dropped`]). So
+    /// the queue stays within twice its bounds and loses no audio. Under
+    /// [`OverflowPolicy::DropOldest`] the oldest item goes at once.
     pub fn push(&self, item: T) -> Pushed {
         let shared = &*self.shared;
         if shared.closed.load(Ordering::Acquire) {
@@ -203,21 +224,31 @@ impl<T> Inbox<T> {
         let (depth, wake);
         {
             let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let headroom = if shared.policy == OverflowPolicy::Wait {
-                2
-            } else {
-                1
-            };
-            while shared.full_by(&queue, cost, headroom) {
-                match shared.policy {
-                    OverflowPolicy::DropOldest | OverflowPolicy::Wait => {
+            match shared.policy {
+                OverflowPolicy::DropOldest => {
+                    while shared.full(&queue, cost) {
                         if let Some(oldest) = queue.items.pop_front() {
-                            queue.bytes -= (shared.cost)(&oldest);
+                            queue.bytes -= (shared.cost)(&oldest.item);
                         }
                         shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                         outcome = Pushed::DroppedOldest;
                     }
-                    OverflowPolicy::Detach => {
+                }
+                OverflowPolicy::Wait => {
+                    while shared.full_by(&queue, cost, 2) {
+                        shared.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+                        // Only the overflowing case scans (at most twice the capacity).
+                        let Some(at) = queue.items.iter().position(|slot| !slot.owed) else {
+                            return Pushed::DroppedNew;
+                        };
+                        if let Some(oldest) = queue.items.remove(at) {
+                            queue.bytes -= (shared.cost)(&oldest.item);
+                        }
+                        outcome = Pushed::DroppedOldest;
+                    }
+                }
+                OverflowPolicy::Detach => {
+                    if shared.full(&queue, cost) {
                         queue.items.clear();
                         queue.bytes = 0;
                         drop(queue);
@@ -228,7 +259,7 @@ impl<T> Inbox<T> {
                 }
             }
             queue.bytes += cost;
-            queue.items.push_back(item);
+            queue.items.push_back(Slot { item, owed: false });
             depth = queue.items.len() as u64;
             wake = shared.should_wake(&queue);
         }
@@ -336,7 +367,7 @@ impl<T> Outbox<T> {
         if queue.items.is_empty() {
             return false;
         }
-        into.extend(queue.items.drain(..));
+        into.extend(queue.items.drain(..).map(|slot| slot.item));
         queue.bytes = 0;
         queue.gathering = false;
         drop(queue);
@@ -458,10 +489,58 @@ mod tests {
         // Full for waiting pushes; a non-waiting one (an event) still fits, up to twice the bound.
         assert_eq!(tx.push(3), Pushed::Queued);
         assert_eq!(tx.push(4), Pushed::Queued);
+        // Past that, the oldest event goes, never the audio.
         assert_eq!(tx.push(5), Pushed::DroppedOldest);
         let mut got = Vec::new();
         assert!(rx.recv_all(&mut got).await);
-        assert_eq!(got, [2, 3, 4, 5]);
+        assert_eq!(got, [1, 2, 4, 5]);
+        let stats = tx.stats();
+        assert_eq!(stats.events_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_wait_a_flood_of_events_beside_full_audio_loses_only_events() {
+        // 4 items of audio (10 bytes each) fill the inbox; the consumer is stuck.
+        let (tx, mut rx) = byte_bounded_inbox(4, 40, |s: &Vec<u8>| s.len(), OverflowPolicy::Wait);
+        for i in 0..4 {
+            assert_eq!(tx.push_or_wait(vec![i; 10]).await, Pushed::Queued);
+        }
+        // The next frame waits; it is owed too.
+        let frame = std::pin::pin!(tx.push_or_wait(vec![4; 10]));
+        let waiting = tokio::time::timeout(Duration::from_secs(1), frame).await;
+        assert!(
+            waiting.is_err(),
+            "a full Wait inbox makes the producer wait"
+        );
+        // A flood of big events: only events are dropped, the queue stays within twice its
+        // bounds (8 items, 80 bytes), and every frame is still there.
+        for i in 0..1_000u32 {
+            let outcome = tx.push(vec![100 + (i % 100) as u8; 15]);
+            assert_ne!(outcome, Pushed::Closed);
+        }
+        let stats = tx.stats();
+        assert!(stats.high_water.load(Ordering::Relaxed) <= 8);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+        let mut got = Vec::new();
+        assert!(rx.recv_all(&mut got).await);
+        let frames: Vec<u8> = got.iter().filter(|v| v.len() == 10).map(|v| v[0]).collect();
+        assert_eq!(frames, [0, 1, 2, 3]);
+        let events = got.len() - frames.len();
+        assert!(got.iter().map(Vec::len).sum::<usize>() <= 80);
+        // The newest events are kept: the oldest ones went first.
+        assert_eq!(got.last().map(|v| v[0]), Some(100 + 99));
+        assert_eq!(
+            stats.events_dropped.load(Ordering::Relaxed),
+            1_000 - events as u64
+        );
+        // An event that cannot fit beside audio alone is dropped itself.
+        for i in 0..4 {
+            assert_eq!(tx.push_or_wait(vec![i; 10]).await, Pushed::Queued);
+        }
+        assert_eq!(tx.push(vec![9; 100]), Pushed::DroppedNew);
+        assert!(rx.recv_all(&mut got).await);
+        assert_eq!(got.len(), 4);
     }
 
     #[tokio::test]

@@ -515,3 +515,212 @@ async fn direct_processors_run_in_the_pushing_task_in_order() {
     assert_eq!(reports[0].counters.frames, 10);
     assert!(!reports[0].detached);
 }
+
+/// Where [`Panicky`] panics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PanicAt {
+    Frame,
+    Event,
+    Finish,
+}
+
+/// A processor with a bug: it panics in one callback (on its third frame, or on its first
+/// DTMF tone, or in `finish`), and reports what it saw.
+struct Panicky {
+    at: PanicAt,
+    execution: Execution,
+    frames: u64,
+    finished: bool,
+}
+
+impl Processor for Panicky {
+    fn input(&self) -> Input {
+        Input {
+            execution: self.execution,
+            ..Input::default()
+        }
+    }
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        self.frames += 1;
+        if self.at == PanicAt::Frame && self.frames == 3 {
+            panic!("bug on frame {}", self.frames);
+        }
+        Ok(())
+    }
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if self.at == PanicAt::Event && matches!(event, Event::Dtmf(_)) {
+            let tones: Vec<u8> = Vec::new();
+            let _ = tones[7]; // an out-of-bounds index: a formatted (String) panic message
+        }
+        Ok(())
+    }
+    fn finish(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if self.at == PanicAt::Finish {
+            panic!("bug in finish");
+        }
+        self.finished = true;
+        Ok(())
+    }
+    fn report(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "frames": self.frames, "finished": self.finished }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_processor_ends_alone_and_the_call_goes_on() {
+    for execution in [Execution::Direct, Execution::Inline, Execution::Blocking] {
+        for at in [PanicAt::Frame, PanicAt::Event, PanicAt::Finish] {
+            let watcher = Spy::default();
+            let processors: Vec<(String, Box<dyn Processor>)> = vec![
+                (
+                    "panicky".into(),
+                    Box::new(Panicky {
+                        at,
+                        execution,
+                        frames: 0,
+                        finished: false,
+                    }),
+                ),
+                ("watcher".into(), Box::new(watcher.clone())),
+            ];
+            // The socket task: it must come out of every push, and finish the call.
+            let reports = tokio::spawn(async move {
+                let mut pipeline = Pipeline::start(call(), processors, None, None);
+                for i in 0..10 {
+                    pipeline.push_frame(&frame(i)).await;
+                    if i == 5 {
+                        pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("5"))));
+                    }
+                    tokio::task::yield_now().await;
+                    // Let a task-run processor see its items before the next push.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                pipeline.finish().await
+            })
+            .await
+            .unwrap();
+            let case = format!("{execution:?} {at:?}");
+            let panicky = &reports[0];
+            assert_eq!(panicky.counters.panics, 1, "{case}: {panicky:?}");
+            let message = panicky.panicked.as_deref().unwrap_or_default();
+            match at {
+                PanicAt::Frame => {
+                    assert_eq!(message, "bug on frame 3", "{case}");
+                    assert_eq!(panicky.counters.frames, 3, "{case}");
+                }
+                PanicAt::Event => assert!(message.contains("index out of bounds"), "{case}"),
+                PanicAt::Finish => assert_eq!(message, "bug in finish", "{case}"),
+            }
+            // A callback's panic detaches it like a Fatal error; it still finished and reported.
+            let detached = at != PanicAt::Finish;
+            assert_eq!(panicky.detached, detached, "{case}");
+            let report = panicky.report.as_ref().unwrap();
+            assert_eq!(report["finished"], at != PanicAt::Finish, "{case}");
+            // The others got every frame, and heard of the detachment.
+            assert_eq!(reports[1].counters.frames, 10, "{case}");
+            assert!(!reports[1].detached, "{case}");
+            let told = watcher
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::ConsumerDetached(n) if &**n == "panicky"));
+            assert_eq!(told, detached, "{case}");
+            let json = serde_json::to_value(panicky).unwrap();
+            assert_eq!(json["panicked"], message, "{case}");
+        }
+    }
+}
+
+/// A lossless recorder that dies on its first frame.
+struct DeadRecorder;
+
+impl Processor for DeadRecorder {
+    fn input(&self) -> Input {
+        Input {
+            queue: 2,
+            overflow: OverflowPolicy::Wait,
+            execution: Execution::Blocking,
+            ..Input::default()
+        }
+    }
+    fn on_frame(&mut self, _frame: &AudioFrame, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        panic!("disk controller on fire");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossless_consumer_that_panics_never_blocks_the_socket() {
+    let watcher = Spy::default();
+    let processors: Vec<(String, Box<dyn Processor>)> = vec![
+        ("recorder".into(), Box::new(DeadRecorder)),
+        ("watcher".into(), Box::new(watcher.clone())),
+    ];
+    let pipeline = Pipeline::start(call(), processors, None, None);
+    // Far more frames than its inbox holds: the socket goes on once the recorder is gone.
+    let pipeline = tokio::time::timeout(Duration::from_secs(10), feed(pipeline, 500))
+        .await
+        .expect("the socket task was blocked by a dead lossless consumer");
+    let reports = pipeline.finish().await;
+    assert!(reports[0].detached);
+    assert_eq!(reports[0].counters.panics, 1);
+    assert_eq!(
+        reports[0].panicked.as_deref(),
+        Some("disk controller on fire")
+    );
+    assert_eq!(reports[1].counters.frames, 500);
+}
+
+/// Blocked in its first callback until told to go on; counts the tones it sees.
+struct Stuck {
+    go: std::sync::mpsc::Receiver<()>,
+    tones: Arc<Mutex<u64>>,
+}
+
+impl Processor for Stuck {
+    fn input(&self) -> Input {
+        Input {
+            frames: false,
+            queue: 256,
+            queue_bytes: 64 * 1024,
+            execution: Execution::Blocking,
+            ..Input::default()
+        }
+    }
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        match event {
+            Event::CallStarted(_) => {
+                let _ = self.go.recv();
+            }
+            Event::Dtmf(_) => *self.tones.lock().unwrap() += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_big_events_is_bounded_by_the_inbox_bytes() {
+    let (go, wait) = std::sync::mpsc::channel();
+    let tones = Arc::new(Mutex::new(0));
+    let processors: Vec<(String, Box<dyn Processor>)> = vec![(
+        "stuck".into(),
+        Box::new(Stuck {
+            go: wait,
+            tones: Arc::clone(&tones),
+        }),
+    )];
+    let mut pipeline = Pipeline::start(call(), processors, None, None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // 50 "tones" of 1 MiB each against a 64 KiB inbox: each one evicts the one before.
+    let tone = "5".repeat(1 << 20);
+    for _ in 0..50 {
+        pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new(&tone))));
+    }
+    go.send(()).unwrap();
+    let reports = pipeline.finish().await;
+    let counters = reports[0].counters;
+    assert!(counters.dropped >= 49, "{counters:?}");
+    assert!(counters.queue_high_water <= 2, "{counters:?}");
+    assert_eq!(*tones.lock().unwrap() + counters.dropped, 50);
+}

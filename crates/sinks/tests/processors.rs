@@ -403,3 +403,46 @@ async fn play_audio_keeps_one_resampler_per_rate_so_chunks_play_seamlessly() {
     assert_eq!(outputs[0], outputs[1], "odd chunks, split samples");
     assert_eq!(outputs[0], outputs[2], "20 ms chunks");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wav_stops_cleanly_below_the_free_disk_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let format = AudioFormat::mono(16_000);
+    let wav = mediagate_sinks::Wav::new(mediagate_sinks::WavSettings {
+        // No disk has this much free: the first check stops the recording.
+        min_free_bytes: u64::MAX,
+        batch_ms: 0,
+        ..mediagate_sinks::WavSettings::default()
+    })
+    .unwrap();
+    let call = Arc::new(CallInfo::new("c", "/ws", format).with_folder(dir.path()));
+    let pipeline = Pipeline::start(call, vec![("wav".to_owned(), Box::new(wav))], None, None);
+    let source = AudioSource::Mixed;
+    let audio: Vec<i16> = (0..16_000).map(|i| (i % 300) as i16).collect();
+    let mut first = frames(format, &source, &audio);
+    let later = first.split_off(10);
+    // The first write is followed by a check of the floor: recording stops there.
+    let pipeline = feed(pipeline, first).await;
+    let probe = pipeline.probes().remove(0);
+    while probe.counters().frames < 10 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pipeline = feed(pipeline, later).await;
+    let reports = pipeline.finish().await;
+    let report = reports[0].report.as_ref().unwrap();
+    assert_eq!(
+        report["stopped"],
+        mediagate_sinks::record::STOPPED_DISK_FLOOR
+    );
+    assert!(!reports[0].detached);
+    // What was written before the check is a valid file; the rest is counted as lost.
+    let kept = report["tracks"][0]["samples"].as_u64().unwrap();
+    let lost = report["lost_frames"].as_u64().unwrap();
+    assert_eq!(kept / 320 + lost, 50, "{report}");
+    assert!(lost >= 40, "{report}");
+    assert_eq!(report["lost_bytes"], lost * 640);
+    let reader = hound::WavReader::open(dir.path().join("mixed.wav")).unwrap();
+    let got: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
+    assert_eq!(got, audio[..kept as usize]);
+}

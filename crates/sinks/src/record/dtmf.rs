@@ -1,21 +1,26 @@
 //! The `dtmf` processor: dtmf.jsonl, one line per key the caller pressed, placed on the call's
 //! audio timeline.
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 
 use mediagate_pipeline::{Context, Dtmf, Event, Input, Processor, ProcessorError};
 use mediagate_protocol::Timestamp;
 use serde::Serialize;
 
+use super::lines::RecordFile;
 use super::{Errors, Folder};
 use crate::BuildError;
 
-/// Writes every DTMF tone of the call to dtmf.jsonl (created with the first tone).
+/// Writes every DTMF tone of the call to dtmf.jsonl (created with the first tone). On a full
+/// disk the file is cut back to its last whole line and the writer stops; the report says
+/// what was lost.
 #[derive(Default)]
 pub struct DtmfWriter {
-    file: Option<BufWriter<std::fs::File>>,
+    file: Option<RecordFile>,
     errors: Errors,
     tones: u64,
+    /// The line being made, reused.
+    line: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -45,7 +50,7 @@ impl DtmfWriter {
             Some(file) => file,
             None => {
                 let (file, _) = Folder::create(folder, "dtmf", "jsonl")?;
-                self.file.insert(BufWriter::new(file))
+                self.file.insert(RecordFile::new(file))
             }
         };
         let line = DtmfLine {
@@ -55,8 +60,10 @@ impl DtmfWriter {
                 .call_offset
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         };
-        serde_json::to_writer(&mut *file, &line).map_err(io::Error::other)?;
-        file.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &line).map_err(io::Error::other)?;
+        self.line.push(b'\n');
+        file.append(&self.line)
     }
 }
 
@@ -87,6 +94,9 @@ impl Processor for DtmfWriter {
     fn report(&self) -> Option<serde_json::Value> {
         let mut report = serde_json::json!({ "tones": self.tones });
         self.errors.add_to(&mut report);
+        if let Some(file) = &self.file {
+            file.add_to(&mut report, "");
+        }
         Some(report)
     }
 }

@@ -6,8 +6,16 @@
 //!
 //! [`AudioTracks`] is the WAV writer itself, usable on its own (a [`Dir`] stands in for a
 //! call's folder).
+//!
+//! On a failing disk every recorder stops writing and leaves its files valid (a WAV's header
+//! rewritten from the data on disk, a log cut back to its last whole line), and its report says
+//! what was lost. [`free_bytes`] measures a folder's disk for `wav`'s `min_free_bytes` floor;
+//! [`repair_wav`] makes a WAV left by a killed process valid again.
 
+mod disk;
 mod dtmf;
+mod lines;
+mod repair;
 mod tracks;
 mod transcript;
 mod wav;
@@ -18,10 +26,12 @@ use std::path::PathBuf;
 
 use mediagate_pipeline::{Context, ProcessorError};
 
+pub use disk::free_bytes;
 pub use dtmf::DtmfWriter;
-pub use tracks::{AudioTracks, TrackSummary};
+pub use repair::{RepairOutcome, repair_wav};
+pub use tracks::{AudioTracks, DEFAULT_MAX_AHEAD, DEFAULT_MAX_TRACKS, TrackSummary};
 pub use transcript::{TranscriptSettings, TranscriptWriter};
-pub use wav::{Wav, WavSettings};
+pub use wav::{STOPPED_DISK_FLOOR, Wav, WavSettings};
 
 /// Where a recorder creates its files: the call's folder (a processor's [`Context`]), or any
 /// directory ([`Dir`]).

@@ -1,8 +1,11 @@
 //! WAV tracks on one call timeline: one file for mixed audio or one per participant, gaps in a
 //! participant's timestamps filled with silence so every track of a call lines up.
 
-use std::io::{self, BufWriter};
-use std::time::Instant;
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hound::{SampleFormat, WavSpec, WavWriter};
 use mediagate_audio::{AudioFormat, AudioSource};
@@ -10,6 +13,7 @@ use mediagate_protocol::Timestamp;
 use serde::Serialize;
 
 use super::Folder;
+use super::repair::repair_file;
 use mediagate_pipeline::sanitize_file_stem;
 
 /// What one track ended up holding; goes into session.json.
@@ -38,16 +42,33 @@ pub struct TrackSummary {
     pub trailing_silence_samples: u64,
     /// Timestamps that jumped too far to be a real gap: counted, not filled.
     pub timestamp_anomalies: u64,
+    /// Samples of silence those anomalies would have written, had they been filled.
+    pub unfilled_samples: u64,
+    /// Samples handed to the file that a failed write (a full disk) kept off it: they are not
+    /// in `samples`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lost_samples: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Largest WAV data chunk written before a track continues in a new file: hound (and the
 /// RIFF format) count sizes in 32 bits.
 const MAX_WAV_DATA_BYTES: u64 = 4_000_000_000;
 
+type Writer = WavWriter<BufWriter<DiskFile>>;
+
 struct Track {
     source: AudioSource,
     stem: String,
-    writer: WavWriter<BufWriter<std::fs::File>>,
+    writer: Writer,
+    /// The current file again (a duplicate handle), to make its header true after a failed
+    /// write, whatever state the writer was left in.
+    handle: File,
+    /// The test disk budget its files share ([`AudioTracks::with_disk_budget`]).
+    budget: Option<Arc<AtomicU64>>,
     /// Bytes in the current file's data chunk.
     file_bytes: u64,
     summary: TrackSummary,
@@ -58,7 +79,7 @@ struct Timeline {
     /// Timestamp of the call's first frame.
     origin: Option<Timestamp>,
     /// When that frame was written, to bound how far the timeline may run ahead of real time.
-    origin_wall: Instant,
+    origin_wall: Option<Instant>,
     /// Shift applied to every timestamp after clock anomalies re-anchored the call.
     offset_micros: i64,
     /// The furthest point any track has reached.
@@ -71,28 +92,77 @@ pub struct AudioTracks {
     format: AudioFormat,
     timeline: Timeline,
     max_gap_micros: i64,
+    /// How far ahead of real time (since the first frame) a jump may take the timeline.
+    max_ahead_micros: i64,
     max_file_bytes: u64,
     tracks: Vec<Track>,
+    /// Tracks closed by [`AudioTracks::stop`] (or a failed write), in order.
+    sealed: Vec<TrackSummary>,
+    /// Recording stopped: frames are no longer written.
+    stopped: bool,
+    /// Bytes the files may still grow by (tests: a disk that fills up); `None`: the disk's.
+    budget: Option<Arc<AtomicU64>>,
+    /// Most sources recorded; frames of any other are counted in `untracked_frames`.
+    max_tracks: usize,
+    untracked_frames: u64,
 }
 
 const SILENCE_CHUNK: [i16; 1024] = [0; 1024];
 
+/// How far ahead of real time a timestamp jump may take the timeline, unless
+/// [`AudioTracks::with_max_ahead`] says otherwise.
+pub const DEFAULT_MAX_AHEAD: Duration = Duration::from_secs(2);
+
+/// How many sources are recorded, unless [`AudioTracks::with_max_tracks`] says otherwise.
+pub const DEFAULT_MAX_TRACKS: usize = 64;
+
 impl AudioTracks {
-    /// Tracks of `format` audio; timestamp gaps up to `max_gap_secs` are filled with silence.
+    /// Tracks of `format` audio; timestamp gaps up to `max_gap_secs` are filled with silence,
+    /// as long as they do not take the timeline more than [`DEFAULT_MAX_AHEAD`] ahead of real
+    /// time.
     pub fn new(format: AudioFormat, max_gap_secs: u64) -> Self {
         AudioTracks {
             format,
             timeline: Timeline {
                 origin: None,
-                origin_wall: Instant::now(),
+                origin_wall: None,
                 offset_micros: 0,
                 head_micros: 0,
             },
             max_gap_micros: i64::try_from(max_gap_secs.saturating_mul(1_000_000))
                 .unwrap_or(i64::MAX),
+            max_ahead_micros: micros(DEFAULT_MAX_AHEAD),
             max_file_bytes: MAX_WAV_DATA_BYTES,
             tracks: Vec::new(),
+            sealed: Vec::new(),
+            stopped: false,
+            budget: None,
+            max_tracks: DEFAULT_MAX_TRACKS,
+            untracked_frames: 0,
         }
+    }
+
+    /// The same tracks, recording at most `max_tracks` sources (at least 1): frames of any
+    /// source beyond them are counted ([`AudioTracks::untracked_frames`]) and not recorded.
+    #[must_use]
+    pub fn with_max_tracks(mut self, max_tracks: usize) -> Self {
+        self.max_tracks = max_tracks.max(1);
+        self
+    }
+
+    /// Frames not recorded because their source came after [`AudioTracks::with_max_tracks`]
+    /// others.
+    pub fn untracked_frames(&self) -> u64 {
+        self.untracked_frames
+    }
+
+    /// The same tracks, letting a timestamp jump take the timeline at most `max_ahead` ahead
+    /// of the real time elapsed since the first frame (the slack for network jitter and for a
+    /// platform clock a little faster than ours).
+    #[must_use]
+    pub fn with_max_ahead(mut self, max_ahead: Duration) -> Self {
+        self.max_ahead_micros = micros(max_ahead);
+        self
     }
 
     /// The format every track holds.
@@ -101,13 +171,8 @@ impl AudioTracks {
     }
 
     /// Appends one frame of `pcm` (a whole number of samples in `self.format`), first filling
-    /// with silence up to where its timestamp places it on the call timeline.
-    ///
-    /// A timestamp beyond the call's head (the furthest point any track reached) by more than
-    /// `max_gap`, or beyond it and ahead of the real time elapsed since the first frame by more
-    /// than `max_gap`, is a clock anomaly: the whole call is re-anchored so the frame lands at the head, and
-    /// nothing is filled. That bounds the silence a bogus timestamp can make us write, while a
-    /// participant who joins late or is silent for long still lines up with the others.
+    /// with silence up to where its timestamp places it on the call timeline. Real time is
+    /// read from the clock; see [`AudioTracks::write_frame_at`].
     pub fn write_frame(
         &mut self,
         folder: &mut dyn Folder,
@@ -115,10 +180,79 @@ impl AudioTracks {
         timestamp: Option<Timestamp>,
         pcm: &[u8],
     ) -> io::Result<()> {
+        self.write_frame_at(folder, source, timestamp, pcm, Instant::now())
+    }
+
+    /// Whether recording stopped ([`AudioTracks::stop`], or a failed write): frames are then
+    /// no longer written, and the caller counts them as lost.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Stops recording: every file is closed with a header that matches the data on disk (cut
+    /// to the last whole sample frame, should a write have been torn), and frames written from
+    /// now on are ignored. Used when a write fails (a full disk) and when free disk space falls
+    /// below the recorder's floor. Never fails: what could not be kept is counted in each
+    /// track's `lost_samples`.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        let rate = f64::from(self.format.sample_rate_hz());
+        let bytes_per_sample = self.format.bytes_per_sample() as u64;
+        for track in self.tracks.drain(..) {
+            self.sealed.push(seal(track, bytes_per_sample, rate));
+        }
+    }
+
+    /// [`AudioTracks::write_frame`] at real time `now`.
+    ///
+    /// A timestamp beyond the call's head (the furthest point any track reached) by more than
+    /// `max_gap`, or beyond it and ahead of the real time elapsed since the first frame by more
+    /// than `max_ahead`, is a clock anomaly: the whole call is re-anchored so the frame lands at
+    /// the head, and nothing is filled (what would have been is counted in `unfilled_samples`).
+    /// Filling up to the head is always done: other frames prove that time passed, so a
+    /// participant who joins late or is silent for long still lines up with the others.
+    ///
+    /// The bound this keeps: the head only moves past `elapsed + max_ahead` by frames' own
+    /// audio, so no track is ever longer than `(elapsed + max_ahead) × rate` plus the samples
+    /// the whole call received (for a sender at real time: `elapsed + max_ahead` plus a frame),
+    /// however its timestamps jump; the padding of [`AudioTracks::finish`] stays within it too.
+    pub fn write_frame_at(
+        &mut self,
+        folder: &mut dyn Folder,
+        source: &AudioSource,
+        timestamp: Option<Timestamp>,
+        pcm: &[u8],
+        now: Instant,
+    ) -> io::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        let result = self.write_at(folder, source, timestamp, pcm, now);
+        if result.is_err() {
+            // A failed write (a full disk): keep what is on disk valid, write nothing more.
+            self.stop();
+        }
+        result
+    }
+
+    fn write_at(
+        &mut self,
+        folder: &mut dyn Folder,
+        source: &AudioSource,
+        timestamp: Option<Timestamp>,
+        pcm: &[u8],
+        now: Instant,
+    ) -> io::Result<()> {
         let index = match self.tracks.iter().position(|t| &t.source == source) {
             Some(i) => i,
+            None if self.tracks.len() >= self.max_tracks => {
+                // Each track may be as long as the call: their number bounds the disk a call
+                // can fill, so sources past it are counted, not recorded.
+                self.untracked_frames += 1;
+                return Ok(());
+            }
             None => {
-                let track = open_track(folder, self.format, source)?;
+                let track = open_track(folder, self.format, source, self.budget.as_ref())?;
                 self.tracks.push(track);
                 self.tracks.len() - 1
             }
@@ -133,25 +267,32 @@ impl AudioTracks {
                 Some(origin) => origin,
                 None => {
                     timeline.origin = Some(ts);
-                    timeline.origin_wall = Instant::now();
+                    timeline.origin_wall = Some(now);
                     ts
                 }
             };
             let mut position = ts
                 .micros_since(origin)
                 .saturating_add(timeline.offset_micros);
-            let real_time =
-                i64::try_from(timeline.origin_wall.elapsed().as_micros()).unwrap_or(i64::MAX);
-            let limit = self.max_gap_micros;
+            let real_time = timeline
+                .origin_wall
+                .map_or(0, |wall| micros(now.saturating_duration_since(wall)));
             // Up to the head is proven by the call's other frames; beyond it, a jump must be
-            // both a plausible pause and not far ahead of real time.
-            let beyond_head = position > timeline.head_micros;
-            if beyond_head
-                && (position > timeline.head_micros.saturating_add(limit)
-                    || position > real_time.saturating_add(limit))
+            // both a plausible pause and not ahead of real time by more than the slack.
+            let jump = position.saturating_sub(timeline.head_micros);
+            if jump > 0
+                && (jump > self.max_gap_micros
+                    || position > real_time.saturating_add(self.max_ahead_micros))
             {
-                track.summary.timestamp_anomalies += 1;
-                timeline.offset_micros -= position - timeline.head_micros;
+                // Jitter of less than a frame is re-anchored too (the timeline follows real
+                // time), but is no anomaly worth counting.
+                if jump >= frame_micros {
+                    track.summary.timestamp_anomalies += 1;
+                    track.summary.unfilled_samples = track.summary.unfilled_samples.saturating_add(
+                        u64::try_from(format.samples_for_micros(jump)).unwrap_or(0),
+                    );
+                }
+                timeline.offset_micros = timeline.offset_micros.saturating_sub(jump);
                 position = timeline.head_micros;
             }
             let expected = u64::try_from(format.samples_for_micros(position)).unwrap_or(0);
@@ -176,39 +317,65 @@ impl AudioTracks {
 
     /// Makes every file valid up to what has been written (headers updated, buffers flushed), so
     /// that even a killed process leaves playable files.
+    /// A failure stops recording ([`AudioTracks::stop`]).
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        for track in &mut self.tracks {
-            track.writer.flush().map_err(hound_to_io)?;
+        let result = self
+            .tracks
+            .iter_mut()
+            .try_for_each(|track| track.writer.flush().map_err(hound_to_io));
+        if result.is_err() {
+            self.stop();
         }
-        Ok(())
+        result
     }
 
-    /// Pads every track to the longest, finalizes the headers and returns what each holds.
-    pub fn finish(self, folder: &mut dyn Folder) -> (Vec<TrackSummary>, Vec<io::Error>) {
+    /// Pads every track to the longest, finalizes the headers and returns what each holds
+    /// (tracks closed by [`AudioTracks::stop`] first). A track whose padding or header cannot
+    /// be written is closed as [`AudioTracks::stop`] does, with a header true to its data.
+    pub fn finish(mut self, folder: &mut dyn Folder) -> (Vec<TrackSummary>, Vec<io::Error>) {
         let longest = self
             .tracks
             .iter()
             .map(|t| t.summary.samples)
             .max()
             .unwrap_or(0);
-        let mut summaries = Vec::with_capacity(self.tracks.len());
+        let mut summaries = std::mem::take(&mut self.sealed);
         let mut errors = Vec::new();
         let rate = f64::from(self.format.sample_rate_hz());
-        for mut track in self.tracks {
+        let bytes_per_sample = self.format.bytes_per_sample() as u64;
+        for mut track in std::mem::take(&mut self.tracks) {
             let pad = longest - track.summary.samples;
             if pad > 0 {
                 match write_silence(folder, &mut track, self.format, self.max_file_bytes, pad) {
                     Ok(()) => track.summary.trailing_silence_samples = pad,
-                    Err(e) => errors.push(e),
+                    Err(e) => {
+                        errors.push(e);
+                        summaries.push(seal(track, bytes_per_sample, rate));
+                        continue;
+                    }
                 }
             }
+            if let Err(e) = track.writer.flush() {
+                errors.push(hound_to_io(e));
+                summaries.push(seal(track, bytes_per_sample, rate));
+                continue;
+            }
+            track.summary.duration_secs = track.summary.samples as f64 / rate;
+            // Flushed above: finalizing rewrites the same header, and cannot lose data.
             if let Err(e) = track.writer.finalize() {
                 errors.push(hound_to_io(e));
             }
-            track.summary.duration_secs = track.summary.samples as f64 / rate;
             summaries.push(track.summary);
         }
         (summaries, errors)
+    }
+
+    /// The same tracks on a disk that has only `bytes` left for them (every file's growth
+    /// counts; rewriting a header does not).
+    #[cfg(test)]
+    fn with_disk_budget(mut self, bytes: u64) -> Self {
+        self.budget = Some(Arc::new(AtomicU64::new(bytes)));
+        self
     }
 
     #[cfg(test)]
@@ -218,20 +385,50 @@ impl AudioTracks {
     }
 }
 
+/// Closes `track` whatever state a failed write left it in: the writer is finalized if it can
+/// be, then the file's header is rewritten from the data actually on disk (cut to a whole
+/// sample frame). Returns what the file holds; what did not reach it is in `lost_samples`.
+fn seal(track: Track, bytes_per_sample: u64, rate: f64) -> TrackSummary {
+    let Track {
+        writer,
+        mut handle,
+        file_bytes,
+        mut summary,
+        ..
+    } = track;
+    // On a full disk this fails; the repair below makes the header true either way.
+    let _ = writer.finalize();
+    let on_disk = match repair_file(&mut handle) {
+        Ok(outcome) => outcome.data_bytes(),
+        Err(e) => {
+            tracing::error!(file = %summary.file, error = %e, "cannot make the WAV valid");
+            0
+        }
+    };
+    let before = summary.samples - file_bytes / bytes_per_sample;
+    summary.samples = before + on_disk / bytes_per_sample;
+    summary.lost_samples += file_bytes.saturating_sub(on_disk) / bytes_per_sample;
+    summary.duration_secs = summary.samples as f64 / rate;
+    summary
+}
+
 fn open_track(
     folder: &mut dyn Folder,
     format: AudioFormat,
     source: &AudioSource,
+    budget: Option<&Arc<AtomicU64>>,
 ) -> io::Result<Track> {
     let (stem, label) = match source {
         AudioSource::Mixed => ("mixed".to_owned(), "mixed".to_owned()),
         AudioSource::Participant(id) => (sanitize_file_stem(id), id.to_string()),
     };
-    let (writer, file) = create_wav(folder, &stem, format)?;
+    let (writer, handle, file) = create_wav(folder, &stem, format, budget)?;
     Ok(Track {
         source: source.clone(),
         stem,
         writer,
+        handle,
+        budget: budget.cloned(),
         file_bytes: 0,
         summary: TrackSummary {
             source: label,
@@ -245,16 +442,20 @@ fn open_track(
             gap_samples: 0,
             trailing_silence_samples: 0,
             timestamp_anomalies: 0,
+            unfilled_samples: 0,
+            lost_samples: 0,
         },
     })
 }
 
-/// A new WAV file `stem.wav` (or `stem-N.wav`) in the folder, and its name.
+/// A new WAV file `stem.wav` (or `stem-N.wav`) in the folder, a second handle on it, and its
+/// name.
 fn create_wav(
     folder: &mut dyn Folder,
     stem: &str,
     format: AudioFormat,
-) -> io::Result<(WavWriter<BufWriter<std::fs::File>>, String)> {
+    budget: Option<&Arc<AtomicU64>>,
+) -> io::Result<(Writer, File, String)> {
     let spec = WavSpec {
         channels: format.channels(),
         sample_rate: format.sample_rate_hz(),
@@ -262,9 +463,61 @@ fn create_wav(
         sample_format: SampleFormat::Int,
     };
     let (file, name) = folder.create(stem, "wav")?;
+    let handle = file.try_clone()?;
+    let file = DiskFile {
+        file,
+        position: 0,
+        len: 0,
+        budget: budget.cloned(),
+    };
     let writer =
         WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec).map_err(hound_to_io)?;
-    Ok((writer, name))
+    Ok((writer, handle, name))
+}
+
+/// A WAV file being written. It only passes writes through, but for a test's disk budget:
+/// growth past it fails as a full disk does (a write that fits in part is torn there).
+struct DiskFile {
+    file: File,
+    position: u64,
+    len: u64,
+    budget: Option<Arc<AtomicU64>>,
+}
+
+impl Write for DiskFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut allowed = buf.len();
+        if let Some(budget) = &self.budget {
+            let room = self.len.saturating_sub(self.position) + budget.load(Ordering::Relaxed);
+            allowed = allowed.min(usize::try_from(room).unwrap_or(usize::MAX));
+            if allowed == 0 && !buf.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "No space left on device (test budget)",
+                ));
+            }
+        }
+        let written = self.file.write(&buf[..allowed])?;
+        let end = self.position + written as u64;
+        if let Some(budget) = &self.budget {
+            let grown = end.saturating_sub(self.len);
+            budget.fetch_sub(grown.min(budget.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
+        self.position = end;
+        self.len = self.len.max(end);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for DiskFile {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.position = self.file.seek(to)?;
+        Ok(self.position)
+    }
 }
 
 /// Room for `bytes` more in the track's current file, or a fresh `-partN` file to continue in.
@@ -279,9 +532,19 @@ fn make_room(
         return Ok(());
     }
     let part = track.summary.continued_in.len() + 2;
-    let (next, file) = create_wav(folder, &format!("{}-part{part}", track.stem), format)?;
+    let (next, handle, file) = create_wav(
+        folder,
+        &format!("{}-part{part}", track.stem),
+        format,
+        track.budget.as_ref(),
+    )?;
     let full = std::mem::replace(&mut track.writer, next);
-    full.finalize().map_err(hound_to_io)?;
+    let mut full_handle = std::mem::replace(&mut track.handle, handle);
+    if let Err(e) = full.finalize() {
+        // Its header must still match its data.
+        let _ = repair_file(&mut full_handle);
+        return Err(hound_to_io(e));
+    }
     track.summary.continued_in.push(file);
     track.file_bytes = 0;
     Ok(())
@@ -332,6 +595,11 @@ fn write_silence(
         left -= n;
     }
     Ok(())
+}
+
+/// `duration` in microseconds, saturating.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn hound_to_io(err: hound::Error) -> io::Error {
@@ -463,5 +731,197 @@ mod tests {
             .flat_map(|i| std::iter::repeat_n(i16::from_le_bytes([i, i]), 320))
             .collect();
         assert_eq!(all, expected);
+    }
+
+    /// Writes `frames` (source, timestamp in ms from T0, real ms since the start) at that real
+    /// time; returns the summaries.
+    fn write_at(
+        tracks: &mut AudioTracks,
+        folder: &mut Dir,
+        start: Instant,
+        frames: impl IntoIterator<Item = (AudioSource, i64, u64)>,
+    ) {
+        for (source, ms, real_ms) in frames {
+            let now = start + Duration::from_millis(real_ms);
+            tracks
+                .write_frame_at(folder, &source, at(ms), &frame(1), now)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn silence_is_filled_no_further_than_real_time_plus_the_slack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 600).with_max_ahead(Duration::from_secs(2));
+        let start = Instant::now();
+        // Five participants, each frame claiming to be a minute after the last (well inside
+        // the 600 s gap limit) while 20 ms of real time passes per frame.
+        let who: Vec<AudioSource> = (0..5)
+            .map(|i| AudioSource::Participant(format!("p{i}").into()))
+            .collect();
+        let n = 200;
+        write_at(
+            &mut tracks,
+            &mut folder,
+            start,
+            (0..n).map(|i| (who[i as usize % 5].clone(), i * 60_000, i as u64 * 20)),
+        );
+        let real = Duration::from_millis((n as u64 - 1) * 20);
+        let (summaries, errors) = tracks.finish(&mut folder);
+        assert!(errors.is_empty());
+        let bound = (real + Duration::from_secs(2)).as_micros() as u64 * 16 / 1_000 + 320;
+        for s in &summaries {
+            // Each track falls behind the head while the others speak: those gaps are filled,
+            // but never past real time plus the slack.
+            assert!(s.samples <= bound, "{} samples > {bound}: {s:?}", s.samples);
+        }
+        let anomalies: u64 = summaries.iter().map(|s| s.timestamp_anomalies).sum();
+        assert_eq!(anomalies, n as u64 - 1);
+        // What was not filled is said: a minute per anomaly, less the frame that reached it.
+        let unfilled: u64 = summaries.iter().map(|s| s.unfilled_samples).sum();
+        assert_eq!(unfilled, (n as u64 - 1) * (60 * 16_000 - 320));
+        // Bytes on disk: every track within the bound, plus a header.
+        for s in &summaries {
+            let len = std::fs::metadata(dir.path().join(&s.file)).unwrap().len();
+            assert!(len <= 44 + 2 * bound, "{len}");
+        }
+    }
+
+    #[test]
+    fn a_real_pause_at_real_time_is_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 600);
+        let start = Instant::now();
+        // 1 s of audio, 30 s of nothing (in timestamps and in real time), 1 s of audio.
+        let frames = (0..50)
+            .map(|i| (AudioSource::Mixed, i * 20, i as u64 * 20))
+            .chain((0..50).map(|i| (AudioSource::Mixed, 31_000 + i * 20, 31_000 + i as u64 * 20)));
+        write_at(&mut tracks, &mut folder, start, frames);
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries[0].gaps_filled, 1);
+        assert_eq!(summaries[0].gap_samples, 30 * 16_000);
+        assert_eq!(summaries[0].timestamp_anomalies, 0);
+        assert_eq!(summaries[0].samples, 32 * 16_000);
+        // A pause ahead of real time by more than the slack is not: 30 s in timestamps, 1 s
+        // of real time.
+        let mut tracks = AudioTracks::new(FORMAT, 600);
+        let frames = (0..50)
+            .map(|i| (AudioSource::Mixed, i * 20, i as u64 * 20))
+            .chain((0..50).map(|i| (AudioSource::Mixed, 31_000 + i * 20, 2_000 + i as u64 * 20)));
+        write_at(&mut tracks, &mut folder, start, frames);
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries[0].gaps_filled, 0);
+        assert_eq!(summaries[0].timestamp_anomalies, 1);
+        assert_eq!(summaries[0].unfilled_samples, 30 * 16_000);
+        assert_eq!(summaries[0].samples, 2 * 16_000);
+    }
+
+    /// Frame `i` of a source: every sample says which frame it is and where in it.
+    fn numbered(i: usize) -> Vec<u8> {
+        (0..320)
+            .flat_map(|k| ((i * 320 + k) as i16).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_full_disk_leaves_valid_files_holding_exactly_what_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        // Room for the header, 100 frames and 150 samples and a torn byte.
+        let budget = 44 + 100 * 640 + 300 + 1;
+        let mut tracks = AudioTracks::new(FORMAT, 5).with_disk_budget(budget);
+        let mut failed = 0;
+        for i in 0..200 {
+            let result = tracks.write_frame(
+                &mut folder,
+                &AudioSource::Mixed,
+                at(i as i64 * 20),
+                &numbered(i),
+            );
+            // The recorder makes its files valid every ~10 frames.
+            let result = result.and_then(|()| {
+                if i % 10 == 9 {
+                    tracks.checkpoint()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = result {
+                assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+                failed += 1;
+            }
+        }
+        // One failure, then it stopped writing (quietly: the caller counts what it hands over).
+        assert_eq!(failed, 1);
+        assert!(tracks.is_stopped());
+        let (summaries, errors) = tracks.finish(&mut folder);
+        assert!(errors.is_empty(), "{errors:?}");
+        let fit = 100 * 320 + 150;
+        assert_eq!(summaries[0].samples, fit as u64);
+        assert_eq!(summaries[0].duration_secs, fit as f64 / 16_000.0);
+        assert!(summaries[0].lost_samples > 0);
+        let got = samples(&dir.path().join("mixed.wav"));
+        let expected: Vec<i16> = (0..fit as i16).collect();
+        assert_eq!(got, expected);
+        let len = std::fs::metadata(dir.path().join("mixed.wav"))
+            .unwrap()
+            .len();
+        assert_eq!(len, 44 + 2 * fit as u64, "the torn byte is cut");
+    }
+
+    #[test]
+    fn a_full_disk_with_several_tracks_leaves_each_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 5).with_disk_budget(50_001);
+        let who = [
+            AudioSource::Participant("a".into()),
+            AudioSource::Participant("b".into()),
+        ];
+        for i in 0..200 {
+            let _ = tracks.write_frame(
+                &mut folder,
+                &who[i % 2],
+                at(i as i64 * 10),
+                &numbered(i / 2),
+            );
+            if i % 20 == 19 {
+                let _ = tracks.checkpoint();
+            }
+        }
+        assert!(tracks.is_stopped());
+        let (summaries, errors) = tracks.finish(&mut folder);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut on_disk = 0;
+        for s in &summaries {
+            let got = samples(&dir.path().join(&s.file));
+            assert_eq!(got.len() as u64, s.samples, "{s:?}");
+            // What is there is the start of what was sent (after any leading silence).
+            let start = s.leading_silence_samples as usize;
+            let sent: Vec<i16> = (0..(got.len() - start) as i16).collect();
+            assert_eq!(got[start..], sent[..], "{s:?}");
+            on_disk += std::fs::metadata(dir.path().join(&s.file)).unwrap().len();
+        }
+        // Every byte the disk had is used, but for torn samples cut off (at most 1 per file).
+        assert!((50_001 - 2..=50_001).contains(&on_disk), "{on_disk}");
+    }
+
+    #[test]
+    fn sources_past_the_track_limit_are_counted_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = folder(dir.path());
+        let mut tracks = AudioTracks::new(FORMAT, 5).with_max_tracks(2);
+        for i in 0..10 {
+            let who = AudioSource::Participant(format!("p{}", i % 5).into());
+            tracks
+                .write_frame(&mut folder, &who, at(i * 20), &frame(1))
+                .unwrap();
+        }
+        assert_eq!(tracks.untracked_frames(), 6);
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries.len(), 2);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -1,12 +1,13 @@
 //! The `transcript` processor: transcript.jsonl (every result, intermediate and final, from
 //! every source) and transcript.vtt (finals, WebVTT).
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData};
 use serde::{Deserialize, Serialize};
 
+use super::lines::RecordFile;
 use super::{Errors, Folder};
 use crate::BuildError;
 
@@ -97,6 +98,13 @@ impl Processor for TranscriptWriter {
     fn report(&self) -> Option<serde_json::Value> {
         let mut report = serde_json::json!({ "results": self.results });
         self.errors.add_to(&mut report);
+        // A failed write (a full disk): what each file lost.
+        if let Some(files) = &self.files {
+            files.jsonl.add_to(&mut report, "");
+            if let Some(vtt) = &files.vtt {
+                vtt.add_to(&mut report, "vtt_");
+            }
+        }
         Some(report)
     }
 }
@@ -104,11 +112,14 @@ impl Processor for TranscriptWriter {
 /// 100 ns ticks per second, the unit of transcription offsets.
 const TICKS_PER_SEC: i64 = 10_000_000;
 
-/// The transcript files of a call.
+/// The transcript files of a call. Each keeps whole records only: on a full disk it is cut
+/// back to its last complete line (or cue) and stops.
 struct TranscriptFiles {
-    jsonl: BufWriter<std::fs::File>,
-    vtt: Option<BufWriter<std::fs::File>>,
+    jsonl: RecordFile,
+    vtt: Option<RecordFile>,
     cues: u64,
+    /// The record being made, reused.
+    record: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -134,16 +145,17 @@ impl TranscriptFiles {
         let (jsonl, _) = folder.create("transcript", "jsonl")?;
         let vtt = if vtt {
             let (file, _) = folder.create("transcript", "vtt")?;
-            let mut vtt = BufWriter::new(file);
-            vtt.write_all(b"WEBVTT\n")?;
+            let mut vtt = RecordFile::new(file);
+            vtt.append(b"WEBVTT\n")?;
             Some(vtt)
         } else {
             None
         };
         Ok(TranscriptFiles {
-            jsonl: BufWriter::new(jsonl),
+            jsonl: RecordFile::new(jsonl),
             vtt,
             cues: 0,
+            record: Vec::new(),
         })
     }
 
@@ -170,34 +182,40 @@ impl TranscriptFiles {
             words: &data.words,
             received_at,
         };
-        serde_json::to_writer(&mut self.jsonl, &line).map_err(io::Error::other)?;
-        self.jsonl.write_all(b"\n")?;
+        let record = &mut self.record;
+        record.clear();
+        serde_json::to_writer(&mut *record, &line).map_err(io::Error::other)?;
+        record.push(b'\n');
+        // Both files are written even if one fails: each stops on its own.
+        let jsonl = self.jsonl.append(record);
         let Some(vtt) = &mut self.vtt else {
-            return Ok(());
+            return jsonl;
         };
         if data.result_status == ResultStatus::Final && !data.text.trim().is_empty() {
             self.cues += 1;
             let end_ticks = end_ticks.max(data.offset_ticks.saturating_add(1));
+            record.clear();
             write!(
-                vtt,
+                record,
                 "\n{}\n{} --> {}\n",
                 self.cues,
                 vtt_time(data.offset_ticks),
                 vtt_time(end_ticks)
             )?;
             if let Some(who) = &data.participant_raw_id {
-                write!(vtt, "<v {}>", escape_vtt(who))?;
+                write!(record, "<v {}>", escape_vtt(who))?;
             }
-            writeln!(vtt, "{}", escape_vtt(data.text.trim()))?;
+            writeln!(record, "{}", escape_vtt(data.text.trim()))?;
+            vtt.append(record)?;
         }
-        Ok(())
+        jsonl
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.jsonl.flush()?;
+        let jsonl = self.jsonl.flush();
         match &mut self.vtt {
-            Some(vtt) => vtt.flush(),
-            None => Ok(()),
+            Some(vtt) => jsonl.and(vtt.flush()),
+            None => jsonl,
         }
     }
 }

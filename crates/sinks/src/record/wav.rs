@@ -1,5 +1,8 @@
 //! The `wav` processor: the call's audio as WAV files, one per source, on one timeline.
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
 use mediagate_audio::{AudioFormat, AudioFrame, StreamResampler};
 use mediagate_pipeline::{
     Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError,
@@ -20,6 +23,14 @@ pub struct WavSettings {
     /// Longest gap in a source's timestamps filled with silence to keep tracks aligned. A
     /// larger jump is a clock anomaly: counted, not filled, and the timeline re-anchored.
     pub max_gap_fill_secs: u64,
+    /// How far ahead of the real time elapsed since the call's first frame a timestamp jump may
+    /// take the tracks: a jump further ahead is a clock anomaly (re-anchored, not filled). So
+    /// the silence filled in a call is at most its real duration plus this.
+    pub max_ahead_secs: u64,
+    /// Most sources recorded in a call (participants of unmixed audio): each track may be as
+    /// long as the call, so this bounds what one call can write. Frames of further sources are
+    /// counted (`untracked_frames`) and not recorded.
+    pub max_tracks: usize,
     /// Frames that may wait for the disk before the socket waits (256: ~5 s of audio).
     pub queue: usize,
     /// ...or bytes, whichever comes first.
@@ -28,6 +39,10 @@ pub struct WavSettings {
     /// blocking thread; the WAV headers are made valid after each write, so a killed process
     /// leaves files complete up to at most this long before it died.
     pub batch_ms: u64,
+    /// Stop recording (files finalized, the report saying why) when the free space on the
+    /// call folder's disk falls below this many bytes; checked at most once a second, after a
+    /// write. `0`: no floor. The gateway passes its `recording.min_free_bytes` here.
+    pub min_free_bytes: u64,
 }
 
 impl Default for WavSettings {
@@ -35,9 +50,12 @@ impl Default for WavSettings {
         WavSettings {
             sample_rate_hz: None,
             max_gap_fill_secs: 600,
+            max_ahead_secs: 2,
+            max_tracks: super::DEFAULT_MAX_TRACKS,
             queue: 256,
             queue_bytes: 4 * 1024 * 1024,
             batch_ms: 1_000,
+            min_free_bytes: 0,
         }
     }
 }
@@ -46,6 +64,10 @@ impl Default for WavSettings {
 /// the same length and aligned on the call's timeline (gaps and late joiners padded with
 /// silence). WAV headers are made valid after every batch, so even a killed process leaves
 /// playable files. A format change mid-call finishes the files and starts new ones (`-2`…).
+///
+/// A failed write (a full disk), or free space below `min_free_bytes`, stops the recording:
+/// the files are closed valid, later frames are counted as lost, and the report says why
+/// (`stopped`) and what was lost (`lost_frames`, `lost_bytes`, each track's `lost_samples`).
 pub struct Wav {
     settings: WavSettings,
     audio: Option<AudioTracks>,
@@ -53,7 +75,25 @@ pub struct Wav {
     errors: Errors,
     /// The call keeps no files: frames are let through.
     disabled: bool,
+    /// The call's folder, whose disk the free-space floor watches.
+    folder: Option<PathBuf>,
+    /// When free space was last checked.
+    disk_checked: Option<Instant>,
+    /// Why recording stopped before the call ended (a failed write, the disk floor).
+    stopped: Option<String>,
+    /// Frames received and not recorded: the one whose write failed, and every one after.
+    lost_frames: u64,
+    /// Their bytes.
+    lost_bytes: u64,
+    /// Frames of sources past `max_tracks`, in tracks already finished (format changes).
+    untracked_frames: u64,
 }
+
+/// Free disk space is checked at most this often.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The reason given when the free-space floor stops a recording.
+pub const STOPPED_DISK_FLOOR: &str = "free disk below min_free_bytes";
 
 impl Wav {
     /// A recorder with these settings.
@@ -77,6 +117,12 @@ impl Wav {
         if settings.queue_bytes < 4096 {
             return Err(invalid("wav", "queue_bytes must be at least 4096"));
         }
+        if settings.max_tracks == 0 {
+            return Err(invalid("wav", "max_tracks must be at least 1"));
+        }
+        if settings.max_ahead_secs > 3_600 {
+            return Err(invalid("wav", "max_ahead_secs is at most 3600"));
+        }
         if settings.batch_ms > 60_000 {
             return Err(invalid("wav", "batch_ms is at most 60000"));
         }
@@ -86,6 +132,12 @@ impl Wav {
             finished: Vec::new(),
             errors: Errors::default(),
             disabled: false,
+            folder: None,
+            disk_checked: None,
+            stopped: None,
+            lost_frames: 0,
+            lost_bytes: 0,
+            untracked_frames: 0,
         })
     }
 
@@ -95,11 +147,62 @@ impl Wav {
     }
 
     fn finish_tracks(&mut self, audio: AudioTracks, ctx: &mut Context) {
+        self.untracked_frames += audio.untracked_frames();
         let (tracks, errors) = audio.finish(ctx);
         for e in &errors {
             self.errors.skip(e);
         }
         self.finished.extend(tracks);
+    }
+
+    /// A write failed: the tracks already stopped themselves (files valid); nothing more is
+    /// written this call.
+    fn failed(&mut self, error: &std::io::Error, frame_bytes: usize) -> ProcessorError {
+        self.lost_frames += u64::from(frame_bytes > 0);
+        self.lost_bytes += frame_bytes as u64;
+        if self.stopped.is_none() {
+            self.stopped = Some(format!("write failed: {error}"));
+        }
+        self.errors.skip(error)
+    }
+
+    /// Stops recording if the folder's disk has less free space than the floor (checked at
+    /// most once a second, here on the blocking thread, never per frame).
+    fn check_disk_floor(&mut self) {
+        let floor = self.settings.min_free_bytes;
+        // Before the first frame there is nothing to stop (the gateway checks the floor
+        // itself when a call starts).
+        if floor == 0 || self.stopped.is_some() || self.audio.is_none() {
+            return;
+        }
+        let Some(folder) = &self.folder else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .disk_checked
+            .is_some_and(|at| now.duration_since(at) < DISK_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.disk_checked = Some(now);
+        match super::free_bytes(folder) {
+            Ok(free) if free < floor => {
+                tracing::warn!(
+                    free,
+                    floor,
+                    "free disk below min_free_bytes: recording stopped"
+                );
+                if let Some(audio) = &mut self.audio {
+                    audio.stop();
+                }
+                self.stopped = Some(STOPPED_DISK_FLOOR.to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = self.errors.skip(&e);
+            }
+        }
     }
 }
 
@@ -119,12 +222,18 @@ impl Processor for Wav {
     fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
         if let Event::CallStarted(call) = event {
             self.disabled = call.folder.is_none();
+            self.folder.clone_from(&call.folder);
         }
         Ok(())
     }
 
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
         if self.disabled {
+            return Ok(());
+        }
+        if self.stopped.is_some() {
+            self.lost_frames += 1;
+            self.lost_bytes += frame.pcm.len() as u64;
             return Ok(());
         }
         if self
@@ -137,20 +246,29 @@ impl Processor for Wav {
                 self.finish_tracks(old, ctx);
             }
         }
-        let max_gap = self.settings.max_gap_fill_secs;
-        let audio = self
-            .audio
-            .get_or_insert_with(|| AudioTracks::new(frame.format, max_gap));
+        let (max_gap, max_ahead, max_tracks) = (
+            self.settings.max_gap_fill_secs,
+            Duration::from_secs(self.settings.max_ahead_secs),
+            self.settings.max_tracks,
+        );
+        let audio = self.audio.get_or_insert_with(|| {
+            AudioTracks::new(frame.format, max_gap)
+                .with_max_ahead(max_ahead)
+                .with_max_tracks(max_tracks)
+        });
         audio
             .write_frame(ctx, &frame.source, frame.timestamp, &frame.pcm)
-            .map_err(|e| self.errors.skip(&e))
+            .map_err(|e| self.failed(&e, frame.pcm.len()))
     }
 
     fn flush(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
-        match &mut self.audio {
-            Some(audio) => audio.checkpoint().map_err(|e| self.errors.skip(&e)),
-            None => Ok(()),
+        if let Some(audio) = &mut self.audio
+            && let Err(e) = audio.checkpoint()
+        {
+            return Err(self.failed(&e, 0));
         }
+        self.check_disk_floor();
+        Ok(())
     }
 
     fn finish(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
@@ -166,6 +284,17 @@ impl Processor for Wav {
             "tracks": self.finished,
             "gaps_filled": gaps_filled,
         });
+        if self.untracked_frames > 0 {
+            report["untracked_frames"] = serde_json::json!(self.untracked_frames);
+        }
+        if let Some(reason) = &self.stopped {
+            // What the call sent that is not in the files.
+            let lost_samples: u64 = self.finished.iter().map(|t| t.lost_samples).sum();
+            report["stopped"] = serde_json::json!(reason);
+            report["lost_frames"] = serde_json::json!(self.lost_frames);
+            report["lost_bytes"] = serde_json::json!(self.lost_bytes);
+            report["lost_samples_buffered"] = serde_json::json!(lost_samples);
+        }
         self.errors.add_to(&mut report);
         Some(report)
     }
