@@ -423,6 +423,24 @@ impl Config {
         Ok(())
     }
 
+    /// The settings processor `name` of `pipeline` is built with: its own, and for the `wav`
+    /// recorder the gateway's free-disk floor (`recording.min_free_bytes`) unless the pipeline
+    /// sets one of its own.
+    pub fn processor_settings(&self, pipeline: &PipelineConfig, name: &str) -> serde_json::Value {
+        let mut settings = pipeline.settings_of(name);
+        if name == "wav" && self.recording.min_free_bytes > 0 {
+            if settings.is_null() {
+                settings = serde_json::Value::Object(serde_json::Map::new());
+            }
+            if let Some(table) = settings.as_object_mut() {
+                table
+                    .entry("min_free_bytes")
+                    .or_insert(self.recording.min_free_bytes.into());
+            }
+        }
+        settings
+    }
+
     /// `limits.first_message_timeout_secs` as a duration.
     pub fn first_message_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.first_message_timeout_secs)

@@ -20,6 +20,7 @@
 mod auth;
 mod config;
 mod connection;
+mod disk;
 mod listener;
 mod media;
 mod metrics;
@@ -122,9 +123,19 @@ pub(crate) struct AppState {
     pub(crate) open_connections: Arc<AtomicUsize>,
     /// Calls whose files could not be finalized (session.json not written): the exit code says so.
     pub(crate) unfinalized: AtomicU64,
+    /// The data dir's free space, read once a second (`recording.min_free_bytes`).
+    pub(crate) disk: Arc<disk::DiskWatch>,
 }
 
 impl AppState {
+    /// Whether the data dir's disk is below `recording.min_free_bytes`.
+    pub(crate) fn low_on_disk(&self) -> bool {
+        let recording = &self.config.recording;
+        recording.enabled
+            && recording.min_free_bytes > 0
+            && self.disk.free_bytes() < recording.min_free_bytes
+    }
+
     /// Calls live now: the registry's count, or with recording off (no registry), the open
     /// WebSockets.
     pub(crate) fn live_calls(&self) -> usize {
@@ -159,7 +170,7 @@ impl Server {
         let checked = tokio::task::spawn_blocking(move || {
             for (key, pipeline) in config.pipelines() {
                 for name in &pipeline.processors {
-                    if let Err(source) = registry.build(name, &pipeline.settings_of(name)) {
+                    if let Err(source) = registry.build(name, &config.processor_settings(pipeline, name)) {
                         return Err(ServerError::Processor { key, source });
                     }
                 }
@@ -206,6 +217,7 @@ impl Server {
             next_connection_id: AtomicU64::new(1),
             open_connections: Arc::new(AtomicUsize::new(0)),
             unfinalized: AtomicU64::new(0),
+            disk: Arc::new(disk::DiskWatch::new()),
         });
         Ok(Server {
             listener,
@@ -274,6 +286,12 @@ impl Server {
             tokio::net::TcpListener::from_std(self.listener).map_err(ServerError::Serve)?;
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         tracing::info!(addr = %self.local_addr, "listening ({scheme}://)");
+        if state.config.recording.enabled && state.config.recording.min_free_bytes > 0 {
+            tokio::spawn(Arc::clone(&state.disk).run(
+                state.config.data_dir.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         let serve = tokio::spawn(listener::serve(
             listener,
             self.tls,

@@ -46,7 +46,7 @@ impl CallPipeline {
         }
         let mut processors = Vec::with_capacity(names.len());
         for name in names {
-            let settings = config.settings_of(name);
+            let settings = app.config.processor_settings(config, name);
             // A constructor that panics costs this call that processor, nothing more.
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 app.processors.build(name, &settings)

@@ -64,6 +64,8 @@ pub(crate) struct Metrics {
     panics: Family<[(&'static str, &'static str); 1], Counter>,
     processor_frames: Family<Label, Counter>,
     processor_dropped: Family<Label, Counter>,
+    processor_events_dropped: Family<Label, Counter>,
+    processor_panics: Family<Label, Counter>,
     processor_errors: Family<Label, Counter>,
     processor_busy_micros: Family<Label, Counter>,
     processor_high_water: Family<Label, Gauge>,
@@ -103,6 +105,8 @@ fn add(a: &mut ConsumerCounters, b: &ConsumerCounters) {
     a.frames += b.frames;
     a.events += b.events;
     a.dropped += b.dropped;
+    a.events_dropped += b.events_dropped;
+    a.panics += b.panics;
     a.errors += b.errors;
     a.busy_micros += b.busy_micros;
     a.queue_high_water = a.queue_high_water.max(b.queue_high_water);
@@ -139,6 +143,8 @@ impl Default for Metrics {
             panics: Family::default(),
             processor_frames: Family::default(),
             processor_dropped: Family::default(),
+            processor_events_dropped: Family::default(),
+            processor_panics: Family::default(),
             processor_errors: Family::default(),
             processor_busy_micros: Family::default(),
             processor_high_water: Family::default(),
@@ -197,6 +203,16 @@ impl Default for Metrics {
             "processor_dropped",
             "Items dropped from a full inbox, by processor",
             m.processor_dropped.clone(),
+        );
+        registry.register(
+            "processor_events_dropped",
+            "Events dropped from a full lossless inbox (audio never is), by processor",
+            m.processor_events_dropped.clone(),
+        );
+        registry.register(
+            "processor_panics",
+            "Processors that panicked and were detached, by processor",
+            m.processor_panics.clone(),
         );
         registry.register(
             "processor_errors",
@@ -341,6 +357,12 @@ impl Metrics {
             self.processor_dropped
                 .get_or_create(&label)
                 .inc_by(total.dropped.saturating_sub(shown.dropped));
+            self.processor_events_dropped
+                .get_or_create(&label)
+                .inc_by(total.events_dropped.saturating_sub(shown.events_dropped));
+            self.processor_panics
+                .get_or_create(&label)
+                .inc_by(total.panics.saturating_sub(shown.panics));
             self.processor_errors
                 .get_or_create(&label)
                 .inc_by(total.errors.saturating_sub(shown.errors));

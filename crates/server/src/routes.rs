@@ -15,6 +15,7 @@ use axum::routing::{any, get};
 use serde::Serialize;
 
 use crate::AppState;
+use crate::config::LowDiskPolicy;
 use crate::connection::{ConnectionInfo, serve_socket};
 use crate::listener::ConnectionPermit;
 use crate::metrics::Refusal;
@@ -48,6 +49,15 @@ async fn websocket(
     state.auth.remove_credentials(&mut query);
     if state.live_calls() >= state.config.limits.max_calls && !joins_live_call(&state, &query) {
         state.metrics.connection_refused(Refusal::MaxCalls);
+        return refused(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Below the free-disk floor a new call is refused, or let in to be recorded without audio
+    // (its recorder stops at once, and says so).
+    if state.config.recording.on_low_disk == LowDiskPolicy::Refuse
+        && state.low_on_disk()
+        && !joins_live_call(&state, &query)
+    {
+        state.metrics.connection_refused(Refusal::LowDisk);
         return refused(StatusCode::SERVICE_UNAVAILABLE);
     }
     let info = ConnectionInfo {
