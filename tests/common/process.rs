@@ -29,9 +29,21 @@ impl ServeProcess {
 
     /// [`ServeProcess::start`] with extra environment variables.
     pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_prepared(toml, env, |_| {}).await
+    }
+
+    /// [`ServeProcess::start_with_env`], after `prepare` has been given the calls folder (to
+    /// mount a small file system there, say).
+    pub async fn start_prepared(
+        toml: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("mediagate.toml");
         let calls = data_dir.path().join("calls");
+        std::fs::create_dir_all(&calls).unwrap();
+        prepare(&calls);
         std::fs::write(
             &config,
             format!(

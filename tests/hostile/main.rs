@@ -9,6 +9,7 @@
 mod common;
 
 mod attacks;
+mod disk;
 mod shutdown;
 
 use std::path::{Path, PathBuf};
