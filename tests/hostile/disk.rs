@@ -65,7 +65,10 @@ async fn a_full_disk_mid_call_leaves_valid_files_and_says_what_was_lost() {
     assert_wav_header_consistent(&path);
     let (recorded, _) = read_wav(&path);
     assert!(!recorded.is_empty() && recorded.len() < sent.len());
-    assert!(recorded == sent[..recorded.len()], "the recorded part differs");
+    assert!(
+        recorded == sent[..recorded.len()],
+        "the recorded part differs"
+    );
     let wav = common::processor(&session["transports"][0], "wav");
     let stopped = wav["report"]["stopped"].as_str().unwrap_or_default();
     assert!(stopped.contains("write failed"), "{wav}");
@@ -83,10 +86,11 @@ async fn a_full_disk_mid_call_leaves_valid_files_and_says_what_was_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_free_disk_floor_new_calls_are_refused_and_live_ones_stop() {
     let mut mounted = None;
-    // 4 MiB of disk, a floor of 3 MiB: a call may write about 1 MiB (~30 s) before it stops.
+    // 4 MiB of disk and a floor 16 KiB below it: the call's first write takes the disk under
+    // the floor (the recorder checks after each write, at most once a second).
     let gateway = ServeProcess::start_prepared(
         "[pipeline]\nprocessors = [\"wav\"]\n\
-         [recording]\nmin_free_bytes = 3145728\non_low_disk = \"refuse\"\n",
+         [recording]\nmin_free_bytes = 4177920\non_low_disk = \"refuse\"\n",
         &[],
         |calls| mounted = Some(Tmpfs::mount(calls, 4 * 1024 * 1024)),
     )
@@ -97,7 +101,10 @@ async fn below_the_free_disk_floor_new_calls_are_refused_and_live_ones_stop() {
     mediagate::emulator::run(config).await.unwrap();
     let session = wait_ended(&gateway, "floor").await;
     let wav = common::processor(&session["transports"][0], "wav");
-    assert_eq!(wav["report"]["stopped"], "free disk below min_free_bytes", "{wav}");
+    assert_eq!(
+        wav["report"]["stopped"], "free disk below min_free_bytes",
+        "{wav}"
+    );
     let path = gateway.call_dir("floor").join("mixed.wav");
     assert_wav_header_consistent(&path);
     let (recorded, _) = read_wav(&path);

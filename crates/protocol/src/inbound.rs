@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::wire::{self, AnyValue, CowStr};
 use crate::{ProtocolError, Timestamp, pcm};
 
-/// Highest sample rate the gateway believes; anything above is an impossible header, not audio.
+/// Highest sample rate an [`AudioFormat`](https://docs.rs/mediagate-audio) may have. The parser
+/// itself accepts any positive rate in AudioMetadata: which rates are supported is the consumer's
+/// policy (the gateway closes the socket with 1007 for one it does not take).
 pub const MAX_SAMPLE_RATE_HZ: u32 = 384_000;
 /// Most channels the gateway believes (ACS sends mono).
 pub const MAX_CHANNELS: u16 = 8;
@@ -271,9 +273,12 @@ fn audio_metadata(w: wire::AudioMetadataWire<'_>) -> Result<AudioMetadata, Proto
     let sample_rate = w
         .sample_rate
         .ok_or(ProtocolError::MissingField("sampleRate"))?;
+    // Any positive rate is a well-formed message: which rates a consumer supports is its policy
+    // (the gateway closes the socket for one it does not), not the wire format's. Zero, negative
+    // and out-of-range numbers are malformed.
     let sample_rate_hz = u32::try_from(sample_rate)
         .ok()
-        .filter(|hz| (1..=MAX_SAMPLE_RATE_HZ).contains(hz))
+        .filter(|hz| *hz >= 1)
         .ok_or_else(|| ProtocolError::InvalidField {
             field: "sampleRate",
             reason: format!("{sample_rate} Hz is not a possible sample rate"),

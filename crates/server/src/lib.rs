@@ -170,7 +170,9 @@ impl Server {
         let checked = tokio::task::spawn_blocking(move || {
             for (key, pipeline) in config.pipelines() {
                 for name in &pipeline.processors {
-                    if let Err(source) = registry.build(name, &config.processor_settings(pipeline, name)) {
+                    if let Err(source) =
+                        registry.build(name, &config.processor_settings(pipeline, name))
+                    {
                         return Err(ServerError::Processor { key, source });
                     }
                 }
@@ -287,10 +289,9 @@ impl Server {
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         tracing::info!(addr = %self.local_addr, "listening ({scheme}://)");
         if state.config.recording.enabled && state.config.recording.min_free_bytes > 0 {
-            tokio::spawn(Arc::clone(&state.disk).run(
-                state.config.data_dir.clone(),
-                state.shutdown.clone(),
-            ));
+            tokio::spawn(
+                Arc::clone(&state.disk).run(state.config.data_dir.clone(), state.shutdown.clone()),
+            );
         }
         let serve = tokio::spawn(listener::serve(
             listener,

@@ -196,6 +196,11 @@ impl Driver {
         let report = self.machine.report().clone();
         let opened = tokio::task::spawn_blocking(move || {
             let slot = registry.open(identity, keys, report, Timestamp::now())?;
+            if slot.transport_index == 0 {
+                if let Err(e) = slot.folder.reserve_space() {
+                    tracing::warn!(error = %e, "no room to reserve for the call's last session.json");
+                }
+            }
             if let Err(e) = slot.folder.write_report() {
                 registry.close(&slot, Timestamp::now());
                 return Err(e);
@@ -207,10 +212,14 @@ impl Driver {
         let slot = match opened {
             Ok(slot) => slot,
             Err(e) if crate::registry::is_full(&e) => {
-                self.app.metrics.connection_refused(crate::metrics::Refusal::MaxCalls);
+                self.app
+                    .metrics
+                    .connection_refused(crate::metrics::Refusal::MaxCalls);
                 let reason = e.to_string();
                 tracing::warn!(%reason, "call refused");
-                writer.close(super::close_code::TRY_AGAIN_LATER, &reason).await;
+                writer
+                    .close(super::close_code::TRY_AGAIN_LATER, &reason)
+                    .await;
                 return Some(End {
                     reason: EndReason::PolicyClose,
                     code: Some(super::close_code::TRY_AGAIN_LATER),
@@ -302,7 +311,8 @@ impl Driver {
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         if let Err(e) = written {
             // The exit code will say so; `mediagate repair` marks the call afterwards.
-            app.unfinalized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.unfinalized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(error = %e, "cannot write session.json");
         }
     }

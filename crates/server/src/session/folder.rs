@@ -5,7 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::report::CallReport;
+use super::report::{CallReport, CallStatus};
+
+/// A file of this many bytes is kept in every live call's folder and given up when the disk is
+/// full, so the call's last session.json can still be written (it is a few KiB), then removed
+/// when the call ends.
+const RESERVE_BYTES: usize = 64 * 1024;
+/// The reserve's name (hidden; `mediagate repair` removes one left by a crash).
+pub(crate) const RESERVE_FILE: &str = ".reserve";
 
 /// One call's folder. Shared (by `Arc`) between the transports of the same call.
 #[derive(Debug)]
@@ -43,28 +50,59 @@ impl CallFolder {
         &self.dir
     }
 
-    /// Writes session.json atomically (temporary file, then rename). Blocking: call it from a
-    /// blocking thread.
+    /// Keeps [`RESERVE_BYTES`] of the disk for this call's last session.json. Blocking.
+    pub(crate) fn reserve_space(&self) -> io::Result<()> {
+        std::fs::write(self.dir.join(RESERVE_FILE), vec![0u8; RESERVE_BYTES])
+    }
+
+    /// Writes session.json atomically (temporary file, then rename). On a full disk, the
+    /// folder's reserve is given up and the write tried once more; once the call has ended,
+    /// the reserve is removed. Blocking: call it from a blocking thread.
     pub(crate) fn write_report(&self) -> io::Result<()> {
-        let (number, json) = {
+        let (number, json, ended) = {
             let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
             let number = self.snapshots.fetch_add(1, Ordering::Relaxed) + 1;
             let json = serde_json::to_vec_pretty(&*report).map_err(io::Error::other)?;
-            (number, json)
+            (number, json, report.status != CallStatus::Live)
         };
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         if *written > number {
             return Ok(()); // a newer snapshot is already on disk
         }
-        let tmp = self.dir.join(".session.json.tmp");
-        {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_data()?;
-        }
-        std::fs::rename(&tmp, self.dir.join("session.json"))?;
+        let reserve = self.dir.join(RESERVE_FILE);
+        let result = match self.write_json(&json) {
+            Err(e) if e.kind() == io::ErrorKind::StorageFull && reserve.exists() => {
+                tracing::warn!(call = %self.name, "disk full: the call's reserve is given up for its session.json");
+                std::fs::remove_file(&reserve)?;
+                self.write_json(&json)
+            }
+            result => result,
+        };
+        result?;
         *written = number;
+        if ended {
+            match std::fs::remove_file(&reserve) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         Ok(())
+    }
+
+    /// session.json from `json`, through a temporary file and a rename.
+    fn write_json(&self, json: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(".session.json.tmp");
+        let written = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(json)?;
+            file.write_all(b"\n")?;
+            file.sync_data()
+        })();
+        if let Err(e) = written {
+            // A torn temporary file only takes space.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, self.dir.join("session.json"))
     }
 }
