@@ -1,6 +1,7 @@
 //! The `mediagate` command: `serve` runs the gateway, `emulate` plays the platform against one,
 //! `bench` loads a gateway with many calls and measures it, `transcribe` runs speech-to-text on
-//! a file, `models` installs speech models.
+//! a file, `models` installs speech models, `repair` makes the files of a killed gateway's
+//! calls valid again.
 
 use std::path::PathBuf;
 
@@ -48,6 +49,10 @@ enum Command {
     /// Speech models: `install` fetches the default Whisper model.
     #[command(subcommand)]
     Models(transcribe::ModelsCommand),
+    /// Make the files of calls cut short by `kill -9` or a crash valid again: WAV headers
+    /// rewritten from their audio, session.json marked `interrupted`. Prints a line per file
+    /// repaired; fails if any could not be.
+    Repair(RepairArgs),
     /// The bare reference echo server that `bench --reference-echo` compares with.
     #[command(hide = true)]
     ReferenceEcho(bench::ReferenceEchoArgs),
@@ -72,6 +77,12 @@ struct ServeArgs {
     tls_key: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct RepairArgs {
+    /// The data dir (every call folder in it), or one call folder.
+    dir: PathBuf,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -86,6 +97,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cli.log, cli.log_format)?;
+    if let Command::Repair(args) = &cli.command {
+        return repair(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +111,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transcribe(args) => runtime.block_on(transcribe::transcribe(args)),
         Command::Models(command) => runtime.block_on(transcribe::models(command)),
         Command::ReferenceEcho(args) => runtime.block_on(bench::reference_echo(args)),
+        Command::Repair(args) => repair(&args),
     }
+}
+
+/// `mediagate repair DIR`: a line per file repaired on stdout, one per failure on stderr.
+fn repair(args: &RepairArgs) -> anyhow::Result<()> {
+    let report = mediagate_server::repair_dir(&args.dir)?;
+    for repaired in &report.repaired {
+        println!("{repaired}");
+    }
+    for (path, error) in &report.failed {
+        eprintln!("cannot repair {}: {error}", path.display());
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} file(s) could not be repaired ({} repaired, {} call folder(s))",
+            report.failed.len(),
+            report.repaired.len(),
+            report.calls
+        );
+    }
+    println!(
+        "{} file(s) repaired in {} call folder(s)",
+        report.repaired.len(),
+        report.calls
+    );
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ mod listener;
 mod media;
 mod metrics;
 mod registry;
+mod repair;
 mod routes;
 mod session;
 mod writer;
@@ -46,6 +47,7 @@ pub use config::{
 };
 pub use mediagate_sinks::Registry;
 pub use metrics::MetricsSnapshot;
+pub use repair::{RepairAction, RepairReport, Repaired, WavRepair, repair_dir, repair_wav};
 
 use metrics::Metrics;
 use registry::CallRegistry;

@@ -53,6 +53,13 @@
 //! goes on without the bot. Nothing waits on the service: audio that finds the socket behind
 //! is dropped and counted (`frames_dropped`), never queued without bound.
 //!
+//! The service is bounded like any peer: the handshakes must finish within
+//! `connect_timeout_secs` (10 s), a message from it may hold at most [`MAX_MESSAGE_BYTES`]
+//! (a larger one ends the conversation, with `last_error` saying why), its answer audio waits
+//! in the call's bounded outbound queue (what does not fit is dropped and counted in
+//! `deltas_not_queued`), and at the call's end it gets 2 s to close before the socket is
+//! dropped.
+//!
 //! # OpenAI
 //!
 //! ```toml
@@ -145,12 +152,14 @@ const CONTROL_QUEUE: usize = 16;
 const OWN_CUTS: usize = 8;
 /// Messages waiting for the socket's writer.
 const OUT_QUEUE: usize = 64;
-/// Longest wait for the TCP, TLS and WebSocket handshakes.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for the closing handshake at the end of the call.
+/// Longest wait for the closing handshake at the end of the call; then the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest message accepted from the service (a delta is a few tens of KiB).
-const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest message (and frame) accepted from the service: a delta is a few tens of KiB. A
+/// larger one ends the conversation (`last_error` says so); the call goes on.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Most bytes waiting in the socket's write buffer when the service reads slowly; the queue
+/// before it ([`OUT_QUEUE`] messages) is bounded too, and what finds both full is dropped.
+const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// How the API key is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -210,6 +219,8 @@ pub struct RealtimeSettings {
     pub voice: Option<String>,
     /// Who detects turns. Default `server_vad`.
     pub turn_detection: TurnDetection,
+    /// Longest wait for the TCP, TLS and WebSocket handshakes together. Default 10 s.
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for RealtimeSettings {
@@ -223,6 +234,7 @@ impl Default for RealtimeSettings {
             instructions: None,
             voice: None,
             turn_detection: TurnDetection::default(),
+            connect_timeout_secs: 10,
         }
     }
 }
@@ -392,6 +404,7 @@ fn session_update(settings: &RealtimeSettings) -> String {
 #[derive(Debug)]
 struct BridgeConfig {
     endpoint: Endpoint,
+    connect_timeout: Duration,
     session_update: String,
     turn_detection: TurnDetection,
 }
@@ -508,9 +521,13 @@ impl Realtime {
                 ));
             }
         };
+        if !(1..=60).contains(&settings.connect_timeout_secs) {
+            return Err(invalid(NAME, "connect_timeout_secs must be 1..=60"));
+        }
         Ok(Realtime {
             config: Arc::new(BridgeConfig {
                 endpoint: Endpoint::new(&settings, key)?,
+                connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
                 session_update: session_update(&settings),
                 turn_detection: settings.turn_detection,
             }),
@@ -641,7 +658,10 @@ pub(crate) fn register(registry: &mut Registry) {
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn connect(endpoint: &Endpoint) -> Result<Socket, String> {
+/// Opens the conversation's socket: TCP, TLS and WebSocket handshakes within `timeout`
+/// (tungstenite caps the handshake's response at 64 KiB), messages from the service capped at
+/// [`MAX_MESSAGE_BYTES`].
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Socket, String> {
     let request = endpoint.request().map_err(|e| e.to_string())?;
     if endpoint.tls {
         // As the server does for its own TLS: ring, unless the process chose a provider.
@@ -649,12 +669,16 @@ async fn connect(endpoint: &Endpoint) -> Result<Socket, String> {
     }
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
     let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+    match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer in {} s", CONNECT_TIMEOUT.as_secs())),
+        Err(_) => Err(format!(
+            "no WebSocket handshake within {} s",
+            timeout.as_secs_f64()
+        )),
     }
 }
 
@@ -667,7 +691,7 @@ async fn run(
     mut turns: mpsc::Receiver<Turn>,
     counters: Arc<Counters>,
 ) {
-    let socket = match connect(&config.endpoint).await {
+    let socket = match connect(&config.endpoint, config.connect_timeout).await {
         Ok(socket) => socket,
         Err(e) => {
             counters.error("cannot connect", e);
@@ -732,12 +756,16 @@ async fn run(
         }
     }
     // The writer sends what is queued and a close frame; the service's close ends the stream.
+    // A service that reads nothing more, or never closes, gets CLOSE_TIMEOUT: then the writer
+    // is stopped and the socket dropped, so nothing of the call outlives it for long.
     drop(bridge);
+    let abort = writer.abort_handle();
     let closing = async {
         let _ = writer.await;
         while let Some(Ok(_)) = stream.next().await {}
     };
     if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+        abort.abort();
         tracing::debug!("the realtime service did not close in time");
     }
 }
@@ -1136,6 +1164,56 @@ mod tests {
         assert!(err.to_string().contains("modle"), "{err}");
         let err = Realtime::from_settings(&json!({ "auth": "basic" })).unwrap_err();
         assert!(err.to_string().contains("basic"), "{err}");
+        let err = Realtime::from_settings(&json!({
+            "url": "ws://127.0.0.1:9/",
+            "connect_timeout_secs": 0,
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("connect_timeout_secs"), "{err}");
+    }
+
+    /// An endpoint on a loopback listener, and the listener.
+    async fn local_endpoint() -> (Endpoint, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/realtime", listener.local_addr().unwrap());
+        let endpoint = Endpoint::new(&settings(json!({ "url": url })), None).unwrap();
+        (endpoint, listener)
+    }
+
+    #[tokio::test]
+    async fn a_service_that_never_completes_the_handshake_fails_at_the_deadline() {
+        let (endpoint, listener) = local_endpoint().await;
+        let silent = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(stream);
+        });
+        let started = std::time::Instant::now();
+        let err = connect(&endpoint, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "no WebSocket handshake within 0.3 s");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        silent.abort();
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_cap_is_refused_unread() {
+        let (endpoint, listener) = local_endpoint().await;
+        let service = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            // Stuck once the bridge stops reading: aborted below.
+            let _ = ws
+                .send(Message::text("x".repeat(MAX_MESSAGE_BYTES + 1)))
+                .await;
+        });
+        let mut socket = connect(&endpoint, Duration::from_secs(5)).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+        let err = next.unwrap().unwrap().unwrap_err();
+        assert!(matches!(err, tungstenite::Error::Capacity(_)), "{err}");
+        drop(socket);
+        service.abort();
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub(crate) struct CallReport {
     pub(crate) call_id: String,
     /// Where the call id came from.
     pub(crate) identity: Identity,
-    /// `live` while any transport is connected, then `ended`.
+    /// `live` while any transport is connected, then `ended`; `interrupted` once `mediagate
+    /// repair` has found it `live` after the gateway was killed.
     pub(crate) status: CallStatus,
     pub(crate) started_at: Timestamp,
     pub(crate) ended_at: Option<Timestamp>,
@@ -35,6 +36,9 @@ pub(crate) struct Identity {
 pub(crate) enum CallStatus {
     Live,
     Ended,
+    /// The gateway stopped without finalizing the call (killed, crashed); written by
+    /// [`repair_dir`](crate::repair_dir), never by a running gateway.
+    Interrupted,
 }
 
 /// Which transport a socket turned out to be, from its first message.

@@ -1,0 +1,472 @@
+//! `mediagate repair DIR`: makes the files of calls cut short by `kill -9` (or a crash, or a
+//! power cut) valid again. A killed gateway leaves WAVs whose headers count only the audio of
+//! their last checkpoint, a `session.json` that still says `live`, and perhaps a
+//! `.session.json.tmp`. For each call folder this rewrites every WAV's RIFF and data sizes from
+//! the file's length (cut to whole sample frames), marks a `live` session `interrupted` with a
+//! note of what was repaired, and removes the leftover temporary file.
+//!
+//! The WAV header is read and written with std alone: hound cannot open a file whose header
+//! is wrong.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use mediagate_protocol::Timestamp;
+use serde_json::{Value, json};
+
+use crate::session::CallStatus;
+
+/// What [`repair_dir`] did, file by file.
+#[derive(Debug, Default)]
+pub struct RepairReport {
+    /// The call folders looked at.
+    pub calls: usize,
+    /// Every file changed, in the order repaired.
+    pub repaired: Vec<Repaired>,
+    /// Files that could not be repaired, with the reason.
+    pub failed: Vec<(PathBuf, io::Error)>,
+}
+
+/// One file [`repair_dir`] changed.
+#[derive(Debug)]
+pub struct Repaired {
+    /// The file.
+    pub path: PathBuf,
+    /// What was done to it.
+    pub action: RepairAction,
+}
+
+/// What was done to a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepairAction {
+    /// A WAV's sizes were rewritten from its length.
+    Wav(WavRepair),
+    /// A `session.json` that said `live` now says `interrupted`.
+    MarkedInterrupted,
+    /// A `.session.json.tmp` left by an unfinished write was removed.
+    RemovedTemporary,
+    /// There was no `session.json`, only a complete `.session.json.tmp`: it became the
+    /// `session.json` (and was then marked if it said `live`).
+    PromotedTemporary,
+}
+
+/// How a WAV was repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavRepair {
+    /// Bytes of audio in the data chunk now.
+    pub data_bytes: u64,
+    /// What the data chunk's size said before.
+    pub header_said: u64,
+    /// Bytes of a torn last sample frame cut from the end of the file.
+    pub truncated_bytes: u64,
+}
+
+impl std::fmt::Display for Repaired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match &self.action {
+            RepairAction::Wav(wav) => {
+                write!(
+                    f,
+                    "{path}: WAV sizes rewritten: {} bytes of audio (the header said {})",
+                    wav.data_bytes, wav.header_said
+                )?;
+                if wav.truncated_bytes > 0 {
+                    write!(f, ", {} bytes of a torn frame cut", wav.truncated_bytes)?;
+                }
+                Ok(())
+            }
+            RepairAction::MarkedInterrupted => write!(f, "{path}: marked interrupted"),
+            RepairAction::RemovedTemporary => write!(f, "{path}: removed"),
+            RepairAction::PromotedTemporary => {
+                write!(f, "{path}: restored from .session.json.tmp")
+            }
+        }
+    }
+}
+
+/// Repairs `path`: one call folder (it holds a `session.json`, a `.session.json.tmp` or a
+/// WAV), or a data dir, whose every subfolder is a call folder. Files that are already valid
+/// are left untouched. Fails only when `path` cannot be listed; a file that cannot be repaired
+/// is listed in [`RepairReport::failed`] and the others are still repaired.
+pub fn repair_dir(path: &Path) -> io::Result<RepairReport> {
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut report = RepairReport::default();
+    if is_call_folder(path).map_err(context)? {
+        repair_call(path, &mut report);
+        return Ok(report);
+    }
+    let mut folders = Vec::new();
+    for entry in fs::read_dir(path).map_err(context)? {
+        let entry = entry.map_err(context)?;
+        if entry.file_type().map_err(context)?.is_dir() {
+            folders.push(entry.path());
+        }
+    }
+    folders.sort();
+    for folder in folders {
+        repair_call(&folder, &mut report);
+    }
+    Ok(report)
+}
+
+fn is_call_folder(path: &Path) -> io::Result<bool> {
+    for entry in fs::read_dir(path)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name == SESSION || name == SESSION_TMP || is_wav(Path::new(&*name)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+const SESSION: &str = "session.json";
+const SESSION_TMP: &str = ".session.json.tmp";
+
+fn is_wav(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("wav"))
+}
+
+/// Repairs one call folder into `report`.
+fn repair_call(dir: &Path, report: &mut RepairReport) {
+    report.calls += 1;
+    let mut wavs: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_wav(p) && p.is_file())
+            .collect(),
+        Err(e) => {
+            report.failed.push((dir.to_owned(), e));
+            return;
+        }
+    };
+    wavs.sort();
+    let mut repaired_wavs = Vec::new();
+    for path in wavs {
+        match repair_wav(&path) {
+            Ok(None) => {}
+            Ok(Some(wav)) => {
+                repaired_wavs.push((path.clone(), wav));
+                report.repaired.push(Repaired {
+                    path,
+                    action: RepairAction::Wav(wav),
+                });
+            }
+            Err(e) => report.failed.push((path, e)),
+        }
+    }
+    repair_session(dir, &repaired_wavs, report);
+}
+
+/// Restores or removes `.session.json.tmp`, and marks a `live` session `interrupted`.
+fn repair_session(dir: &Path, wavs: &[(PathBuf, WavRepair)], report: &mut RepairReport) {
+    let session = dir.join(SESSION);
+    let tmp = dir.join(SESSION_TMP);
+    if tmp.exists() {
+        // The temporary file is synced before the rename, so a parseable one is whole.
+        let whole = fs::read(&tmp)
+            .ok()
+            .is_some_and(|bytes| serde_json::from_slice::<Value>(&bytes).is_ok());
+        let (result, action) = if !session.exists() && whole {
+            (fs::rename(&tmp, &session), RepairAction::PromotedTemporary)
+        } else {
+            (fs::remove_file(&tmp), RepairAction::RemovedTemporary)
+        };
+        let path = if action == RepairAction::PromotedTemporary {
+            session.clone()
+        } else {
+            tmp.clone()
+        };
+        match result {
+            Ok(()) => report.repaired.push(Repaired { path, action }),
+            Err(e) => report.failed.push((tmp, e)),
+        }
+    }
+    if !session.exists() {
+        return;
+    }
+    match mark_interrupted(&session, wavs) {
+        Ok(false) => {}
+        Ok(true) => report.repaired.push(Repaired {
+            path: session,
+            action: RepairAction::MarkedInterrupted,
+        }),
+        Err(e) => report.failed.push((session, e)),
+    }
+}
+
+/// Rewrites `session.json` with `status: interrupted` and a `repair` note, if it says `live`
+/// (atomically: temporary file, then rename). Whether it did.
+fn mark_interrupted(session: &Path, wavs: &[(PathBuf, WavRepair)]) -> io::Result<bool> {
+    let mut json: Value = serde_json::from_slice(&fs::read(session)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let live = serde_json::to_value(CallStatus::Live).map_err(io::Error::other)?;
+    if json.get("status") != Some(&live) {
+        return Ok(false);
+    }
+    let files: Vec<Value> = wavs
+        .iter()
+        .map(|(path, wav)| {
+            json!({
+                "file": path.file_name().map(|n| n.to_string_lossy()),
+                "data_bytes": wav.data_bytes,
+                "header_said": wav.header_said,
+                "truncated_bytes": wav.truncated_bytes,
+            })
+        })
+        .collect();
+    json["status"] = serde_json::to_value(CallStatus::Interrupted).map_err(io::Error::other)?;
+    json["repair"] = json!({
+        "repaired_at": Timestamp::now(),
+        "note": "the gateway stopped without finalizing this call (killed, crashed or lost \
+                 power); `mediagate repair` rewrote the WAV headers listed here from the audio \
+                 on disk. Counters and ended_at are as of the last update before it stopped.",
+        "wavs": files,
+    });
+    let mut text = serde_json::to_vec_pretty(&json).map_err(io::Error::other)?;
+    text.push(b'\n');
+    let tmp = session.with_file_name(SESSION_TMP);
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&text)?;
+        file.sync_data()?;
+    }
+    fs::rename(&tmp, session)?;
+    Ok(true)
+}
+
+/// Longest stretch of chunks before `data` that is read (mediagate writes 36 bytes).
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+fn invalid(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a repairable WAV ({}): {why}", path.display()),
+    )
+}
+
+/// Rewrites the RIFF and data sizes of the WAV at `path` from its length, cut to whole sample
+/// frames; `None` when they were right already (the file is then not written). The data
+/// chunk must be the file's last, as in every WAV mediagate writes.
+pub fn repair_wav(path: &Path) -> io::Result<Option<WavRepair>> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut head = Vec::new();
+    (&mut file).take(MAX_HEADER_BYTES).read_to_end(&mut head)?;
+    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Err(invalid(path, "no RIFF/WAVE header"));
+    }
+    let u32_at =
+        |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    let mut at = 12;
+    let mut block_align = None;
+    let (data_at, header_said) = loop {
+        if at + 8 > head.len() {
+            return Err(invalid(path, "no data chunk"));
+        }
+        let size = u32_at(at + 4);
+        match &head[at..at + 4] {
+            b"data" => break (at + 8, u64::from(size)),
+            b"fmt " if at + 8 + 16 <= head.len() => {
+                block_align = Some(u16::from_le_bytes([head[at + 20], head[at + 21]]));
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        at += 8 + size as usize + (size as usize & 1);
+    };
+    let frame = u64::from(
+        block_align
+            .filter(|&b| b > 0)
+            .ok_or_else(|| invalid(path, "no fmt chunk"))?,
+    );
+    let data_at = data_at as u64;
+    let on_disk = len.saturating_sub(data_at);
+    let data_bytes = on_disk - on_disk % frame;
+    let riff = data_at + data_bytes - 8;
+    if data_bytes == header_said && u64::from(u32_at(4)) == riff && on_disk == data_bytes {
+        return Ok(None);
+    }
+    let (Ok(riff32), Ok(data32)) = (u32::try_from(riff), u32::try_from(data_bytes)) else {
+        return Err(invalid(path, "over 4 GiB of data"));
+    };
+    let truncated_bytes = on_disk - data_bytes;
+    if truncated_bytes > 0 {
+        file.set_len(data_at + data_bytes)?;
+    }
+    file.seek(SeekFrom::Start(4))?;
+    file.write_all(&riff32.to_le_bytes())?;
+    file.seek(SeekFrom::Start(data_at - 4))?;
+    file.write_all(&data32.to_le_bytes())?;
+    file.sync_data()?;
+    Ok(Some(WavRepair {
+        data_bytes,
+        header_said,
+        truncated_bytes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+    use super::*;
+
+    const RATE: u32 = 16_000;
+
+    /// A WAV as hound writes it, then its header reset to what a killed writer leaves:
+    /// sizes of an earlier checkpoint (`said` bytes of audio), plus `torn` stray bytes.
+    fn killed_wav(path: &Path, samples: &[i16], said: u32, torn: usize) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        for &s in samples {
+            writer.write_sample(s).unwrap();
+        }
+        writer.finalize().unwrap();
+        let mut bytes = fs::read(path).unwrap();
+        let data = bytes.windows(4).position(|w| w == b"data").unwrap();
+        bytes[4..8].copy_from_slice(&(said + data as u32).to_le_bytes());
+        bytes[data + 4..data + 8].copy_from_slice(&said.to_le_bytes());
+        bytes.extend(std::iter::repeat_n(0x55, torn));
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn samples(n: usize) -> Vec<i16> {
+        (0..n).map(|i| (i as i16).wrapping_mul(37)).collect()
+    }
+
+    fn read(path: &Path) -> Vec<i16> {
+        hound::WavReader::open(path)
+            .unwrap()
+            .into_samples::<i16>()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_killed_wav_gets_all_its_whole_frames_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mixed.wav");
+        let audio = samples(16_000);
+        killed_wav(&path, &audio, 0, 1);
+        let repair = repair_wav(&path).unwrap().unwrap();
+        assert_eq!(
+            repair,
+            WavRepair {
+                data_bytes: 32_000,
+                header_said: 0,
+                truncated_bytes: 1,
+            }
+        );
+        assert_eq!(read(&path), audio);
+        // Valid now: a second run changes nothing.
+        assert_eq!(repair_wav(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn a_header_from_an_earlier_checkpoint_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        let audio = samples(8_000);
+        killed_wav(&path, &audio, 3_200, 0);
+        let repair = repair_wav(&path).unwrap().unwrap();
+        assert_eq!((repair.data_bytes, repair.header_said), (16_000, 3_200));
+        assert_eq!(read(&path), audio);
+    }
+
+    #[test]
+    fn what_is_not_a_wav_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        fs::write(&path, b"RIFF\0\0\0\0WAVEjunk").unwrap();
+        assert!(repair_wav(&path).is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"RIFF\0\0\0\0WAVEjunk");
+        fs::write(&path, b"hello").unwrap();
+        assert!(repair_wav(&path).is_err());
+    }
+
+    fn session(dir: &Path, status: &str) {
+        let json = json!({ "call_id": "c", "status": status, "transports": [] });
+        fs::write(dir.join(SESSION), json.to_string()).unwrap();
+    }
+
+    fn status(dir: &Path) -> Value {
+        serde_json::from_slice(&fs::read(dir.join(SESSION)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_data_dir_of_killed_and_ended_calls_is_repaired() {
+        let data = tempfile::tempdir().unwrap();
+        let killed = data.path().join("killed");
+        let ended = data.path().join("ended");
+        fs::create_dir_all(&killed).unwrap();
+        fs::create_dir_all(&ended).unwrap();
+        killed_wav(&killed.join("mixed.wav"), &samples(1_000), 0, 0);
+        fs::write(killed.join("notes.txt"), "not audio").unwrap();
+        session(&killed, "live");
+        fs::write(killed.join(SESSION_TMP), "{\"trunc").unwrap();
+        killed_wav(&ended.join("mixed.wav"), &samples(1_000), 2_000, 0);
+        session(&ended, "ended");
+        fs::write(ended.join("broken.wav"), "nope").unwrap();
+
+        let report = repair_dir(data.path()).unwrap();
+        assert_eq!(report.calls, 2);
+        let actions: Vec<_> = report
+            .repaired
+            .iter()
+            .map(|r| {
+                (
+                    r.path.strip_prefix(data.path()).unwrap().to_owned(),
+                    &r.action,
+                )
+            })
+            .collect();
+        assert_eq!(actions.len(), 3, "{actions:?}");
+        assert!(matches!(actions[0].1, RepairAction::Wav(w) if w.data_bytes == 2_000));
+        assert_eq!(actions[1].0, Path::new("killed/.session.json.tmp"));
+        assert_eq!(*actions[1].1, RepairAction::RemovedTemporary);
+        assert_eq!(actions[2].0, Path::new("killed/session.json"));
+        assert_eq!(report.failed.len(), 1);
+        assert!(report.failed[0].0.ends_with("ended/broken.wav"));
+
+        let killed_session = status(&killed);
+        assert_eq!(killed_session["status"], "interrupted");
+        assert_eq!(killed_session["repair"]["wavs"][0]["file"], "mixed.wav");
+        assert_eq!(killed_session["call_id"], "c", "the rest is kept");
+        assert_eq!(status(&ended)["status"], "ended");
+        assert!(!killed.join(SESSION_TMP).exists());
+        assert_eq!(read(&killed.join("mixed.wav")), samples(1_000));
+        // A second run finds nothing to do but the broken file.
+        let again = repair_dir(data.path()).unwrap();
+        assert!(again.repaired.is_empty(), "{:?}", again.repaired);
+        assert_eq!(again.failed.len(), 1);
+    }
+
+    #[test]
+    fn one_call_folder_and_a_complete_temporary_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = json!({ "call_id": "c", "status": "live" });
+        fs::write(dir.path().join(SESSION_TMP), json.to_string()).unwrap();
+        let report = repair_dir(dir.path()).unwrap();
+        assert_eq!(report.calls, 1);
+        let actions: Vec<_> = report.repaired.iter().map(|r| &r.action).collect();
+        assert_eq!(
+            actions,
+            [
+                &RepairAction::PromotedTemporary,
+                &RepairAction::MarkedInterrupted
+            ]
+        );
+        assert_eq!(status(dir.path())["status"], "interrupted");
+        assert!(!dir.path().join(SESSION_TMP).exists());
+    }
+}
