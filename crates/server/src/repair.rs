@@ -4,13 +4,13 @@
 //! `.session.json.tmp`. For each call folder this rewrites every WAV's RIFF and data sizes from
 //! the file's length (cut to whole sample frames), marks a `live` session `interrupted` with a
 //! note of what was repaired, and removes the leftover temporary file.
-//!
-//! The WAV header is read and written with std alone: hound cannot open a file whose header
-//! is wrong.
+//! It also removes the disk reserve a live call keeps for its last session.json.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use mediagate_sinks::record::RepairOutcome;
 
 use mediagate_protocol::Timestamp;
 use serde_json::{Value, json};
@@ -49,6 +49,8 @@ pub enum RepairAction {
     /// There was no `session.json`, only a complete `.session.json.tmp`: it became the
     /// `session.json` (and was then marked if it said `live`).
     PromotedTemporary,
+    /// The disk reserve of a call that never ended was removed.
+    RemovedReserve,
 }
 
 /// How a WAV was repaired.
@@ -78,7 +80,9 @@ impl std::fmt::Display for Repaired {
                 Ok(())
             }
             RepairAction::MarkedInterrupted => write!(f, "{path}: marked interrupted"),
-            RepairAction::RemovedTemporary => write!(f, "{path}: removed"),
+            RepairAction::RemovedTemporary | RepairAction::RemovedReserve => {
+                write!(f, "{path}: removed")
+            }
             RepairAction::PromotedTemporary => {
                 write!(f, "{path}: restored from .session.json.tmp")
             }
@@ -186,6 +190,16 @@ fn repair_session(dir: &Path, wavs: &[(PathBuf, WavRepair)], report: &mut Repair
             Err(e) => report.failed.push((tmp, e)),
         }
     }
+    let reserve = dir.join(crate::session::RESERVE_FILE);
+    if reserve.exists() {
+        match fs::remove_file(&reserve) {
+            Ok(()) => report.repaired.push(Repaired {
+                path: reserve,
+                action: RepairAction::RemovedReserve,
+            }),
+            Err(e) => report.failed.push((reserve, e)),
+        }
+    }
     if !session.exists() {
         return;
     }
@@ -239,75 +253,22 @@ fn mark_interrupted(session: &Path, wavs: &[(PathBuf, WavRepair)]) -> io::Result
     Ok(true)
 }
 
-/// Longest stretch of chunks before `data` that is read (mediagate writes 36 bytes).
-const MAX_HEADER_BYTES: u64 = 64 * 1024;
-
-fn invalid(path: &Path, why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("not a repairable WAV ({}): {why}", path.display()),
-    )
-}
-
 /// Rewrites the RIFF and data sizes of the WAV at `path` from its length, cut to whole sample
-/// frames; `None` when they were right already (the file is then not written). The data
-/// chunk must be the file's last, as in every WAV mediagate writes.
+/// frames ([`mediagate_sinks::record::repair_wav`]); `None` when they were right already (the
+/// file is then not written).
 pub fn repair_wav(path: &Path) -> io::Result<Option<WavRepair>> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    let len = file.metadata()?.len();
-    let mut head = Vec::new();
-    (&mut file).take(MAX_HEADER_BYTES).read_to_end(&mut head)?;
-    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
-        return Err(invalid(path, "no RIFF/WAVE header"));
-    }
-    let u32_at =
-        |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    let mut at = 12;
-    let mut block_align = None;
-    let (data_at, header_said) = loop {
-        if at + 8 > head.len() {
-            return Err(invalid(path, "no data chunk"));
-        }
-        let size = u32_at(at + 4);
-        match &head[at..at + 4] {
-            b"data" => break (at + 8, u64::from(size)),
-            b"fmt " if at + 8 + 16 <= head.len() => {
-                block_align = Some(u16::from_le_bytes([head[at + 20], head[at + 21]]));
-            }
-            _ => {}
-        }
-        // Chunks are padded to an even size.
-        at += 8 + size as usize + (size as usize & 1);
-    };
-    let frame = u64::from(
-        block_align
-            .filter(|&b| b > 0)
-            .ok_or_else(|| invalid(path, "no fmt chunk"))?,
-    );
-    let data_at = data_at as u64;
-    let on_disk = len.saturating_sub(data_at);
-    let data_bytes = on_disk - on_disk % frame;
-    let riff = data_at + data_bytes - 8;
-    if data_bytes == header_said && u64::from(u32_at(4)) == riff && on_disk == data_bytes {
-        return Ok(None);
-    }
-    let (Ok(riff32), Ok(data32)) = (u32::try_from(riff), u32::try_from(data_bytes)) else {
-        return Err(invalid(path, "over 4 GiB of data"));
-    };
-    let truncated_bytes = on_disk - data_bytes;
-    if truncated_bytes > 0 {
-        file.set_len(data_at + data_bytes)?;
-    }
-    file.seek(SeekFrom::Start(4))?;
-    file.write_all(&riff32.to_le_bytes())?;
-    file.seek(SeekFrom::Start(data_at - 4))?;
-    file.write_all(&data32.to_le_bytes())?;
-    file.sync_data()?;
-    Ok(Some(WavRepair {
-        data_bytes,
-        header_said,
-        truncated_bytes,
-    }))
+    Ok(match mediagate_sinks::record::repair_wav(path)? {
+        RepairOutcome::Valid { .. } => None,
+        RepairOutcome::Repaired {
+            data_bytes,
+            header_said,
+            truncated_bytes,
+        } => Some(WavRepair {
+            data_bytes,
+            header_said,
+            truncated_bytes,
+        }),
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod report;
 
 use mediagate_protocol::ResultStatus;
 
-pub(crate) use folder::CallFolder;
+pub(crate) use folder::{CallFolder, RESERVE_FILE};
 pub(crate) use report::{
     CallReport, CallStatus, EndReason, EndReport, FormatReport, Identity, TransportKind,
     TransportReport,
