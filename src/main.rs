@@ -51,7 +51,7 @@ enum Command {
     Models(transcribe::ModelsCommand),
     /// Make the files of calls cut short by `kill -9` or a crash valid again: WAV headers
     /// rewritten from their audio, session.json marked `interrupted`. Prints a line per file
-    /// repaired; fails if any could not be.
+    /// repaired; fails if any could not be. Run it with the gateway stopped.
     Repair(RepairArgs),
     /// The bare reference echo server that `bench --reference-echo` compares with.
     #[command(hide = true)]

@@ -91,9 +91,12 @@ impl std::fmt::Display for Repaired {
 }
 
 /// Repairs `path`: one call folder (it holds a `session.json`, a `.session.json.tmp` or a
-/// WAV), or a data dir, whose every subfolder is a call folder. Files that are already valid
-/// are left untouched. Fails only when `path` cannot be listed; a file that cannot be repaired
-/// is listed in [`RepairReport::failed`] and the others are still repaired.
+/// WAV), or a data dir, whose subfolders are call folders (others are skipped). Files that are
+/// already valid are left untouched. Fails only when `path` cannot be listed; a file that
+/// cannot be repaired is listed in [`RepairReport::failed`] and the others are still repaired.
+///
+/// Run it while no gateway writes to `path`: a call still in progress says `live` too, and its
+/// WAVs are being written.
 pub fn repair_dir(path: &Path) -> io::Result<RepairReport> {
     let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let mut report = RepairReport::default();
@@ -110,7 +113,10 @@ pub fn repair_dir(path: &Path) -> io::Result<RepairReport> {
     }
     folders.sort();
     for folder in folders {
-        repair_call(&folder, &mut report);
+        // An unreadable folder is tried, so that its failure is reported.
+        if is_call_folder(&folder).unwrap_or(true) {
+            repair_call(&folder, &mut report);
+        }
     }
     Ok(report)
 }
@@ -138,10 +144,12 @@ fn is_wav(path: &Path) -> bool {
 fn repair_call(dir: &Path, report: &mut RepairReport) {
     report.calls += 1;
     let mut wavs: Vec<PathBuf> = match fs::read_dir(dir) {
+        // Regular files only: a symbolic link is not followed.
         Ok(entries) => entries
             .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.path())
-            .filter(|p| is_wav(p) && p.is_file())
+            .filter(|p| is_wav(p))
             .collect(),
         Err(e) => {
             report.failed.push((dir.to_owned(), e));
@@ -378,6 +386,7 @@ mod tests {
         killed_wav(&ended.join("mixed.wav"), &samples(1_000), 2_000, 0);
         session(&ended, "ended");
         fs::write(ended.join("broken.wav"), "nope").unwrap();
+        fs::create_dir_all(data.path().join("lost+found")).unwrap();
 
         let report = repair_dir(data.path()).unwrap();
         assert_eq!(report.calls, 2);
@@ -417,7 +426,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let json = json!({ "call_id": "c", "status": "live" });
         fs::write(dir.path().join(SESSION_TMP), json.to_string()).unwrap();
+        // A link is not followed, whatever it points at.
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("x.wav"), "not a wav").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x.wav"), dir.path().join("x.wav")).unwrap();
         let report = repair_dir(dir.path()).unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
         assert_eq!(report.calls, 1);
         let actions: Vec<_> = report.repaired.iter().map(|r| &r.action).collect();
         assert_eq!(
