@@ -79,6 +79,13 @@ async fn a_full_disk_mid_call_leaves_valid_files_and_says_what_was_lost() {
     let (status, took) = gateway.healthz().await;
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(1));
+    let (_, metrics) = common::process::http_get(gateway.addr, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mediagate_processor_stopped_total{processor=\"wav\"} 1"),
+        "{metrics}"
+    );
     drop(gateway);
     drop(mounted);
 }

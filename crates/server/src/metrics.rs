@@ -66,6 +66,7 @@ pub(crate) struct Metrics {
     processor_dropped: Family<Label, Counter>,
     processor_events_dropped: Family<Label, Counter>,
     processor_panics: Family<Label, Counter>,
+    processor_stopped: Family<Label, Counter>,
     processor_errors: Family<Label, Counter>,
     processor_busy_micros: Family<Label, Counter>,
     processor_high_water: Family<Label, Gauge>,
@@ -145,6 +146,7 @@ impl Default for Metrics {
             processor_dropped: Family::default(),
             processor_events_dropped: Family::default(),
             processor_panics: Family::default(),
+            processor_stopped: Family::default(),
             processor_errors: Family::default(),
             processor_busy_micros: Family::default(),
             processor_high_water: Family::default(),
@@ -213,6 +215,12 @@ impl Default for Metrics {
             "processor_panics",
             "Processors that panicked and were detached, by processor",
             m.processor_panics.clone(),
+        );
+        registry.register(
+            "processor_stopped",
+            "Calls whose processor stopped writing early (a failed write, the free-disk floor), \
+             by processor",
+            m.processor_stopped.clone(),
         );
         registry.register(
             "processor_errors",
@@ -326,6 +334,17 @@ impl Metrics {
             let mut processors = self.lock_processors();
             processors.live.remove(&connection_id);
             for report in reports {
+                // A recorder that stopped early (a full disk, the free-disk floor) says why in
+                // its report's `stopped`.
+                if report
+                    .report
+                    .as_ref()
+                    .is_some_and(|r| r.get("stopped").is_some_and(|s| !s.is_null()))
+                {
+                    self.processor_stopped
+                        .get_or_create(&[("processor", report.name.clone())])
+                        .inc();
+                }
                 add(
                     processors.ended.entry(report.name.clone()).or_default(),
                     &report.counters,
