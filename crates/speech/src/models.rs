@@ -161,10 +161,28 @@ fn download_and_unpack(staging: &Path, progress: bool) -> Result<(), ModelError>
     Ok(())
 }
 
-/// An HTTPS-only agent (redirects included) that trusts the system's certificates when it
-/// has them.
+/// The HTTPS client of the installer: the system's certificates, HTTPS only (redirects
+/// included), one deadline for the whole install.
 fn agent() -> ureq::Agent {
-    use ureq::tls::{PemItem, RootCerts, TlsConfig};
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(system_root_certs())
+                .build(),
+        )
+        .https_only(true)
+        .max_redirects(5)
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .timeout_global(Some(INSTALL_DEADLINE))
+        .build()
+        .new_agent()
+}
+
+/// The certificates an HTTPS client of mediagate trusts: the system's bundle when it has one
+/// (`SSL_CERT_FILE`, else the usual Debian, Red Hat and BSD paths), else the bundled web PKI
+/// roots. Also used by the gateway's OpenID key fetch.
+pub fn system_root_certs() -> ureq::tls::RootCerts {
+    use ureq::tls::{PemItem, RootCerts};
     let bundle = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
         .into_iter()
@@ -177,7 +195,7 @@ fn agent() -> ureq::Agent {
             .map(PathBuf::from),
         )
         .find_map(|path| fs::read(path).ok());
-    let roots = bundle
+    bundle
         .map(|pem| {
             ureq::tls::parse_pem(&pem)
                 .filter_map(|item| match item {
@@ -187,15 +205,7 @@ fn agent() -> ureq::Agent {
                 .collect::<Vec<_>>()
         })
         .filter(|certs| !certs.is_empty())
-        .map_or(RootCerts::WebPki, |certs| RootCerts::new_with_certs(&certs));
-    ureq::Agent::config_builder()
-        .tls_config(TlsConfig::builder().root_certs(roots).build())
-        .https_only(true)
-        .max_redirects(5)
-        .timeout_connect(Some(Duration::from_secs(20)))
-        .timeout_global(Some(INSTALL_DEADLINE))
-        .build()
-        .new_agent()
+        .map_or(RootCerts::WebPki, |certs| RootCerts::new_with_certs(&certs))
 }
 
 /// `url` if it is `https://`, else [`ModelError::Insecure`].

@@ -106,32 +106,9 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
 /// them (else the bundled web PKI roots). Over https, redirects stay on https; over loopback
 /// http, none are followed.
 fn agent(https: bool) -> ureq::Agent {
-    use ureq::tls::{PemItem, RootCerts, TlsConfig};
-    let bundle = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt",
-                "/etc/pki/tls/certs/ca-bundle.crt",
-                "/etc/ssl/cert.pem",
-            ]
-            .map(PathBuf::from),
-        )
-        .find_map(|path| std::fs::read(path).ok());
-    let roots = bundle
-        .map(|pem| {
-            ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(cert)) => Some(cert.to_owned()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        })
-        .filter(|certs| !certs.is_empty())
-        .map_or(RootCerts::WebPki, |certs| RootCerts::new_with_certs(&certs));
+    let roots = mediagate_speech::models::system_root_certs();
     ureq::Agent::config_builder()
-        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .https_only(https)
         .max_redirects(if https { 3 } else { 0 })
         .timeout_global(Some(REQUEST_DEADLINE))
