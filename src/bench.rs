@@ -34,8 +34,8 @@ pub(crate) struct BenchArgs {
     /// Concurrent calls.
     #[arg(long, default_value_t = 100)]
     calls: usize,
-    /// Measured time, after the ramp and the warm-up.
-    #[arg(long, default_value = "30s", value_parser = parse_time)]
+    /// Measured time, after the ramp and the warm-up (`30s`, `15m`, `1h`).
+    #[arg(long, default_value = "30s", value_parser = parse_span)]
     duration: Duration,
     /// Calls connect spread over this long.
     #[arg(long, default_value = "5s", value_parser = parse_time)]
@@ -77,6 +77,18 @@ pub(crate) struct BenchArgs {
     /// The latency bound of --find-max.
     #[arg(long, default_value = "20ms", value_parser = parse_time)]
     p99_bound: Duration,
+    /// Sample the gateway's and the generator's resident memory this often (default: every
+    /// minute when --duration is 10 minutes or more, else a tenth of --duration).
+    #[arg(long, value_name = "TIME", value_parser = parse_span)]
+    rss_every: Option<Duration>,
+    /// The gateway's memory is flat when, after the warm-up (the ramp, --warmup and the first
+    /// tenth of --duration), its samples are within this spread: (max - min) / min.
+    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_percent)]
+    rss_flat_within: f64,
+    /// Exit non-zero when the gateway's memory was not flat (or could not be measured): a soak
+    /// test, `--duration 1h --fail-if-rss-grows`.
+    #[arg(long)]
+    fail_if_rss_grows: bool,
 }
 
 /// Arguments of the hidden `mediagate reference-echo`.
@@ -127,6 +139,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .map(|s| s.rss_kib),
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         max_in_flight: 64,
+        rss_every: args.rss_every,
+        rss_flat_within: args.rss_flat_within,
     };
     eprintln!("bench: {} ({})", target.url, target.what);
     let reports = if args.find_max {
@@ -153,7 +167,69 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     drop(target);
+    if args.fail_if_rss_grows {
+        check_rss_flat(&reports, args.rss_flat_within)?;
+    }
     Ok(())
+}
+
+/// `--fail-if-rss-grows`: an error unless every run's gateway memory was flat.
+fn check_rss_flat(reports: &[BenchReport], within: f64) -> anyhow::Result<()> {
+    for r in reports {
+        match &r.rss.trend {
+            Some(t) if t.flat => {}
+            Some(t) => bail!(
+                "the gateway's resident memory was not flat within {:.1}% after the warm-up \
+                 ({} calls): {}–{} KiB, spread {:.1}%, {:+.0} KiB/min",
+                within * 100.0,
+                r.calls,
+                t.min_kib,
+                t.max_kib,
+                t.spread * 100.0,
+                t.kib_per_min
+            ),
+            None => bail!(
+                "--fail-if-rss-grows: the gateway's memory trend was not measured ({} calls): \
+                 pass --gateway-pid for a gateway at a URL, and sample at least twice after the \
+                 warm-up (--rss-every)",
+                r.calls
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// A time: `parse_time`'s forms (`2s`, `1.5`, `500ms`) or minutes and hours (`15m`, `1h`).
+fn parse_span(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let scaled = |number: &str, scale: f64| {
+        number
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
+            .ok_or_else(|| format!("`{text}` is not a time: use `30s`, `500ms`, `15m` or `1h`"))
+    };
+    if let Some(h) = t.strip_suffix('h') {
+        scaled(h, 3600.0)
+    } else if let Some(m) = t.strip_suffix("min").or_else(|| t.strip_suffix('m')) {
+        scaled(m, 60.0)
+    } else {
+        parse_time(t)
+    }
+}
+
+/// A percentage, `5%` or `5`, as a fraction (`0.05`).
+fn parse_percent(text: &str) -> Result<f64, String> {
+    text.trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && *p >= 0.0)
+        .map(|p| p / 100.0)
+        .ok_or_else(|| format!("`{text}` is not a percentage: use `5%`"))
 }
 
 /// One run with `calls` calls; prints its table unless `json`.
@@ -354,4 +430,28 @@ fn self_config(addr: &str, data_dir: &Path, pipeline: &[String]) -> String {
         data_dir.display().to_string(),
         names.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_take_seconds_minutes_and_hours() {
+        assert_eq!(parse_span("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_span("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_span("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_span("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_span("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_span("soon").is_err());
+        assert!(parse_span("-1h").is_err());
+    }
+
+    #[test]
+    fn percentages_are_fractions() {
+        assert_eq!(parse_percent("5%"), Ok(0.05));
+        assert_eq!(parse_percent("10"), Ok(0.1));
+        assert!(parse_percent("five").is_err());
+        assert!(parse_percent("-1%").is_err());
+    }
 }

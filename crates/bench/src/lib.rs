@@ -8,6 +8,10 @@
 //! from `/proc` when it runs on this machine) and of the generator itself, so a reader can see
 //! which side was the bottleneck.
 //!
+//! A task of its own samples both processes' resident memory through the run (once a minute on
+//! long runs), and the report says whether the gateway's stayed flat after the warm-up: run long,
+//! it is a soak test for leaks.
+//!
 //! Every message is encoded before the clock starts, as one of 256 stamped variants shared by
 //! all calls (a refcount per send, no allocation or encoding per frame).
 
@@ -17,6 +21,7 @@ mod load;
 mod procstat;
 mod reference;
 mod report;
+mod rss;
 
 use std::path::PathBuf;
 
@@ -26,6 +31,7 @@ pub use load::{BenchConfig, Mode, run};
 pub use procstat::{ProcSample, ProcessUsage, sample};
 pub use reference::serve_reference_echo;
 pub use report::{BenchReport, ErrorSummary, FrameCounts, Percentiles, Rates};
+pub use rss::{RssReport, RssSample, RssTrend, default_rss_every};
 
 /// A run that could not start.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,7 @@ use crate::BenchError;
 use crate::frames::{FrameSet, STAMPS, read_stamp};
 use crate::procstat::{self, ProcSample, ProcessUsage};
 use crate::report::{BenchReport, ErrorSummary, FrameCounts, Percentiles, Rates};
+use crate::rss::{RssSampler, default_rss_every};
 
 /// How calls send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +85,11 @@ pub struct BenchConfig {
     pub progress: bool,
     /// `max` mode: unanswered frames a call may have in flight.
     pub max_in_flight: u64,
+    /// How often resident memory is sampled; `None`: [`default_rss_every`] of `duration`.
+    pub rss_every: Option<Duration>,
+    /// The gateway's resident memory counts as flat when its spread after the warm-up is at
+    /// most this fraction (`0.05`: 5%).
+    pub rss_flat_within: f64,
 }
 
 impl BenchConfig {
@@ -104,6 +110,8 @@ impl BenchConfig {
             gateway_idle_rss_kib: None,
             progress: false,
             max_in_flight: 64,
+            rss_every: None,
+            rss_flat_within: 0.05,
         }
     }
 
@@ -123,6 +131,15 @@ impl BenchConfig {
         }
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             return bad("--url must be ws:// or wss://");
+        }
+        if self
+            .rss_every
+            .is_some_and(|every| every < Duration::from_millis(100))
+        {
+            return bad("--rss-every must be at least 100 ms");
+        }
+        if !(self.rss_flat_within >= 0.0 && self.rss_flat_within.is_finite()) {
+            return bad("--rss-flat-within must be a percentage of 0 or more");
         }
         Ok(())
     }
@@ -213,6 +230,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     });
     let (phase_tx, phase_rx) = watch::channel(Phase::Send);
     let start = shared.epoch;
+    let rss = RssSampler::start(
+        start,
+        config
+            .rss_every
+            .unwrap_or_else(|| default_rss_every(config.duration)),
+        config.gateway_pid,
+    );
     let calls: Vec<_> = (0..config.calls)
         .map(|i| {
             let offset = config.ramp.mul_f64(i as f64 / config.calls as f64);
@@ -255,6 +279,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         shared.sent.load(Ordering::Relaxed),
         shared.received.load(Ordering::Relaxed),
     );
+    // The trend counts from a tenth into the window: calls connected, buffers filled.
+    let rss = rss
+        .finish(
+            config.ramp + config.warmup + config.duration / 10,
+            config.rss_flat_within,
+        )
+        .await;
     let _ = phase_tx.send(Phase::Drain);
     // Let the echoes of the last frames come back.
     let drain_until = Instant::now() + Duration::from_secs(2);
@@ -372,6 +403,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         generator,
         close_codes,
         errors,
+        rss,
     })
 }
 
@@ -683,6 +715,12 @@ mod tests {
         config.calls = 0;
         assert!(config.validate().is_err());
         let config = BenchConfig::new("http://x");
+        assert!(config.validate().is_err());
+        let mut config = BenchConfig::new("ws://127.0.0.1:1/ws");
+        config.rss_every = Some(Duration::from_millis(10));
+        assert!(config.validate().is_err());
+        config.rss_every = None;
+        config.rss_flat_within = f64::NAN;
         assert!(config.validate().is_err());
     }
 }

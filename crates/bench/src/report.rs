@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::load::Mode;
 use crate::procstat::ProcessUsage;
+use crate::rss::RssReport;
 
 /// The whole report of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +50,8 @@ pub struct BenchReport {
     pub close_codes: BTreeMap<u16, usize>,
     /// Calls that ended in an error (connect failed, socket error), with the first few errors.
     pub errors: ErrorSummary,
+    /// Resident memory sampled through the run, and the gateway's trend after the warm-up.
+    pub rss: RssReport,
 }
 
 /// Frames over the whole run.
@@ -127,6 +130,55 @@ impl BenchReport {
             && self.frames.lost == 0
             && self.frames.duplicated == 0
             && self.errors.calls == 0
+    }
+
+    /// Whether the gateway's resident memory stayed flat after the warm-up (`None`: not
+    /// measured, or too few samples).
+    pub fn rss_flat(&self) -> Option<bool> {
+        self.rss.trend.map(|t| t.flat)
+    }
+}
+
+/// The samples, four to a line, and the trend.
+fn write_rss(f: &mut fmt::Formatter<'_>, rss: &RssReport) -> fmt::Result {
+    let kib = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    writeln!(
+        f,
+        "rss (KiB)    every {:.1} s, gateway / generator:",
+        rss.every_secs
+    )?;
+    for row in rss.samples.chunks(4) {
+        write!(f, "            ")?;
+        for s in row {
+            write!(
+                f,
+                " {:>7.1} s {:>8} / {:<8}",
+                s.elapsed_secs,
+                kib(s.gateway_kib),
+                kib(s.generator_kib)
+            )?;
+        }
+        writeln!(f)?;
+    }
+    match &rss.trend {
+        Some(t) => writeln!(
+            f,
+            "rss trend    after {:.1} s: {} samples, {}–{} KiB, spread {:.1}%, first to last \
+             {:+.1}% ({:+.0} KiB/min): {} within {:.0}%",
+            t.warmup_secs,
+            t.samples,
+            t.min_kib,
+            t.max_kib,
+            t.spread * 100.0,
+            t.growth * 100.0,
+            t.kib_per_min,
+            if t.flat { "flat" } else { "NOT flat" },
+            t.tolerance * 100.0
+        ),
+        None => writeln!(
+            f,
+            "rss trend    not measured (no gateway pid, or under two samples after the warm-up)"
+        ),
     }
 }
 
@@ -213,6 +265,7 @@ impl fmt::Display for BenchReport {
                 ms(r.generator_late_max_us)
             )?;
         }
+        write_rss(f, &r.rss)?;
         if !r.close_codes.is_empty() {
             writeln!(f, "closes       {:?}", r.close_codes)?;
         }
