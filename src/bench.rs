@@ -422,11 +422,15 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The config of a gateway started by `--self`.
+/// The config of a gateway started by `--self`. Its limits are lifted: every call of a load
+/// test comes from 127.0.0.1 at once (no per-address rate), and a sweep or `--find-max` goes
+/// past the default `max_calls` and `max_connections` (the file descriptors are the limit).
 fn self_config(addr: &str, data_dir: &Path, pipeline: &[String]) -> String {
     let names: Vec<String> = pipeline.iter().map(|n| format!("{:?}", n.trim())).collect();
     format!(
-        "listen = {addr:?}\ndata_dir = {:?}\n\n[pipeline]\nprocessors = [{}]\n",
+        "listen = {addr:?}\ndata_dir = {:?}\n\n[pipeline]\nprocessors = [{}]\n\n\
+         [limits]\nmax_calls = 1000000\nmax_connections = 1000000\n\
+         new_connections_per_ip_per_sec = 0.0\n",
         data_dir.display().to_string(),
         names.join(", ")
     )
