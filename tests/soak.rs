@@ -14,8 +14,8 @@ use std::process::Command;
 /// the 5 s ramp, the 2 s warm-up and a tenth of the window) may spread by this much.
 ///
 /// 10%, not the long soak's 5%: in 60 s the dev build is still settling. Measured on the
-/// 2-core VM (2026-12-01, dev profile): spreads of 2.5% and 4.4% with the machine nearly to
-/// itself; 10.8% and 10.9% while a release build of CTranslate2 took both cores (starved of
+/// 2-core VM (2026-12-01, dev profile): spreads of 2.5%, 3.6% and 4.4% with the machine
+/// nearly to itself; 10.8% and 10.9% while a release build of CTranslate2 took both cores (starved of
 /// CPU, the gateway's queues and blocking pool grow, and the allocator keeps what they took:
 /// BENCHMARKS.md, "Soak"). A leak of 10 bytes per frame (300 calls × 50 frames/s, about
 /// 8.6 MiB a minute) still fails it. A failure on a busy machine is worth a rerun before it is
