@@ -1,5 +1,6 @@
 //! A short soak of the real binary: `mediagate bench --self` holds 300 real-time calls through
-//! the recorders for 60 s, loses no frame, and its resident memory stays flat after the warm-up.
+//! the recorders for 60 s, loses no frame, and its resident memory stays flat (within 10%)
+//! after the warm-up.
 //!
 //! Ignored by default (a minute and a half of two busy cores); CI runs it on purpose:
 //! `cargo test --locked --test soak -- --ignored`. The long soak (15 min to an hour, release
@@ -10,19 +11,20 @@
 use std::process::Command;
 
 /// The flat bound of this 60 s run: the gateway's RSS samples after the warm-up (from 13 s on:
-/// the 5 s ramp, the 2 s warm-up and a tenth of the window) may spread by this much. The same
-/// 5% as the long soak: in 60 s, a leak of 4 bytes per frame (300 calls × 50 frames/s) passes it.
+/// the 5 s ramp, the 2 s warm-up and a tenth of the window) may spread by this much.
 ///
-/// Measured in the dev profile on the 2-core VM (2026-12-01): spread 2.5% with the machine to
-/// itself, and passing again; 10.8% and 10.9% while a release build of CTranslate2 took both
-/// cores. Starved of CPU, the gateway's queues and its blocking pool grow, and the allocator
-/// keeps what they took (see BENCHMARKS.md, "Soak"): a failure here on a busy machine is worth
-/// a rerun before it is taken for a leak.
-const FLAT_WITHIN_PERCENT: f64 = 5.0;
+/// 10%, not the long soak's 5%: in 60 s the dev build is still settling. Measured on the
+/// 2-core VM (2026-12-01, dev profile): spreads of 2.5%, 3.6% and 4.4% with the machine
+/// nearly to itself; 10.8% and 10.9% while a release build of CTranslate2 took both cores (starved of
+/// CPU, the gateway's queues and blocking pool grow, and the allocator keeps what they took:
+/// BENCHMARKS.md, "Soak"). A leak of 10 bytes per frame (300 calls × 50 frames/s, about
+/// 8.6 MiB a minute) still fails it. A failure on a busy machine is worth a rerun before it is
+/// taken for a leak; the long soak (`--duration 1h`) is the real test.
+const FLAT_WITHIN_PERCENT: f64 = 10.0;
 
 #[test]
 #[ignore = "a 60 s soak at 300 calls; CI runs it with --ignored"]
-fn three_hundred_recorded_calls_for_a_minute_lose_nothing_and_memory_stays_flat() {
+fn three_hundred_recorded_calls_for_a_minute_lose_nothing_and_keep_memory_flat() {
     let output = Command::new(env!("CARGO_BIN_EXE_mediagate"))
         .args([
             "bench",
