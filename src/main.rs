@@ -96,7 +96,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Threads for blocking work (file I/O, speech engines); see `run`.
-const MAX_BLOCKING_THREADS: usize = 64;
+const MAX_BLOCKING_THREADS: usize = 32;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cli.log, cli.log_format)?;
