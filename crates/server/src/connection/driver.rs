@@ -87,7 +87,16 @@ impl Driver {
         let shutdown = self.app.shutdown.clone();
         loop {
             while let Some(action) = self.machine.poll_action() {
-                if let Some(end) = self.execute(action, writer).await {
+                // The hot path, a frame, on its own small future: `execute`'s holds every
+                // other action's state (opening a call, closing) and would be built per frame.
+                let action = match action {
+                    Action::PushFrame(frame) => {
+                        self.push_frame(frame).await;
+                        continue;
+                    }
+                    action => action,
+                };
+                if let Some(end) = Box::pin(self.execute(action, writer)).await {
                     return end;
                 }
             }
@@ -135,16 +144,19 @@ impl Driver {
         }
     }
 
+    /// Hands a frame to the call's processors.
+    async fn push_frame(&mut self, frame: mediagate_audio::AudioFrame) {
+        self.app.metrics.frame_received();
+        if let Some(call) = &mut self.pipeline {
+            call.pipeline.push_frame(&frame).await;
+        }
+    }
+
     /// Executes one action; `Some` when the connection is over.
     async fn execute(&mut self, action: Action, writer: &SocketWriter) -> Option<End> {
         match action {
             Action::OpenCall(opening) => return self.open_call(opening, writer).await,
-            Action::PushFrame(frame) => {
-                self.app.metrics.frame_received();
-                if let Some(call) = &mut self.pipeline {
-                    call.pipeline.push_frame(&frame).await;
-                }
-            }
+            Action::PushFrame(frame) => self.push_frame(frame).await,
             Action::PushEvent(event) => {
                 if let Some(call) = &mut self.pipeline {
                     let event = match event {
