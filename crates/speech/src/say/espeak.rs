@@ -193,17 +193,30 @@ impl Voice {
             program: self.program.clone(),
             source,
         };
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(["--stdout", "--stdin", "-b", "1", "-v", &self.name, "-s"])
             .arg(self.speed_wpm.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| SayError::NotInstalled {
-                program: self.program.clone(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        // A program file that was just written can be "busy" for a moment: another thread's
+        // fork may still hold its write descriptor until that child execs. Retry briefly.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                spawned => {
+                    break spawned.map_err(|source| SayError::NotInstalled {
+                        program: self.program.clone(),
+                        source,
+                    })?;
+                }
+            }
+        };
         // espeak-ng reads all of stdin before it speaks, and the text is smaller than a pipe's
         // buffer, so this never blocks. A failed write (it exited early) shows in its status.
         if let Some(mut stdin) = child.stdin.take() {
