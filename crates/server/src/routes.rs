@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::config::LowDiskPolicy;
+use crate::connection::text::truncated;
 use crate::connection::{ConnectionInfo, serve_socket};
 use crate::listener::ConnectionPermit;
 use crate::metrics::Refusal;
@@ -126,27 +127,15 @@ fn parse_query(query: Option<&str>, shown: &[String]) -> BTreeMap<String, String
     form_urlencoded::parse(query.as_bytes())
         .take(MAX_QUERY_PARAMS)
         .map(|(key, value)| {
-            let key = truncate(&key, MAX_QUERY_VALUE_BYTES).to_owned();
+            let key = truncated(&key, MAX_QUERY_VALUE_BYTES).to_owned();
             let value = if allowed(&key) {
-                truncate(&value, MAX_QUERY_VALUE_BYTES).to_owned()
+                truncated(&value, MAX_QUERY_VALUE_BYTES).to_owned()
             } else {
                 "<redacted>".to_owned()
             };
             (key, value)
         })
         .collect()
-}
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[derive(Serialize)]

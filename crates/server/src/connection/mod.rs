@@ -15,7 +15,7 @@ mod identity;
 pub(crate) mod machine;
 #[cfg(test)]
 mod tests;
-mod text;
+pub(crate) mod text;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
