@@ -18,7 +18,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mediagate::audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate::protocol::{InboundMessage, encode_pcm, parse_inbound};
 use mediagate_pipeline::{CallInfo, Context, Input, Outgoing, Pipeline, Processor, ProcessorError};
-use mediagate_sinks::Echo;
+use mediagate_processors::Echo;
 use std::hint::black_box;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;

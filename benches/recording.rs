@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use mediagate::audio::{AudioFormat, AudioSource};
+use mediagate::processors::record::{AudioTracks, Dir};
 use mediagate::protocol::Timestamp;
-use mediagate::sinks::record::{AudioTracks, Dir};
 
 /// Frames per measured batch: 20 s of audio, in fresh files each time.
 const FRAMES: u64 = 1_000;

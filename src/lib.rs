@@ -6,7 +6,7 @@
 //! - [`protocol`]: the wire protocol, sans-IO (parse and serialize every message).
 //! - [`audio`]: PCM formats, frames and resampling.
 //! - [`pipeline`]: the [`pipeline::Processor`] API, per-call fan-out, outbound playback.
-//! - [`sinks`]: built-in processors and the [`sinks::Registry`] that builds pipelines by name.
+//! - [`processors`]: built-in processors and the [`processors::Registry`] that builds pipelines by name.
 //! - [`server`]: the WebSocket gateway that records every call ([`server::Server`]).
 //! - [`emulator`]: the platform side, streaming WAV files into a gateway as ACS would.
 //!
@@ -24,7 +24,7 @@ pub use mediagate_audio as audio;
 pub use mediagate_bench as bench;
 pub use mediagate_emulator as emulator;
 pub use mediagate_pipeline as pipeline;
+pub use mediagate_processors as processors;
 pub use mediagate_protocol as protocol;
 pub use mediagate_server as server;
-pub use mediagate_sinks as sinks;
 pub use mediagate_speech as speech;

@@ -40,9 +40,10 @@ impl DiskWatch {
                 _ = tick.tick() => {}
             }
             let path = dir.clone();
-            let read =
-                tokio::task::spawn_blocking(move || mediagate_sinks::record::free_bytes(&path))
-                    .await;
+            let read = tokio::task::spawn_blocking(move || {
+                mediagate_processors::record::free_bytes(&path)
+            })
+            .await;
             let free = match read {
                 Ok(Ok(free)) => free,
                 _ => u64::MAX,

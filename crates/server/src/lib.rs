@@ -45,7 +45,7 @@ pub use config::{
     AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, LowDiskPolicy,
     OutboundConfig, PipelineConfig, RecordingConfig, RedactionConfig, ShutdownConfig, TlsConfig,
 };
-pub use mediagate_sinks::Registry;
+pub use mediagate_processors::Registry;
 pub use metrics::MetricsSnapshot;
 pub use repair::{RepairAction, RepairReport, Repaired, WavRepair, repair_dir, repair_wav};
 
@@ -97,7 +97,7 @@ pub enum ServerError {
         /// `pipeline`, or `routes."/ws/bot"`.
         key: String,
         /// Which name, and the names that are known.
-        source: mediagate_sinks::BuildError,
+        source: mediagate_processors::BuildError,
     },
     /// `[auth]` cannot work: a key, the secret, or the local key set.
     #[error(transparent)]

@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use mediagate_sinks::record::RepairOutcome;
+use mediagate_processors::record::RepairOutcome;
 
 use mediagate_protocol::Timestamp;
 use serde_json::{Value, json};
@@ -262,10 +262,10 @@ fn mark_interrupted(session: &Path, wavs: &[(PathBuf, WavRepair)]) -> io::Result
 }
 
 /// Rewrites the RIFF and data sizes of the WAV at `path` from its length, cut to whole sample
-/// frames ([`mediagate_sinks::record::repair_wav`]); `None` when they were right already (the
+/// frames ([`mediagate_processors::record::repair_wav`]); `None` when they were right already (the
 /// file is then not written).
 pub fn repair_wav(path: &Path) -> io::Result<Option<WavRepair>> {
-    Ok(match mediagate_sinks::record::repair_wav(path)? {
+    Ok(match mediagate_processors::record::repair_wav(path)? {
         RepairOutcome::Valid { .. } => None,
         RepairOutcome::Repaired {
             data_bytes,

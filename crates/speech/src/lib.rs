@@ -31,7 +31,7 @@ pub use engine::{Pass, Recognition, RecognizedWord, Recognizer, SpeechError};
 pub use file::{FileError, FileTranscript, transcribe_wav};
 pub use transcriber::{SAMPLE_RATE_HZ, Transcriber, TranscriberSettings};
 
-use mediagate_sinks::Registry;
+use mediagate_processors::Registry;
 
 /// The embedded speech-to-text engine a default pipeline runs: `whisper` when this build has
 /// it (cargo feature `whisper`, on by default).
@@ -57,21 +57,21 @@ pub fn engines() -> Vec<&'static str> {
 pub fn build_transcriber(
     name: &str,
     settings: &serde_json::Value,
-) -> Result<Transcriber, mediagate_sinks::BuildError> {
+) -> Result<Transcriber, mediagate_processors::BuildError> {
     match name {
         #[cfg(feature = "whisper")]
         whisper::NAME => whisper::build(settings),
         #[cfg(feature = "pocketsphinx")]
         pocketsphinx::NAME => pocketsphinx::build(settings),
         wyoming::NAME => wyoming::build(settings),
-        other => Err(mediagate_sinks::BuildError::Unknown {
+        other => Err(mediagate_processors::BuildError::Unknown {
             name: other.to_owned(),
             known: engines().join(", "),
         }),
     }
 }
 
-/// Every built-in processor: the sinks' ([`Registry::with_builtins`]) and the speech ones.
+/// Every built-in processor: the built-ins' ([`Registry::with_builtins`]) and the speech ones.
 pub fn builtins() -> Registry {
     let mut registry = Registry::with_builtins();
     register(&mut registry);

@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use mediagate_pocketsphinx::{Config, Decoder, Hypothesis};
-use mediagate_sinks::BuildError;
-use mediagate_sinks::settings::{invalid, parse};
+use mediagate_processors::BuildError;
+use mediagate_processors::settings::{invalid, parse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

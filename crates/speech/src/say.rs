@@ -77,8 +77,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
-use mediagate_sinks::settings::{invalid, parse, skip_unplayable};
-use mediagate_sinks::{BuildError, Registry};
+use mediagate_processors::settings::{invalid, parse, skip_unplayable};
+use mediagate_processors::{BuildError, Registry};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 

@@ -9,9 +9,9 @@ use mediagate_audio::{AudioFrame, AudioSource};
 use mediagate_pipeline::{
     Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError, Transcript,
 };
+use mediagate_processors::BuildError;
+use mediagate_processors::settings::invalid;
 use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData, Word};
-use mediagate_sinks::BuildError;
-use mediagate_sinks::settings::invalid;
 use serde::{Deserialize, Serialize};
 
 use crate::{Pass, Recognition, Recognizer};

@@ -17,8 +17,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use mediagate_sinks::BuildError;
-use mediagate_sinks::settings::{invalid, parse};
+use mediagate_processors::BuildError;
+use mediagate_processors::settings::{invalid, parse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

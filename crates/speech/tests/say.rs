@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
 use mediagate_pipeline::{CallInfo, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor};
-use mediagate_sinks::{BuildError, Vad, VadSettings};
+use mediagate_processors::{BuildError, Vad, VadSettings};
 use mediagate_speech::say::{Say, SayError, SpokenClip, Voice, synthesize};
 use tokio::sync::mpsc;
 

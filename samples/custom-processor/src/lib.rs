@@ -3,7 +3,7 @@
 //! against mediagate's public API, in well under 100 lines.
 
 use mediagate::pipeline::{Context, Event, Input, Processor, ProcessorError};
-use mediagate::sinks::{BuildError, Registry};
+use mediagate::processors::{BuildError, Registry};
 use serde::Deserialize;
 
 /// Settings, from `[pipeline.settings.pin_check]` in mediagate.toml.

@@ -1,6 +1,6 @@
 //! A call's folder and its session.json: who the call is, its transports, and what each of
 //! their processors did. The files themselves (WAV, transcripts, DTMF) are written by the
-//! recording processors of `mediagate-sinks` (`wav`, `transcript`, `dtmf`) into this folder.
+//! recording processors of `mediagate-processors` (`wav`, `transcript`, `dtmf`) into this folder.
 
 mod folder;
 mod report;

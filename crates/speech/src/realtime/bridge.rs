@@ -435,7 +435,7 @@ impl Bridge {
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-    use mediagate_sinks::settings::parse;
+    use mediagate_processors::settings::parse;
 
     use super::super::{NAME, RealtimeSettings};
     use super::*;

@@ -1,8 +1,8 @@
 //! The bridge's settings, and what is checked from them once at start-up: the endpoint (URL,
 //! key and its header) and the `session.update` every conversation opens with.
 
-use mediagate_sinks::BuildError;
-use mediagate_sinks::settings::invalid;
+use mediagate_processors::BuildError;
+use mediagate_processors::settings::invalid;
 use serde::Deserialize;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -259,7 +259,7 @@ pub(super) fn session_update(settings: &RealtimeSettings) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-    use mediagate_sinks::settings::parse;
+    use mediagate_processors::settings::parse;
 
     use super::*;
 

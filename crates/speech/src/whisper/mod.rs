@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
-use mediagate_sinks::BuildError;
-use mediagate_sinks::settings::{invalid, parse};
+use mediagate_processors::BuildError;
+use mediagate_processors::settings::{invalid, parse};
 use serde::{Deserialize, Serialize};
 
 use crate::models;

@@ -9,7 +9,7 @@
 //!   recorded to files in its folder (see [`record`]).
 //!
 //! ```
-//! use mediagate_sinks::Registry;
+//! use mediagate_processors::Registry;
 //!
 //! let registry = Registry::with_builtins();
 //! assert!(registry.contains("echo") && registry.contains("vad"));

@@ -11,7 +11,7 @@ use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate_pipeline::{
     CallInfo, Context, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor, ProcessorError,
 };
-use mediagate_sinks::{Play, PlaySettings, Registry, Tone, ToneSettings, Vad, VadSettings};
+use mediagate_processors::{Play, PlaySettings, Registry, Tone, ToneSettings, Vad, VadSettings};
 use tokio::sync::mpsc;
 
 fn call(format: AudioFormat) -> Arc<CallInfo> {
@@ -408,11 +408,11 @@ async fn play_audio_keeps_one_resampler_per_rate_so_chunks_play_seamlessly() {
 async fn wav_stops_cleanly_below_the_free_disk_floor() {
     let dir = tempfile::tempdir().unwrap();
     let format = AudioFormat::mono(16_000);
-    let wav = mediagate_sinks::Wav::new(mediagate_sinks::WavSettings {
+    let wav = mediagate_processors::Wav::new(mediagate_processors::WavSettings {
         // No disk has this much free: the first check stops the recording.
         min_free_bytes: u64::MAX,
         batch_ms: 0,
-        ..mediagate_sinks::WavSettings::default()
+        ..mediagate_processors::WavSettings::default()
     })
     .unwrap();
     let call = Arc::new(CallInfo::new("c", "/ws", format).with_folder(dir.path()));
@@ -433,7 +433,7 @@ async fn wav_stops_cleanly_below_the_free_disk_floor() {
     let report = reports[0].report.as_ref().unwrap();
     assert_eq!(
         report["stopped"],
-        mediagate_sinks::record::STOPPED_DISK_FLOOR
+        mediagate_processors::record::STOPPED_DISK_FLOOR
     );
     assert!(!reports[0].detached);
     // What was written before the check is a valid file; the rest is counted as lost.
