@@ -65,15 +65,21 @@ async fn run(engine: &str, label: &str, corpus: &str, settings: serde_json::Valu
     // Load once before measuring: models are shared by every call of a process.
     let name = engine.to_owned();
     let warm = settings.clone();
-    tokio::task::spawn_blocking(move || mediagate::speech::build_transcriber(&name, &warm))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        mediagate::speech::build_transcriber(&name, &warm, Some(&mediagate::model_installer()))
+    })
+    .await
+    .unwrap()
+    .unwrap();
     for (path, reference) in clips(corpus) {
         let name = engine.to_owned();
         let settings = settings.clone();
         let transcriber = tokio::task::spawn_blocking(move || {
-            mediagate::speech::build_transcriber(&name, &settings)
+            mediagate::speech::build_transcriber(
+                &name,
+                &settings,
+                Some(&mediagate::model_installer()),
+            )
         })
         .await
         .unwrap()

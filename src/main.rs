@@ -158,9 +158,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ => None,
         },
     };
-    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let config = Config::load_over(
+        mediagate::default_config(),
+        args.config.as_deref(),
+        &overrides,
+    )?;
     tracing::info!(data_dir = %config.data_dir.display(), "recording calls");
-    let server = Server::bind(config).await?;
+    let server = Server::bind(config, mediagate::registry()).await?;
     // SIGTERM or Ctrl-C drains; a second one closes every call at once. An error (exit code 1)
     // when some call's files could not be finalized.
     server.run_until_signalled().await?;

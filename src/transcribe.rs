@@ -5,9 +5,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use mediagate::models;
 use mediagate_protocol::ResultStatus;
 use mediagate_server::{CliOverrides, Config};
-use mediagate_speech::models;
+use mediagate_speech::models::{default_model_dir, is_model_dir};
 
 #[derive(clap::Args)]
 pub(crate) struct TranscribeArgs {
@@ -35,13 +36,19 @@ pub(crate) async fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
             "this build has no embedded engine (cargo feature `whisper`): pass --engine wyoming, with its uri in --config"
         ),
     };
-    let config = Config::load(args.config.as_deref(), &CliOverrides::default())?;
+    let config = Config::load_over(
+        mediagate::default_config(),
+        args.config.as_deref(),
+        &CliOverrides::default(),
+    )?;
     let settings = config.pipeline.settings_of(&engine);
     let name = engine.clone();
-    let transcriber =
-        tokio::task::spawn_blocking(move || mediagate_speech::build_transcriber(&name, &settings))
-            .await
-            .context("the engine panicked while loading")??;
+    let transcriber = tokio::task::spawn_blocking(move || {
+        let installer = mediagate::model_installer();
+        mediagate_speech::build_transcriber(&name, &settings, Some(&installer))
+    })
+    .await
+    .context("the engine panicked while loading")??;
     let result = mediagate_speech::transcribe_wav(&args.file, transcriber).await?;
     let compute_secs = result
         .reports
@@ -111,8 +118,8 @@ pub(crate) async fn models(command: ModelsCommand) -> anyhow::Result<()> {
             println!("{}", dir.display());
         }
         ModelsCommand::Path => {
-            let dir = models::default_model_dir();
-            let state = if models::is_model_dir(&dir) {
+            let dir = default_model_dir();
+            let state = if is_model_dir(&dir) {
                 "installed"
             } else {
                 "not installed: run `mediagate models install`"

@@ -524,7 +524,7 @@ async fn a_public_address_without_auth_refuses_to_start_unless_opted_out() {
         ..Config::default()
     };
     config.pipeline.processors.clear();
-    let err = Server::bind(config.clone())
+    let err = Server::bind(config.clone(), mediagate::registry())
         .await
         .map(|_| ())
         .unwrap_err()
@@ -540,7 +540,7 @@ async fn a_public_address_without_auth_refuses_to_start_unless_opted_out() {
         assert!(err.contains(needle), "{needle:?} not in: {err}");
     }
     config.auth.allow_unauthenticated_public = true;
-    let server = Server::bind(config).await.unwrap();
+    let server = Server::bind(config, mediagate::registry()).await.unwrap();
     assert!(server.local_addr().ip().is_unspecified());
 }
 
@@ -554,6 +554,9 @@ async fn acs_mode_without_an_audience_refuses_to_start() {
     };
     config.pipeline.processors.clear();
     config.auth.mode = AuthMode::Acs;
-    let err = Server::bind(config).await.map(|_| ()).unwrap_err();
+    let err = Server::bind(config, mediagate::registry())
+        .await
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("auth.audience"), "{err}");
 }

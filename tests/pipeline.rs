@@ -99,7 +99,7 @@ async fn an_unknown_processor_is_refused_at_start_up_naming_the_key() {
         },
         ..Default::default()
     };
-    let Err(err) = mediagate::server::Server::bind(config).await else {
+    let Err(err) = mediagate::server::Server::bind(config, mediagate::registry()).await else {
         panic!("a gateway started with an unknown processor");
     };
     let text = err.to_string();
@@ -177,8 +177,12 @@ impl mediagate::pipeline::Processor for Sluggish {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_processor_costs_the_socket_echo_and_recording_nothing() {
-    let mut registry = mediagate::server::Registry::with_builtins();
-    registry.register("sluggish", |_| Ok(Box::new(Sluggish)));
+    let mut registry = mediagate::registry();
+    registry.register("sluggish", |_| {
+        Ok(|_: &mediagate::pipeline::CallInfo| {
+            Box::new(Sluggish) as Box<dyn mediagate::pipeline::Processor>
+        })
+    });
     let gateway = TestGateway::start_with_registry(
         |c| {
             c.pipeline.processors.push("sluggish".to_owned());
@@ -313,7 +317,7 @@ async fn bad_processor_settings_are_refused_at_start_up() {
         .pipeline
         .settings
         .insert("wav".to_owned(), serde_json::json!({ "sample_rate_hz": 7 }));
-    let Err(err) = mediagate::server::Server::bind(config).await else {
+    let Err(err) = mediagate::server::Server::bind(config, mediagate::registry()).await else {
         panic!("a gateway started with an impossible recording rate");
     };
     let text = err.to_string();

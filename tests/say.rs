@@ -165,7 +165,11 @@ async fn the_greeting_reaches_the_platform_as_espeak_ng_spoke_it() {
 #[cfg(feature = "whisper")]
 async fn assert_intelligible(heard: &Heard, text: &str) {
     let transcriber = tokio::task::spawn_blocking(|| {
-        mediagate::speech::build_transcriber("whisper", &serde_json::Value::Null)
+        mediagate::speech::build_transcriber(
+            "whisper",
+            &serde_json::Value::Null,
+            Some(&mediagate::model_installer()),
+        )
     })
     .await
     .unwrap()
@@ -269,7 +273,7 @@ async fn a_missing_espeak_ng_stops_start_up_saying_how_to_install_it() {
         "say".to_owned(),
         serde_json::json!({ "greeting": "Hello.", "espeak_ng": "/nonexistent/espeak-ng" }),
     );
-    let Err(err) = mediagate::server::Server::bind(config).await else {
+    let Err(err) = mediagate::server::Server::bind(config, mediagate::registry()).await else {
         panic!("started without espeak-ng");
     };
     let text = err.to_string();

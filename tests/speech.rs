@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::{TestGateway, emulate, read_wav, sample, write_wav};
 use mediagate::audio::{AudioFormat, StreamResampler};
-use mediagate::server::PipelineConfig;
 use mediagate::speech::wer::Score;
 
 /// The spoken clips and what they say, from samples/speech/references.txt.
@@ -57,7 +56,7 @@ fn spoken_call(dir: &Path) -> (PathBuf, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_the_default_pipeline_is_transcribed_by_the_embedded_engine() {
     let gateway = TestGateway::start_with(|config| {
-        config.pipeline = PipelineConfig::default();
+        config.pipeline = mediagate::default_config().pipeline;
     })
     .await;
     let scratch = tempfile::tempdir().unwrap();
@@ -118,7 +117,11 @@ async fn whisper_score(dir: &str) -> (Score, Vec<String>) {
     let listed = std::fs::read_to_string(sample(&format!("{dir}/references.txt"))).unwrap();
     for (name, text) in listed.lines().filter_map(|l| l.split_once('\t')) {
         let transcriber = tokio::task::spawn_blocking(|| {
-            mediagate::speech::build_transcriber("whisper", &serde_json::Value::Null)
+            mediagate::speech::build_transcriber(
+                "whisper",
+                &serde_json::Value::Null,
+                Some(&mediagate::model_installer()),
+            )
         })
         .await
         .unwrap()

@@ -55,7 +55,7 @@ async fn a_call_is_transcribed_by_a_real_wyoming_server() {
         );
         return;
     };
-    let model = tokio::task::spawn_blocking(|| mediagate::speech::models::install(false))
+    let model = tokio::task::spawn_blocking(|| mediagate::models::install(false))
         .await
         .unwrap()
         .unwrap();

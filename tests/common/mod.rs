@@ -27,7 +27,7 @@ impl TestGateway {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_with_registry(adjust, mediagate::speech::builtins()).await
+        Self::start_with_registry(adjust, mediagate::registry()).await
     }
 
     /// With the processors of `registry` (a test's own, registered beside the built-ins).
@@ -36,7 +36,7 @@ impl TestGateway {
         registry: mediagate::server::Registry,
     ) -> Self {
         let (data_dir, config) = test_config(adjust);
-        let server = Server::bind_with(config, registry).await.unwrap();
+        let server = Server::bind(config, registry).await.unwrap();
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run_until(async {
@@ -65,7 +65,7 @@ impl TestGateway {
                 .build()
                 .unwrap();
             let result = runtime.block_on(async move {
-                let server = Server::bind(config).await?;
+                let server = Server::bind(config, mediagate::registry()).await?;
                 let _ = bound.send(server.local_addr());
                 server
                     .run_until(async {

@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod pipeline;
 pub mod processor;
 pub mod queue;
+pub mod registry;
 
 pub use event::{CallInfo, Dtmf, Event, Transcript};
 pub use files::{create_unique, sanitize_file_stem};
@@ -25,3 +26,4 @@ pub use outbound::{BargeIn, OutboundQueue, Outgoing, PacerReport, QueueFull};
 pub use pipeline::{ConsumerCounters, ConsumerProbe, ConsumerReport, Pipeline};
 pub use processor::{Context, Execution, Input, PlayError, Processor, ProcessorError};
 pub use queue::{Inbox, InboxStats, Outbox, OverflowPolicy, Pushed, byte_bounded_inbox, inbox};
+pub use registry::{BuildError, Factory, Plan, Prototype, Registry, Settings};

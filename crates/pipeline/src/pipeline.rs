@@ -81,7 +81,7 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 }
 
 /// A panic's message, truncated to [`MAX_PANIC_MESSAGE`] bytes.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     let text = if let Some(s) = payload.downcast_ref::<&str>() {
         s
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -1,5 +1,6 @@
-//! Built-in processors, and the [`Registry`] that builds a call's pipeline from names in the
-//! config.
+//! Built-in processors: sources that play into the call, detectors, and the recorders that
+//! keep a call's files. [`register`] adds their factories to a
+//! [`Registry`](mediagate_pipeline::Registry).
 //!
 //! - [`Echo`] (`echo`): every inbound frame straight back into the call.
 //! - [`Tone`] (`tone`): a sine beep into the call, on DTMF and/or at call start.
@@ -9,9 +10,7 @@
 //!   recorded to files in its folder (see [`record`]).
 //!
 //! ```
-//! use mediagate_processors::Registry;
-//!
-//! let registry = Registry::with_builtins();
+//! let registry = mediagate_processors::builtins();
 //! assert!(registry.contains("echo") && registry.contains("vad"));
 //! ```
 
@@ -24,8 +23,9 @@ mod tone;
 mod vad;
 
 pub use echo::Echo;
+pub use mediagate_pipeline::BuildError;
 pub use play::{Clip, Play, PlaySettings};
 pub use record::{DtmfWriter, TranscriptSettings, TranscriptWriter, Wav, WavSettings};
-pub use registry::{BuildError, Constructor, Registry};
+pub use registry::{builtins, register};
 pub use tone::{Tone, ToneSettings};
 pub use vad::{Vad, VadSettings};

@@ -117,10 +117,10 @@ impl Clip {
 /// 24 kHz prompt plays correctly into a 16 kHz call. When resampled, the clip is followed by
 /// 20 ms of silence that pushes its end out of the resampler (the output lags by 10 ms).
 ///
-/// The file is read and decoded once, when the processor is built (at call start, on the
-/// server): fine for prompts of a few seconds; the decoded samples are shared by reference
-/// count, never copied per playback. Receives frames but ignores them.
-#[derive(Debug)]
+/// The file is read and decoded once, when the route's factory is built at start-up (a
+/// factory clones this processor per call): the decoded samples are shared by reference
+/// count, never read or copied per call or per playback. Receives frames but ignores them.
+#[derive(Debug, Clone)]
 pub struct Play {
     clip: Clip,
     at_start: bool,

@@ -47,7 +47,7 @@ impl Default for ToneSettings {
 
 /// Plays a sine beep into the call ([`Context::play`], paced, in the call's format): on every
 /// DTMF key and/or at call start. Receives frames but ignores them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tone {
     settings: ToneSettings,
     /// The beep, generated on first use for the call's format.

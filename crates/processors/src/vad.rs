@@ -39,7 +39,7 @@ impl Default for VadSettings {
 }
 
 /// One source's detector: the window being filled and the hysteresis counters.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Detector {
     /// Sum of squared samples in the current window (full scale = 1.0).
     energy: f64,
@@ -60,7 +60,7 @@ struct Detector {
 /// ([`Context::stop_audio`], which emits [`Event::BargeIn`]).
 ///
 /// Runs inline at the call's own rate: a few operations per sample.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Vad {
     settings: VadSettings,
     /// Mean square above which a window is voice (`threshold_dbfs` converted once).

@@ -11,8 +11,17 @@ use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate_pipeline::{
     CallInfo, Context, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor, ProcessorError,
 };
-use mediagate_processors::{Play, PlaySettings, Registry, Tone, ToneSettings, Vad, VadSettings};
+use mediagate_processors::{Play, PlaySettings, Tone, ToneSettings, Vad, VadSettings};
 use tokio::sync::mpsc;
+
+/// The processor `name` with `settings`, as a call gets it: from its route's factory.
+fn built(
+    name: &str,
+    settings: &serde_json::Value,
+) -> Result<Box<dyn Processor>, mediagate_processors::BuildError> {
+    let factory = mediagate_processors::builtins().factory(name, settings)?;
+    Ok(factory.make(&CallInfo::new("c", "/ws", AudioFormat::mono(16_000))))
+}
 
 fn call(format: AudioFormat) -> Arc<CallInfo> {
     Arc::new(CallInfo::new("c", "/ws", format))
@@ -138,12 +147,11 @@ async fn tone_beeps_on_dtmf_for_its_duration_at_its_frequency() {
 
 #[tokio::test(start_paused = true)]
 async fn tone_at_start_and_not_on_dtmf_when_told() {
-    let tone = Registry::with_builtins()
-        .build(
-            "tone",
-            &serde_json::json!({"at_start": true, "on_dtmf": false, "duration_ms": 100}),
-        )
-        .unwrap();
+    let tone = built(
+        "tone",
+        &serde_json::json!({"at_start": true, "on_dtmf": false, "duration_ms": 100}),
+    )
+    .unwrap();
     let mut h = start(AudioFormat::mono(8_000), vec![("tone", tone)]);
     h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("1"))));
     let out = h.finish().await;
@@ -207,12 +215,11 @@ async fn play_on_dtmf_plays_the_file_once_per_key_press() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("beep.wav");
     write_wav(&path, 16_000, &sine(16_000, 500.0, 0.3, 1_600));
-    let play = Registry::with_builtins()
-        .build(
-            "play",
-            &serde_json::json!({"file": path, "at_start": false, "on_dtmf": "9"}),
-        )
-        .unwrap();
+    let play = built(
+        "play",
+        &serde_json::json!({"file": path, "at_start": false, "on_dtmf": "9"}),
+    )
+    .unwrap();
     let mut h = start(AudioFormat::mono(16_000), vec![("play", play)]);
     h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("1"))));
     h.pipeline.push_event(Event::Dtmf(Arc::new(Dtmf::new("9"))));
@@ -324,9 +331,7 @@ async fn vad_reports_speech_starting_and_stopping_per_source() {
 async fn speech_over_queued_audio_barges_in() {
     let format = AudioFormat::mono(16_000);
     let spy = Spy::default();
-    let vad = Registry::with_builtins()
-        .build("vad", &serde_json::Value::Null)
-        .unwrap();
+    let vad = built("vad", &serde_json::Value::Null).unwrap();
     let h = start(
         format,
         vec![

@@ -12,6 +12,8 @@
 //! `mediagate_auth_refused_total`, and is logged at most once per peer IP per minute.
 
 mod fetch;
+
+pub use fetch::system_root_certs;
 mod jwt;
 
 use std::collections::{BTreeMap, HashMap};

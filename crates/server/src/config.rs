@@ -77,20 +77,17 @@ impl Default for RedactionConfig {
 pub struct PipelineConfig {
     /// Processor names, in order (`["wav", "echo"]`); empty runs none.
     pub processors: Vec<String>,
-    /// Per-processor settings, `[pipeline.settings.NAME]`, handed to its constructor.
+    /// Per-processor settings, `[pipeline.settings.NAME]`, handed to its factory at start-up.
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for PipelineConfig {
-    /// The call recorded: its audio (`wav`), transcripts (`transcript`) and keys (`dtmf`),
-    /// and transcribed by the embedded speech engine (`whisper`) when the build has one.
+    /// The call recorded: its audio (`wav`), transcripts (`transcript`) and keys (`dtmf`).
+    /// The gateway library names no speech engine: the `mediagate` binary's defaults
+    /// (`mediagate::default_config`) add the embedded one when the build has it.
     fn default() -> Self {
-        let recorders = ["wav", "transcript", "dtmf"].into_iter();
         PipelineConfig {
-            processors: recorders
-                .chain(mediagate_speech::default_engine())
-                .map(String::from)
-                .collect(),
+            processors: ["wav", "transcript", "dtmf"].map(String::from).to_vec(),
             settings: std::collections::BTreeMap::new(),
         }
     }
@@ -322,7 +319,17 @@ pub const ENV_PREFIX: &str = "MEDIAGATE_";
 impl Config {
     /// Loads defaults ← `file` ← `MEDIAGATE_*` environment ← `cli`, then validates.
     pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        Config::load_over(Config::default(), file, cli)
+    }
+
+    /// Like [`Config::load`], over `defaults` rather than [`Config::default`]: a binary that
+    /// composes more processors (a speech engine) gives its own default pipeline here.
+    pub fn load_over(
+        defaults: Config,
+        file: Option<&Path>,
+        cli: &CliOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults));
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::MissingFile(path.to_owned()));
@@ -448,24 +455,27 @@ impl Config {
 
     /// The pipeline for a call on `path`: the longest matching route, else `pipeline`.
     pub fn pipeline_for(&self, path: &str) -> &PipelineConfig {
+        self.route_for(path)
+            .map_or(&self.pipeline, |route| &self.routes[route])
+    }
+
+    /// The route a call on `path` takes: the longest matching one; `None`: `pipeline`.
+    pub fn route_for(&self, path: &str) -> Option<&str> {
         self.routes
-            .iter()
-            .filter(|(route, _)| {
+            .keys()
+            .filter(|route| {
                 let route = route.trim_end_matches('/');
                 path == route
                     || (path.starts_with(route) && path.as_bytes().get(route.len()) == Some(&b'/'))
             })
-            .max_by_key(|(route, _)| route.trim_end_matches('/').len())
-            .map_or(&self.pipeline, |(_, pipeline)| pipeline)
+            .max_by_key(|route| route.trim_end_matches('/').len())
+            .map(String::as_str)
     }
 
     /// Every pipeline the config defines, with the key it is under: `pipeline`, then each route.
     pub fn pipelines(&self) -> impl Iterator<Item = (String, &PipelineConfig)> {
-        std::iter::once(("pipeline".to_owned(), &self.pipeline)).chain(
-            self.routes
-                .iter()
-                .map(|(path, p)| (format!("routes.\"{path}\""), p)),
-        )
+        std::iter::once(("pipeline".to_owned(), &self.pipeline))
+            .chain(self.routes.iter().map(|(path, p)| (route_key(path), p)))
     }
 
     /// `limits.idle_timeout_secs` as a duration, `None` when disabled.
@@ -473,6 +483,11 @@ impl Config {
         (self.limits.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(self.limits.idle_timeout_secs))
     }
+}
+
+/// The config key of route `path`: `routes."/ws/bot"`.
+pub(crate) fn route_key(path: &str) -> String {
+    format!("routes.\"{path}\"")
 }
 
 #[cfg(test)]
@@ -489,17 +504,6 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
-    }
-
-    #[test]
-    fn the_sample_config_documents_the_defaults() {
-        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/mediagate.toml");
-        let mut config = Config::load(Some(&sample), &CliOverrides::default()).unwrap();
-        if mediagate_speech::default_engine().is_none() {
-            // A build without the embedded engine: the sample documents the default build.
-            config.pipeline.processors.retain(|p| p != "whisper");
-        }
-        assert_eq!(config, Config::default());
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! use mediagate_server::{Config, Server};
 //!
 //! # async fn run() -> Result<(), mediagate_server::ServerError> {
-//! let server = Server::bind(Config::default()).await?;
+//! // The built-in processors; a binary adds its speech engines and its own processors.
+//! let registry = mediagate_processors::builtins();
+//! let server = Server::bind(Config::default(), registry).await?;
 //! println!("listening on {}", server.local_addr());
 //! server.run_until(mediagate_server::shutdown_signal()).await
 //! # }
@@ -40,15 +42,16 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::{AuthConfig, AuthError, AuthMode};
+pub use auth::{AuthConfig, AuthError, AuthMode, system_root_certs};
 pub use config::{
     AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, LowDiskPolicy,
     OutboundConfig, PipelineConfig, RecordingConfig, RedactionConfig, ShutdownConfig, TlsConfig,
 };
-pub use mediagate_processors::Registry;
+pub use mediagate_pipeline::{Plan, Registry};
 pub use metrics::MetricsSnapshot;
 pub use repair::{RepairAction, RepairReport, Repaired, WavRepair, repair_dir, repair_wav};
 
+use media::Plans;
 use metrics::Metrics;
 use registry::CallRegistry;
 
@@ -97,7 +100,7 @@ pub enum ServerError {
         /// `pipeline`, or `routes."/ws/bot"`.
         key: String,
         /// Which name, and the names that are known.
-        source: mediagate_processors::BuildError,
+        source: mediagate_pipeline::BuildError,
     },
     /// `[auth]` cannot work: a key, the secret, or the local key set.
     #[error(transparent)]
@@ -107,8 +110,8 @@ pub enum ServerError {
 /// State shared by every connection.
 pub(crate) struct AppState {
     pub(crate) config: Config,
-    /// Builds each call's processors by name.
-    pub(crate) processors: Registry,
+    /// Each route's processor factories, built at start-up.
+    pub(crate) plans: Plans,
     pub(crate) registry: Arc<CallRegistry>,
     pub(crate) metrics: Metrics,
     /// Decides which upgrades may proceed (`[auth]`).
@@ -158,34 +161,39 @@ pub struct Server {
 }
 
 impl Server {
-    /// Creates the data dir, loads TLS material and binds the listener, with the built-in
-    /// processors.
-    pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        Server::bind_with(config, mediagate_speech::builtins()).await
-    }
-
-    /// Like [`Server::bind`], with the processors of `registry` (register your own there).
-    pub async fn bind_with(config: Config, registry: Registry) -> Result<Server, ServerError> {
-        // Build every configured processor once: an unknown name or a bad setting stops
-        // start-up with an error naming it, rather than failing each call. Off the async
-        // threads: a speech engine loads (or first installs) its model here.
-        let checked = tokio::task::spawn_blocking(move || {
-            for (key, pipeline) in config.pipelines() {
-                for name in &pipeline.processors {
-                    if let Err(source) =
-                        registry.build(name, &config.processor_settings(pipeline, name))
-                    {
-                        return Err(ServerError::Processor { key, source });
-                    }
-                }
-            }
-            Ok((config, registry))
+    /// Builds every route's processor factories from `registry`, creates the data dir, loads
+    /// TLS material and binds the listener.
+    ///
+    /// The gateway names no processor itself: `registry` holds what the config may name (the
+    /// `mediagate` binary composes the built-ins and the speech engines; register your own
+    /// beside them), and the config's `pipeline` is the default every call runs.
+    pub async fn bind(config: Config, registry: Registry) -> Result<Server, ServerError> {
+        // One factory per route, built once, off the async threads (a speech engine loads, or
+        // first installs, its model here): an unknown name or a bad setting stops start-up
+        // with an error naming it. Calls then only make cheap processors from these.
+        let planned = tokio::task::spawn_blocking(move || {
+            let pipelines = config
+                .pipelines()
+                .map(|(key, pipeline)| {
+                    let processors = pipeline
+                        .processors
+                        .iter()
+                        .map(|name| (name.clone(), config.processor_settings(pipeline, name)))
+                        .collect();
+                    (key, processors)
+                })
+                .collect::<Vec<_>>();
+            let plans = registry
+                .plans(pipelines)
+                .map_err(|(key, source)| ServerError::Processor { key, source })?;
+            Ok::<_, ServerError>((config, plans))
         })
         .await;
-        let (config, registry) = match checked {
-            Ok(checked) => checked?,
+        let (config, plans) = match planned {
+            Ok(planned) => planned?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
+        let plans = Plans::new(plans);
         let auth = auth::Authenticator::start(&config.auth, config.listen).await?;
         let data_dir = config.data_dir.clone();
         tokio::fs::create_dir_all(&data_dir)
@@ -212,7 +220,7 @@ impl Server {
         let state = Arc::new(AppState {
             registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,
-            processors: registry,
+            plans,
             metrics: Metrics::default(),
             auth,
             shutdown: CancellationToken::new(),

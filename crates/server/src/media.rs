@@ -15,6 +15,24 @@ use tokio::task::JoinHandle;
 use crate::AppState;
 use crate::metrics::Metrics;
 
+/// Each pipeline's plan, by its config key (`pipeline`, `routes."/ws/bot"`), built once at
+/// start-up.
+pub(crate) struct Plans(Vec<(String, mediagate_pipeline::Plan)>);
+
+impl Plans {
+    pub(crate) fn new(plans: Vec<(String, mediagate_pipeline::Plan)>) -> Self {
+        Plans(plans)
+    }
+
+    /// The plan of a call on `path`: its route's, else the default pipeline's.
+    fn for_path(&self, config: &crate::Config, path: &str) -> Option<&mediagate_pipeline::Plan> {
+        let key = config
+            .route_for(path)
+            .map_or_else(|| "pipeline".to_owned(), crate::config::route_key);
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, plan)| plan)
+    }
+}
+
 /// The pipeline of one transport of a call, and the pacer task of its outbound queue.
 pub(crate) struct CallPipeline {
     pub(crate) pipeline: Pipeline,
@@ -36,45 +54,31 @@ pub(crate) struct PipelineTarget<'a> {
 }
 
 impl CallPipeline {
-    /// Builds the configured processors for this transport; `None` when none are configured
-    /// (then the call costs nothing here).
+    /// Makes this transport's processors from its route's factories; `None` when none are
+    /// configured (then the call costs nothing here).
     pub(crate) fn start(app: &Arc<AppState>, target: PipelineTarget<'_>) -> Option<Self> {
-        let config = app.config.pipeline_for(target.path);
-        let names = &config.processors;
-        if names.is_empty() {
+        let plan = app.plans.for_path(&app.config, target.path)?;
+        if plan.is_empty() {
             return None;
         }
-        let mut processors = Vec::with_capacity(names.len());
-        for name in names {
-            let settings = app.config.processor_settings(config, name);
-            // A constructor that panics costs this call that processor, nothing more.
-            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                app.processors.build(name, &settings)
-            }));
-            match built {
-                Ok(Ok(processor)) => processors.push((name.clone(), processor)),
-                // Names were checked at start-up; a constructor may still refuse a call.
-                Ok(Err(e)) => {
-                    tracing::error!(processor = %name, error = %e, "processor not started");
-                }
-                Err(panic) => {
-                    app.metrics.panicked("constructor");
-                    tracing::error!(
-                        processor = %name,
-                        panic = crate::connection::panic_message(&*panic),
-                        "processor constructor panicked; not started"
-                    );
-                }
-            }
-        }
+        let mut call = CallInfo::new(target.call_id, target.path, target.format);
+        call.folder = target.folder;
+        // Cheap: each factory hands out a processor; one that panics costs this call that
+        // processor, nothing more.
+        let processors = plan.processors(&call, |name, message| {
+            app.metrics.panicked("factory");
+            tracing::error!(
+                processor = name,
+                panic = %message,
+                "processor factory panicked; not started"
+            );
+        });
         let outbound = target.to_socket.as_ref().map(|to_socket| {
             let max_queue = Duration::from_secs(app.config.outbound.max_queue_secs);
             let queue = OutboundQueue::new(target.format, max_queue, to_socket.clone());
             let pacer = tokio::spawn(queue.clone().run_pacer());
             (queue, pacer)
         });
-        let mut call = CallInfo::new(target.call_id, target.path, target.format);
-        call.folder = target.folder;
         let pipeline = Pipeline::start(
             Arc::new(call),
             processors,

@@ -30,7 +30,7 @@ async fn start() -> Gateway {
         ..Config::default()
     };
     config.pipeline.processors = vec!["wav".to_owned(), "dtmf".to_owned()];
-    let server = Server::bind_with(config, mediagate_speech::builtins())
+    let server = Server::bind(config, mediagate_processors::builtins())
         .await
         .unwrap();
     let addr = server.local_addr();

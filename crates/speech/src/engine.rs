@@ -60,3 +60,21 @@ pub trait Recognizer: Send + 'static {
         false
     }
 }
+
+/// An engine's shared state (a loaded model, a decoder pool, a server's address), built once
+/// per route: it makes each call's [`Recognizer`], cheaply and without I/O.
+///
+/// Any `Fn() -> Box<dyn Recognizer>` closure is an engine.
+pub trait Engine: Send + Sync + 'static {
+    /// A recognizer for one call (or one file).
+    fn recognizer(&self) -> Box<dyn Recognizer>;
+}
+
+impl<F> Engine for F
+where
+    F: Fn() -> Box<dyn Recognizer> + Send + Sync + 'static,
+{
+    fn recognizer(&self) -> Box<dyn Recognizer> {
+        self()
+    }
+}

@@ -12,7 +12,7 @@
 //! - `say`: text to speech (espeak-ng) into the call. `realtime`: a voice-bot bridge to an
 //!   OpenAI Realtime-compatible service.
 //!
-//! [`builtins`] is [`Registry::with_builtins`] plus all of these.
+//! [`register`] adds all of these to a [`Registry`].
 
 mod engine;
 mod file;
@@ -27,14 +27,14 @@ pub mod wer;
 pub mod whisper;
 pub mod wyoming;
 
-pub use engine::{Pass, Recognition, RecognizedWord, Recognizer, SpeechError};
+pub use engine::{Engine, Pass, Recognition, RecognizedWord, Recognizer, SpeechError};
 pub use file::{FileError, FileTranscript, transcribe_wav};
-pub use transcriber::{SAMPLE_RATE_HZ, Transcriber, TranscriberSettings};
+pub use transcriber::{SAMPLE_RATE_HZ, Transcriber, TranscriberFactory, TranscriberSettings};
 
-use mediagate_processors::Registry;
+use mediagate_pipeline::{BuildError, Registry};
 
 /// The embedded speech-to-text engine a default pipeline runs: `whisper` when this build has
-/// it (cargo feature `whisper`, on by default).
+/// it (cargo feature `whisper`).
 pub fn default_engine() -> Option<&'static str> {
     cfg!(feature = "whisper").then_some("whisper")
 }
@@ -52,37 +52,53 @@ pub fn engines() -> Vec<&'static str> {
     engines
 }
 
-/// Builds the transcriber of engine `name` from its settings (`[pipeline.settings.NAME]`),
-/// for a file or a test rather than a call. Blocking: an engine may load its model.
-pub fn build_transcriber(
+/// Installs the default Whisper model when it is missing and returns its directory: the
+/// `mediagate` binary's installer (HTTPS from the package index), handed to the engines that
+/// may need it. Blocking.
+pub type ModelInstaller =
+    std::sync::Arc<dyn Fn() -> Result<std::path::PathBuf, String> + Send + Sync>;
+
+/// The factory of engine `name` from its settings (`[pipeline.settings.NAME]`). Blocking: an
+/// engine may load its model, or first install it with `installer`. Its
+/// [`TranscriberFactory::transcriber`] serves a file or a test; the registry's entry serves
+/// calls.
+pub fn engine(
     name: &str,
     settings: &serde_json::Value,
-) -> Result<Transcriber, mediagate_processors::BuildError> {
+    installer: Option<&ModelInstaller>,
+) -> Result<TranscriberFactory, BuildError> {
+    #[cfg(not(feature = "whisper"))]
+    let _ = installer;
     match name {
         #[cfg(feature = "whisper")]
-        whisper::NAME => whisper::build(settings),
+        whisper::NAME => whisper::build(settings, installer),
         #[cfg(feature = "pocketsphinx")]
         pocketsphinx::NAME => pocketsphinx::build(settings),
         wyoming::NAME => wyoming::build(settings),
-        other => Err(mediagate_processors::BuildError::Unknown {
+        other => Err(BuildError::Unknown {
             name: other.to_owned(),
             known: engines().join(", "),
         }),
     }
 }
 
-/// Every built-in processor: the built-ins' ([`Registry::with_builtins`]) and the speech ones.
-pub fn builtins() -> Registry {
-    let mut registry = Registry::with_builtins();
-    register(&mut registry);
-    registry
+/// A transcriber of engine `name` for one file or test: [`engine`]'s factory, used once.
+/// Blocking.
+pub fn build_transcriber(
+    name: &str,
+    settings: &serde_json::Value,
+    installer: Option<&ModelInstaller>,
+) -> Result<Transcriber, BuildError> {
+    Ok(engine(name, settings, installer)?.transcriber())
 }
 
-/// Adds the speech processors to `registry`.
-pub fn register(registry: &mut Registry) {
-    for engine in engines() {
-        registry.register(engine, move |settings| {
-            Ok(Box::new(build_transcriber(engine, settings)?))
+/// Adds the speech processors to `registry`: the engines this build has (with `installer`
+/// for a missing default model), `say` and `realtime`.
+pub fn register(registry: &mut Registry, installer: Option<ModelInstaller>) {
+    for name in engines() {
+        let installer = installer.clone();
+        registry.register(name, move |settings| {
+            engine(name, settings.value(), installer.as_ref())
         });
     }
     say::register(registry);

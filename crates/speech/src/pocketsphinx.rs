@@ -31,14 +31,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use mediagate_pipeline::BuildError;
+use mediagate_pipeline::registry::{invalid, parse};
 use mediagate_pocketsphinx::{Config, Decoder, Hypothesis};
-use mediagate_processors::BuildError;
-use mediagate_processors::settings::{invalid, parse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    Pass, Recognition, RecognizedWord, Recognizer, SpeechError, Transcriber, TranscriberSettings,
+    Pass, Recognition, RecognizedWord, Recognizer, SpeechError, TranscriberFactory,
+    TranscriberSettings,
 };
 
 /// The registry name.
@@ -97,25 +98,16 @@ struct DecoderPool {
     keep: usize,
 }
 
-/// Every pool of the process, one per model set (and arguments).
-static POOLS: Mutex<Vec<Arc<DecoderPool>>> = Mutex::new(Vec::new());
-
 impl DecoderPool {
-    /// The pool of `config`, created (after checking its files and arguments, which takes
-    /// microseconds) on first use; later a lookup.
-    fn shared(config: Config) -> Result<Arc<DecoderPool>, BuildError> {
-        let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = pools.iter().find(|pool| pool.config == config) {
-            return Ok(pool.clone());
-        }
+    /// The pool of `config`, after checking its files and arguments (microseconds): no
+    /// decoder is loaded until speech comes.
+    fn new(config: Config) -> Result<DecoderPool, BuildError> {
         config.check().map_err(|e| invalid(NAME, e.to_string()))?;
-        let pool = Arc::new(DecoderPool {
+        Ok(DecoderPool {
             config,
             idle: Mutex::new(Vec::new()),
             keep: std::thread::available_parallelism().map_or(1, usize::from),
-        });
-        pools.push(pool.clone());
-        Ok(pool)
+        })
     }
 
     /// Decodes `samples` on an idle decoder, or on a new one (loaded here: slow) if none is.
@@ -189,17 +181,18 @@ fn recognition(hypothesis: Hypothesis) -> Recognition {
     }
 }
 
-/// Builds a `pocketsphinx` transcriber from its settings. Checks the model files and
-/// arguments the first time a model set is seen; loads nothing until speech comes.
-pub fn build(value: &Value) -> Result<Transcriber, BuildError> {
+/// Builds the `pocketsphinx` factory from its settings: checks the model files and arguments;
+/// loads nothing until speech comes. The calls of a route share one pool of decoders.
+pub fn build(value: &Value) -> Result<TranscriberFactory, BuildError> {
     let settings: PocketsphinxSettings = parse(NAME, value)?;
     settings.utterances.validate(NAME)?;
-    let pool = DecoderPool::shared(settings.config())?;
-    let recognizer = PocketsphinxRecognizer {
-        pool,
-        pcm: Vec::new(),
-    };
-    Transcriber::new(NAME, settings.utterances, Box::new(recognizer))
+    let pool = Arc::new(DecoderPool::new(settings.config())?);
+    TranscriberFactory::new(NAME, settings.utterances, move || {
+        Box::new(PocketsphinxRecognizer {
+            pool: Arc::clone(&pool),
+            pcm: Vec::new(),
+        }) as Box<dyn Recognizer>
+    })
 }
 
 #[cfg(test)]
@@ -233,17 +226,8 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_build_and_share_one_pool() {
-        let settings = json!({"args": {"lw": "6.5"}});
-        assert!(build(&settings).is_ok());
-        assert!(build(&settings).is_ok());
-        let config = PocketsphinxSettings {
-            args: BTreeMap::from([("lw".to_owned(), "6.5".to_owned())]),
-            ..PocketsphinxSettings::default()
-        }
-        .config();
-        let pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-        assert_eq!(pools.iter().filter(|p| p.config == config).count(), 1);
+    fn the_defaults_build() {
+        assert!(build(&json!({"args": {"lw": "6.5"}})).is_ok());
     }
 
     #[test]

@@ -77,8 +77,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
+use mediagate_pipeline::{Prototype, Registry};
+use mediagate_processors::BuildError;
 use mediagate_processors::settings::{invalid, parse, skip_unplayable};
-use mediagate_processors::{BuildError, Registry};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -94,7 +95,10 @@ const KEYS: &str = "0123456789*#ABCD";
 
 /// Adds `say` to `registry`.
 pub(crate) fn register(registry: &mut Registry) {
-    registry.register(NAME, |settings| Ok(Box::new(Say::from_settings(settings)?)));
+    // Every prompt is synthesized here, once per route; each call's `say` shares the clips.
+    registry.register(NAME, |settings| {
+        Ok(Prototype(Say::from_settings(settings.value())?))
+    });
 }
 
 /// `[pipeline.settings.say]`: what to say, when, and in which voice.
@@ -143,10 +147,10 @@ struct Counters {
 /// Speaks configured prompts into the call: a greeting at call start, a text per DTMF key,
 /// with barge-in on caller speech. See the [module documentation](self).
 ///
-/// Every prompt is synthesized when the processor is built, once per process (later builds,
-/// one per call, reuse the audio and run nothing). Events only, inline: each callback queues
+/// Every prompt is synthesized when the route's factory is built, once (each call's `say` is
+/// a clone sharing the audio, and runs nothing). Events only, inline: each callback queues
 /// or cuts audio and returns.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Say {
     greeting: Option<SpokenClip>,
     /// Keys in upper case.
@@ -160,9 +164,9 @@ pub struct Say {
 }
 
 impl Say {
-    /// Checks the settings and synthesizes every prompt. **Blocking** the first time a prompt
-    /// is seen in the process (espeak-ng runs); later builds with the same prompts, voice and
-    /// speed only look them up. Fails naming the prompt, or saying how to install espeak-ng.
+    /// Checks the settings and synthesizes every prompt. **Blocking** (espeak-ng runs once per
+    /// prompt): the registry does it once per route, and each call clones the result. Fails
+    /// naming the prompt, or saying how to install espeak-ng.
     pub fn new(settings: SaySettings) -> Result<Self, BuildError> {
         let voice = Voice {
             name: settings.voice,
@@ -204,7 +208,7 @@ impl Say {
         let mut greeting = None;
         let mut on_dtmf = BTreeMap::new();
         for (what, key, text) in prompts {
-            let clip = voice.cached(text).map_err(|e| match e {
+            let clip = voice.synthesize(text).map_err(|e| match e {
                 SayError::NotInstalled { .. } => invalid(NAME, e.to_string()),
                 e => invalid(NAME, format!("{what}: {e}")),
             })?;

@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use mediagate_audio::{AudioFrame, AudioSource};
 use mediagate_pipeline::{
-    Context, Event, Execution, Input, OverflowPolicy, Processor, ProcessorError, Transcript,
+    CallInfo, Context, Event, Execution, Factory, Input, OverflowPolicy, Processor, ProcessorError,
+    Transcript,
 };
 use mediagate_processors::BuildError;
 use mediagate_processors::settings::invalid;
 use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData, Word};
 use serde::{Deserialize, Serialize};
 
-use crate::{Pass, Recognition, Recognizer};
+use crate::{Engine, Pass, Recognition, Recognizer};
 
 /// The rate every engine hears.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -162,8 +163,54 @@ pub struct Transcriber {
     lossless: bool,
 }
 
+/// A speech engine's factory: one per route, holding the engine (its model loaded once) and
+/// the utterance settings; it makes each call's [`Transcriber`].
+#[derive(Clone)]
+pub struct TranscriberFactory {
+    name: Arc<str>,
+    settings: TranscriberSettings,
+    engine: Arc<dyn Engine>,
+}
+
+impl TranscriberFactory {
+    /// The factory of engine `name` (the source its results carry), after checking `settings`.
+    pub fn new(
+        name: &str,
+        settings: TranscriberSettings,
+        engine: impl Engine,
+    ) -> Result<Self, BuildError> {
+        settings.validate(name)?;
+        Ok(TranscriberFactory {
+            name: name.into(),
+            settings,
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// A transcriber with its own recognizer (for a call, or a file).
+    pub fn transcriber(&self) -> Transcriber {
+        Transcriber {
+            name: Arc::clone(&self.name),
+            settings: self.settings.clone(),
+            recognizer: self.engine.recognizer(),
+            sources: HashMap::new(),
+            origin: None,
+            last_partial: Duration::ZERO,
+            counters: Counters::default(),
+            lossless: false,
+        }
+    }
+}
+
+impl Factory for TranscriberFactory {
+    fn make(&self, _call: &CallInfo) -> Box<dyn Processor> {
+        Box::new(self.transcriber())
+    }
+}
+
 impl Transcriber {
-    /// A transcriber whose results carry `name` as their source.
+    /// A transcriber of `recognizer`'s, whose results carry `name` as their source (for one
+    /// file or a test; calls get theirs from a [`TranscriberFactory`]).
     pub fn new(
         name: &str,
         settings: TranscriberSettings,

@@ -17,13 +17,14 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use mediagate_processors::BuildError;
-use mediagate_processors::settings::{invalid, parse};
+use mediagate_pipeline::BuildError;
+use mediagate_pipeline::registry::{invalid, parse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
-    Pass, Recognition, Recognizer, SAMPLE_RATE_HZ, SpeechError, Transcriber, TranscriberSettings,
+    Pass, Recognition, Recognizer, SAMPLE_RATE_HZ, SpeechError, TranscriberFactory,
+    TranscriberSettings,
 };
 
 /// The registry name.
@@ -401,8 +402,8 @@ impl Recognizer for WyomingClient {
     }
 }
 
-/// Builds a `wyoming` transcriber from its settings. Connects to nothing until speech comes.
-pub fn build(value: &Value) -> Result<Transcriber, BuildError> {
+/// Builds the `wyoming` factory from its settings. Connects to nothing until speech comes.
+pub fn build(value: &Value) -> Result<TranscriberFactory, BuildError> {
     let settings: WyomingSettings = parse(NAME, value)?;
     let uri = settings
         .uri
@@ -424,7 +425,9 @@ pub fn build(value: &Value) -> Result<Transcriber, BuildError> {
     };
     let client =
         WyomingClient::new(uri, settings.language, timeouts).map_err(|e| invalid(NAME, e))?;
-    Transcriber::new(NAME, settings.utterances, Box::new(client))
+    TranscriberFactory::new(NAME, settings.utterances, move || {
+        Box::new(client.clone()) as Box<dyn Recognizer>
+    })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn references() -> Vec<(String, String)> {
 }
 
 async fn transcribe(path: &Path) -> FileTranscript {
-    let transcriber = build_transcriber("pocketsphinx", &json!({})).unwrap();
+    let transcriber = build_transcriber("pocketsphinx", &json!({}), None).unwrap();
     transcribe_wav(path, transcriber).await.unwrap()
 }
 
@@ -149,10 +149,14 @@ async fn a_call_gives_one_final_per_sentence_with_words_on_its_timeline() {
 
 #[test]
 fn missing_models_are_a_build_error_naming_the_path_and_the_packages() {
-    let error = build_transcriber("pocketsphinx", &json!({"dict": "/nonexistent/words.dict"}))
-        .err()
-        .unwrap()
-        .to_string();
+    let error = build_transcriber(
+        "pocketsphinx",
+        &json!({"dict": "/nonexistent/words.dict"}),
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(error.contains("/nonexistent/words.dict"), "{error}");
     assert!(
         error.contains("apt-get install libpocketsphinx-dev pocketsphinx-en-us"),

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
-use mediagate_pipeline::{CallInfo, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor};
+use mediagate_pipeline::{
+    CallInfo, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor, Registry,
+};
 use mediagate_processors::{BuildError, Vad, VadSettings};
 use mediagate_speech::say::{Say, SayError, SpokenClip, Voice, synthesize};
 use tokio::sync::mpsc;
@@ -269,7 +271,7 @@ fn a_program_that_writes_no_wav_is_an_error_not_silence() {
 }
 
 #[test]
-fn prompts_are_synthesized_once_per_process_not_per_call() {
+fn prompts_are_synthesized_once_per_route_not_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let (program, runs) = counting_espeak(dir.path());
     let settings = serde_json::json!({
@@ -277,18 +279,27 @@ fn prompts_are_synthesized_once_per_process_not_per_call() {
         "on_dtmf": { "1": "One.", "#": "Hash." },
         "espeak_ng": program,
     });
-    Say::from_settings(&settings).unwrap();
+    let mut registry = Registry::new();
+    mediagate_speech::register(&mut registry, None);
+    let say = |settings: &serde_json::Value| vec![("say".to_owned(), settings.clone())];
+    // Two routes with the same prompts share one factory: three prompts, three runs.
+    let plans = registry
+        .plans([("a", say(&settings)), ("b", say(&settings))])
+        .unwrap();
     let count = || std::fs::read_to_string(&runs).unwrap().lines().count();
     assert_eq!(count(), 3);
-    for _ in 0..5 {
-        Say::from_settings(&settings).unwrap();
+    let call = CallInfo::new("c", "/ws", AudioFormat::mono(16_000));
+    for (_, plan) in &plans {
+        for _ in 0..5 {
+            assert_eq!(plan.processors(&call, |_, _| panic!()).len(), 1);
+        }
     }
-    assert_eq!(count(), 3, "a per-call build ran espeak-ng again");
+    assert_eq!(count(), 3, "a call's processor ran espeak-ng again");
     // Another speed is another voice: synthesized anew.
     let mut faster = settings.clone();
     faster["speed_wpm"] = 200.into();
     faster["on_dtmf"] = serde_json::json!({});
-    Say::from_settings(&faster).unwrap();
+    registry.plans([("c", say(&faster))]).unwrap();
     assert_eq!(count(), 4);
 }
 
@@ -326,8 +337,9 @@ fn text_is_spoken_not_parsed_as_options_or_markup() {
 
 #[test]
 fn say_is_registered_with_the_speech_processors() {
-    let registry = mediagate_speech::builtins();
+    let mut registry = Registry::new();
+    mediagate_speech::register(&mut registry, None);
     assert!(registry.contains("say"));
-    let built = registry.build("say", &serde_json::json!({ "greeting": "Hello." }));
+    let built = registry.factory("say", &serde_json::json!({ "greeting": "Hello." }));
     assert!(built.is_ok());
 }

@@ -1,9 +1,8 @@
 //! `pin_check`: the caller keys a PIN and `#` on the phone; the call answers with a rising
 //! two-tone chime when it is right and a low buzz when it is not. A custom processor written
-//! against mediagate's public API, in well under 100 lines.
+//! against mediagate's extension API alone (`mediagate-pipeline`), in well under 100 lines.
 
-use mediagate::pipeline::{Context, Event, Input, Processor, ProcessorError};
-use mediagate::processors::{BuildError, Registry};
+use mediagate_pipeline::{CallInfo, Context, Event, Input, Processor, ProcessorError, Registry};
 use serde::Deserialize;
 
 /// Settings, from `[pipeline.settings.pin_check]` in mediagate.toml.
@@ -18,6 +17,16 @@ pub struct PinCheckSettings {
 pub struct PinCheck {
     pin: String,
     keyed: String,
+}
+
+impl PinCheck {
+    /// A fresh check of `pin`, for one call.
+    pub fn new(pin: &str) -> Self {
+        PinCheck {
+            pin: pin.to_owned(),
+            keyed: String::new(),
+        }
+    }
 }
 
 impl Processor for PinCheck {
@@ -63,17 +72,14 @@ fn tone_samples(hz: f64, ms: u32, rate: u32) -> Vec<i16> {
         .collect()
 }
 
-/// Adds `pin_check` to a registry, so `processors = ["pin_check"]` builds it.
+/// Adds `pin_check` to a registry, so `processors = ["pin_check"]` builds it. The settings
+/// are checked once per route, at start-up; each call gets a fresh `PinCheck`.
 pub fn register(registry: &mut Registry) {
     registry.register("pin_check", |settings| {
-        let settings: PinCheckSettings =
-            serde_json::from_value(settings.clone()).map_err(|e| BuildError::Settings {
-                name: "pin_check".to_owned(),
-                reason: e.to_string(),
-            })?;
-        Ok(Box::new(PinCheck {
-            pin: settings.pin,
-            keyed: String::new(),
-        }))
+        let PinCheckSettings { pin } = settings.parse()?;
+        if pin.is_empty() || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(settings.invalid("pin must be digits"));
+        }
+        Ok(move |_: &CallInfo| Box::new(PinCheck::new(&pin)) as Box<dyn Processor>)
     });
 }

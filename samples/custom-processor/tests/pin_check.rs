@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mediagate::emulator::{DtmfEvent, EmulateConfig, Pacing};
-use mediagate::server::{Config, Registry, Server};
+use mediagate::server::{Config, Server};
 
 /// Keys `digits` (then `#`) during a call and returns the audio the gateway played back.
 async fn key_in(digits: &str) -> Vec<i16> {
@@ -22,9 +22,9 @@ async fn key_in(digits: &str) -> Vec<i16> {
         .pipeline
         .settings
         .insert("pin_check".to_owned(), serde_json::json!({ "pin": "1234" }));
-    let mut registry = Registry::with_builtins();
+    let mut registry = mediagate::registry();
     pin_check::register(&mut registry);
-    let server = Server::bind_with(config, registry).await.unwrap();
+    let server = Server::bind(config, registry).await.unwrap();
     let url = format!("ws://{}/ws?callId=pin", server.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway = tokio::spawn(server.run_until(async {

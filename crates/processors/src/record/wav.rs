@@ -98,6 +98,11 @@ pub const STOPPED_DISK_FLOOR: &str = "free disk below min_free_bytes";
 impl Wav {
     /// A recorder with these settings.
     pub fn new(settings: WavSettings) -> Result<Self, BuildError> {
+        Ok(Wav::fresh(Wav::check(settings)?))
+    }
+
+    /// The settings, if they are valid (checked once per route: it builds resamplers).
+    pub(crate) fn check(settings: WavSettings) -> Result<WavSettings, BuildError> {
         if let Some(rate) = settings.sample_rate_hz {
             if !(8_000..=48_000).contains(&rate) {
                 return Err(invalid(
@@ -126,7 +131,12 @@ impl Wav {
         if settings.batch_ms > 60_000 {
             return Err(invalid("wav", "batch_ms is at most 60000"));
         }
-        Ok(Wav {
+        Ok(settings)
+    }
+
+    /// A recorder with checked settings: no I/O, nothing built until the call's first frame.
+    pub(crate) fn fresh(settings: WavSettings) -> Self {
+        Wav {
             settings,
             audio: None,
             finished: Vec::new(),
@@ -138,7 +148,7 @@ impl Wav {
             lost_frames: 0,
             lost_bytes: 0,
             untracked_frames: 0,
-        })
+        }
     }
 
     /// Builds it from its config table.

@@ -106,7 +106,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
 /// them (else the bundled web PKI roots). Over https, redirects stay on https; over loopback
 /// http, none are followed.
 fn agent(https: bool) -> ureq::Agent {
-    let roots = mediagate_speech::models::system_root_certs();
+    let roots = system_root_certs();
     ureq::Agent::config_builder()
         .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
         .https_only(https)
@@ -114,4 +114,34 @@ fn agent(https: bool) -> ureq::Agent {
         .timeout_global(Some(REQUEST_DEADLINE))
         .build()
         .new_agent()
+}
+
+/// The certificates an HTTPS client of mediagate trusts: the system's bundle when it has one
+/// (`SSL_CERT_FILE`, else the usual Debian, Red Hat and BSD paths), else the bundled web PKI
+/// roots. Used by the OpenID key fetch, and by the `mediagate` binary's model installer.
+pub fn system_root_certs() -> ureq::tls::RootCerts {
+    use ureq::tls::{PemItem, RootCerts};
+    let bundle = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(PathBuf::from),
+        )
+        .find_map(|path| std::fs::read(path).ok());
+    bundle
+        .map(|pem| {
+            ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(cert)) => Some(cert.to_owned()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|certs| !certs.is_empty())
+        .map_or(RootCerts::WebPki, |certs| RootCerts::new_with_certs(&certs))
 }

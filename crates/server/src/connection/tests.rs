@@ -510,7 +510,7 @@ mod driver {
             ..Config::default()
         };
         config.pipeline.processors = vec!["wav".to_owned()];
-        let server = Server::bind_with(config, mediagate_speech::builtins())
+        let server = Server::bind(config, mediagate_processors::builtins())
             .await
             .unwrap();
         let app = std::sync::Arc::clone(&server.state);

@@ -123,8 +123,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
 use mediagate_pipeline::{BargeIn, Context, Event, Input, Processor, ProcessorError};
+use mediagate_pipeline::{CallInfo, Registry};
+use mediagate_processors::BuildError;
 use mediagate_processors::settings::{invalid, parse};
-use mediagate_processors::{BuildError, Registry};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -408,11 +409,25 @@ impl Processor for Realtime {
     }
 }
 
-/// Adds `realtime` to `registry`.
+/// Adds `realtime` to `registry`: the settings and the key are checked once per route; each
+/// call gets a bridge of its own, sharing the checked configuration.
 pub(crate) fn register(registry: &mut Registry) {
     registry.register(NAME, |settings| {
-        Ok(Box::new(Realtime::from_settings(settings)?))
+        let checked = Realtime::from_settings(settings.value())?;
+        Ok(move |_: &CallInfo| Box::new(checked.fresh()) as Box<dyn Processor>)
     });
+}
+
+impl Realtime {
+    /// A bridge for one call, with this one's configuration and counters of its own.
+    fn fresh(&self) -> Realtime {
+        Realtime {
+            config: Arc::clone(&self.config),
+            counters: Arc::default(),
+            link: None,
+            source: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! Text to PCM with the `espeak-ng` program: one process per text, the text on its stdin, a
 //! WAV on its stdout. Blocking, bounded in time and size; no shell.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -163,28 +161,6 @@ impl Voice {
             });
         }
         Ok(SpokenClip::new(pcm, format))
-    }
-
-    /// Like [`Voice::synthesize`], once per (text, voice, speed, program) in the process: later
-    /// calls return the same audio (shared by reference count) without running anything.
-    /// Blocking on the first call. For prompts known in advance; every entry stays for the
-    /// life of the process, so not for arbitrary text.
-    pub(crate) fn cached(&self, text: &str) -> Result<SpokenClip, SayError> {
-        static CLIPS: LazyLock<Mutex<HashMap<(Voice, String), SpokenClip>>> =
-            LazyLock::new(Mutex::default);
-        let key = (self.clone(), text.to_owned());
-        let lock = || {
-            CLIPS
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        };
-        if let Some(clip) = lock().get(&key) {
-            return Ok(clip.clone());
-        }
-        // Not under the lock: another call's prompts need not wait for this process.
-        let clip = self.synthesize(text)?;
-        lock().entry(key).or_insert(clip.clone());
-        Ok(clip)
     }
 
     /// Runs espeak-ng on `text` and returns what it wrote to stdout (a WAV).

@@ -2,7 +2,7 @@
 //! process and offline, with our own front end ([`mel`]), token decoding ([`tokens`]) and
 //! the guards mature Whisper front ends use against its failure modes:
 //!
-//! - utterances cut by energy (the [`Transcriber`]), so Whisper never decodes long silence,
+//! - utterances cut by energy (the [`Transcriber`](crate::Transcriber)), so Whisper never decodes long silence,
 //!   where it hallucinates;
 //! - a length cap per utterance (tokens in proportion to its seconds);
 //! - no repeated n-grams while decoding;
@@ -16,15 +16,18 @@ mod tokens;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
-use mediagate_processors::BuildError;
-use mediagate_processors::settings::{invalid, parse};
+use mediagate_pipeline::BuildError;
+use mediagate_pipeline::registry::{invalid, parse};
 use serde::{Deserialize, Serialize};
 
 use crate::models;
-use crate::{Pass, Recognition, Recognizer, SpeechError, Transcriber, TranscriberSettings};
+use crate::{
+    ModelInstaller, Pass, Recognition, Recognizer, SpeechError, TranscriberFactory,
+    TranscriberSettings,
+};
 use mel::{MelFrontEnd, N_FRAMES, N_MELS};
 use tokens::ByteDecoder;
 
@@ -100,8 +103,9 @@ impl WhisperSettings {
         })
     }
 
-    /// The model directory, installing the default model if allowed and needed.
-    fn model_dir(&self) -> Result<PathBuf, BuildError> {
+    /// The model directory, installing the default model with `installer` if allowed and
+    /// needed.
+    fn model_dir(&self, installer: Option<&ModelInstaller>) -> Result<PathBuf, BuildError> {
         if let Some(dir) = &self.model_dir {
             return if models::is_model_dir(dir) {
                 Ok(dir.clone())
@@ -128,8 +132,17 @@ impl WhisperSettings {
                 ),
             ));
         }
+        let Some(install) = installer else {
+            return Err(invalid(
+                NAME,
+                format!(
+                    "the model is not installed in {}: run `mediagate models install`, or set model_dir",
+                    dir.display()
+                ),
+            ));
+        };
         tracing::info!(dir = %dir.display(), "installing the default Whisper model (one time)");
-        models::install(false).map_err(|e| {
+        install().map_err(|e| {
             invalid(
                 NAME,
                 format!(
@@ -147,11 +160,6 @@ pub struct WhisperModel {
     decoder: ByteDecoder,
     prompt: Vec<String>,
 }
-
-/// Models already loaded, by the settings that chose them (directory, compute type, threads,
-/// language).
-type Loaded = Vec<((Option<PathBuf>, String, usize, String), Arc<WhisperModel>)>;
-static MODELS: Mutex<Loaded> = Mutex::new(Vec::new());
 
 impl WhisperModel {
     /// Loads the model in `dir`.
@@ -201,29 +209,19 @@ impl WhisperModel {
         })
     }
 
-    /// The model for `settings`, loaded once per process: after the first call this is a
-    /// lookup (no file system access), cheap enough for a call's start.
-    fn shared(settings: &WhisperSettings) -> Result<Arc<WhisperModel>, BuildError> {
-        let key = (
-            settings.model_dir.clone(),
-            settings.compute_type.clone(),
-            settings.threads,
-            settings.language.clone(),
-        );
-        let mut loaded = MODELS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, model)) = loaded.iter().find(|(k, _)| *k == key) {
-            return Ok(model.clone());
-        }
-        let model = WhisperModel::load(
-            &settings.model_dir()?,
+    /// The model `settings` choose, installed first if allowed and needed. Blocking: once
+    /// per route, at start-up.
+    fn for_settings(
+        settings: &WhisperSettings,
+        installer: Option<&ModelInstaller>,
+    ) -> Result<WhisperModel, BuildError> {
+        WhisperModel::load(
+            &settings.model_dir(installer)?,
             settings.compute_type()?,
             settings.threads,
             &settings.language,
         )
-        .map_err(|e| invalid(NAME, e.to_string()))?;
-        let model = Arc::new(model);
-        loaded.push((key, model.clone()));
-        Ok(model)
+        .map_err(|e| invalid(NAME, e.to_string()))
     }
 
     /// Transcribes one utterance (16 kHz mono, at most 30 s).
@@ -385,24 +383,30 @@ impl Recognizer for WhisperRecognizer {
     }
 }
 
-/// Builds a `whisper` transcriber from its settings (loading, and if needed installing, the
-/// model on first use: call it off the async threads).
-pub fn build(value: &serde_json::Value) -> Result<Transcriber, BuildError> {
+/// Builds the `whisper` factory from its settings: loads the model (first installing it with
+/// `installer`, when it is missing and `download = true`), once; each call's recognizer shares
+/// it. Blocking: call it off the async threads.
+pub fn build(
+    value: &serde_json::Value,
+    installer: Option<&ModelInstaller>,
+) -> Result<TranscriberFactory, BuildError> {
     let settings: WhisperSettings = parse(NAME, value)?;
     settings.compute_type()?;
     if settings.beam_size > 16 {
         return Err(invalid(NAME, "beam_size must be at most 16"));
     }
     settings.utterances.validate(NAME)?;
-    let model = WhisperModel::shared(&settings)?;
-    let recognizer = WhisperRecognizer {
-        model,
-        decoding: Decoding {
-            beam_size: settings.beam_size,
-            no_repeat_ngram_size: settings.no_repeat_ngram_size,
-        },
+    let model = Arc::new(WhisperModel::for_settings(&settings, installer)?);
+    let decoding = Decoding {
+        beam_size: settings.beam_size,
+        no_repeat_ngram_size: settings.no_repeat_ngram_size,
     };
-    Transcriber::new(NAME, settings.utterances, Box::new(recognizer))
+    TranscriberFactory::new(NAME, settings.utterances, move || {
+        Box::new(WhisperRecognizer {
+            model: Arc::clone(&model),
+            decoding: decoding.clone(),
+        }) as Box<dyn Recognizer>
+    })
 }
 
 #[cfg(test)]
@@ -427,7 +431,7 @@ mod tests {
             serde_json::json!({"modle_dir": "/x"}),
         ] {
             assert!(
-                matches!(build(&bad), Err(BuildError::Settings { .. })),
+                matches!(build(&bad, None), Err(BuildError::Settings { .. })),
                 "{bad}"
             );
         }
