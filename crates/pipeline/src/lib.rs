@@ -23,7 +23,9 @@ pub mod registry;
 pub use event::{CallInfo, Dtmf, Event, Transcript};
 pub use files::{create_unique, sanitize_file_stem};
 pub use outbound::{BargeIn, OutboundQueue, Outgoing, PacerReport, QueueFull};
-pub use pipeline::{ConsumerCounters, ConsumerProbe, ConsumerReport, Pipeline};
+pub use pipeline::{
+    ConsumerCounters, ConsumerProbe, ConsumerReport, EVENT_QUEUE, Ending, Pipeline,
+};
 pub use processor::{Context, Execution, Input, PlayError, Processor, ProcessorError};
 pub use queue::{Inbox, InboxStats, Outbox, OverflowPolicy, Pushed, byte_bounded_inbox, inbox};
 pub use registry::{BuildError, Factory, Plan, Prototype, Registry, Settings};

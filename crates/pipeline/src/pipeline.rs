@@ -18,11 +18,11 @@ use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
 use mediagate_protocol::{POOL_BLOCK_BYTES, Timestamp};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::event::{CallInfo, Event};
 use crate::outbound::{OutboundQueue, Outgoing};
-use crate::processor::{Context, Execution, Input, Processor, ProcessorError};
+use crate::processor::{Context, Emitter, Execution, Input, Processor, ProcessorError};
 use crate::queue::{Inbox, InboxStats, Outbox, Pushed, byte_bounded_inbox};
 
 /// What a processor's inbox carries.
@@ -42,8 +42,10 @@ impl Item {
     }
 }
 
-/// Events the processors of one call may emit before the call's event queue is full.
-const EVENT_QUEUE: usize = 256;
+/// Events the processors of one call may have emitted and the socket task not yet forwarded:
+/// past this, an emitted event is dropped and counted (`emits_dropped`). The socket task
+/// forwards them at once ([`Pipeline::next_emitted`]), so only a flood fills it.
+pub const EVENT_QUEUE: usize = 256;
 
 /// Processing counters of one processor, shared with its task.
 #[derive(Debug, Default)]
@@ -55,6 +57,8 @@ struct WorkStats {
     max_nanos: AtomicU64,
     /// Callbacks that panicked.
     panics: AtomicU64,
+    /// Events it emitted that found the call's event queue full.
+    emits_dropped: Arc<AtomicU64>,
     /// The first panic's message (touched only when a callback panics).
     panicked: Mutex<Option<String>>,
 }
@@ -199,9 +203,25 @@ pub struct ConsumerCounters {
     pub max_callback_micros: u64,
     /// Callbacks that panicked (the first one detaches the processor).
     pub panics: u64,
+    /// Events it emitted that were dropped because the call's event queue was full
+    /// ([`EVENT_QUEUE`]).
+    pub emits_dropped: u64,
 }
 
 impl ConsumerProbe {
+    /// A report of the processor while it still works: its counters now, `working`.
+    pub fn working_report(&self) -> ConsumerReport {
+        ConsumerReport {
+            name: self.name.to_string(),
+            counters: self.counters(),
+            detached: false,
+            working: true,
+            panicked: None,
+            files: Vec::new(),
+            report: None,
+        }
+    }
+
     /// The processor's name in the pipeline.
     pub fn name(&self) -> &Arc<str> {
         &self.name
@@ -220,6 +240,7 @@ impl ConsumerProbe {
             busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
             max_callback_micros: work.max_nanos.load(Ordering::Relaxed) / 1_000,
             panics: work.panics.load(Ordering::Relaxed),
+            emits_dropped: work.emits_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -235,6 +256,10 @@ pub struct ConsumerReport {
     /// It fell behind under the detach policy, or failed fatally (or panicked), and stopped
     /// receiving.
     pub detached: bool,
+    /// It had not finished when this report was taken (a speech engine still transcribing
+    /// after the call ended): the counters are a snapshot, and a later report replaces this.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub working: bool,
     /// The message of its first panic, if a callback panicked (it was then detached; its
     /// `finish` and `report` were still attempted).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -430,7 +455,7 @@ impl Pipeline {
                     Arc::clone(&call),
                     outbound.clone(),
                     to_socket.clone(),
-                    events_tx.clone(),
+                    Emitter::new(events_tx.clone(), Arc::clone(&work.emits_dropped)),
                 );
                 if input.execution == Execution::Direct {
                     return Consumer {
@@ -545,36 +570,23 @@ impl Pipeline {
                 consumer.inbox = None;
             }
         }
-        self.announce_detached(detached);
+        announce_detached(&mut self.consumers, detached);
     }
 
     /// Hands `event` to every processor. Never waits.
     pub fn push_event(&mut self, event: Event) {
-        let mut detached = Vec::new();
-        for consumer in &mut self.consumers {
-            if !consumer.attached() {
-                continue;
-            }
-            let item = Item::Event(event.clone());
-            let kept = match &consumer.inbox {
-                Some(inbox) => !matches!(inbox.push(item), Pushed::Detached | Pushed::Closed),
-                None => consumer.run_direct(&item),
-            };
-            if !kept {
-                detached.push(Arc::clone(&consumer.probe.name));
-                consumer.inbox = None;
-            }
-        }
-        self.announce_detached(detached);
+        fan_out(&mut self.consumers, event);
     }
 
-    /// Logs and tells the remaining processors about the ones that fell behind, whether a frame
-    /// or an event found their inbox full. (Each announcement can detach at most the remaining
-    /// processors, so this ends.)
-    fn announce_detached(&mut self, names: Vec<Arc<str>>) {
-        for name in names {
-            tracing::warn!(processor = &*name, "processor fell behind and was detached");
-            self.push_event(Event::ConsumerDetached(name));
+    /// The next event a processor emitted ([`Context::emit`]), to hand to every processor with
+    /// [`Pipeline::push_event`]. The socket task waits on this beside the socket, so an event
+    /// reaches the others within one scheduling hop whether or not audio is flowing (a
+    /// transcription transport, the silences of an unmixed call). Never ready when none can
+    /// come.
+    pub async fn next_emitted(&mut self) -> Event {
+        match self.events_rx.recv().await {
+            Some(event) => event,
+            None => std::future::pending().await,
         }
     }
 
@@ -585,32 +597,189 @@ impl Pipeline {
         }
     }
 
-    /// Ends the call: delivers what is queued and [`Event::CallEnded`], waits for every
-    /// processor to finish, and reports (in pipeline order).
-    ///
-    /// Processors that emit events ([`Input::emits`]) end first; what they emit while
-    /// finishing (the transcript of the call's last words) is delivered to the others before
-    /// their `CallEnded`.
-    pub async fn finish(mut self) -> Vec<ConsumerReport> {
-        let consumers = std::mem::take(&mut self.consumers);
-        let mut reports: Vec<Option<ConsumerReport>> = consumers.iter().map(|_| None).collect();
-        let (emitters, others): (Vec<_>, Vec<_>) = consumers
+    /// Ends the call: every processor gets [`Event::CallEnded`] at once and finishes on its
+    /// own, except those that record what emitters say ([`Input::after_emitters`]), whose
+    /// `CallEnded` waits until every emitter ([`Input::emits`]) has finished and its last
+    /// events were delivered. [`Ending::next`] reports each processor as it finishes.
+    pub fn end(mut self) -> Ending {
+        self.forward_emitted();
+        let emitters = self
+            .consumers
+            .iter()
+            .filter(|c| c.input.emits && c.attached())
+            .count();
+        let names = self.consumers.iter().map(|c| c.probe.clone()).collect();
+        let (waiting, now): (Vec<_>, Vec<_>) = std::mem::take(&mut self.consumers)
             .into_iter()
             .enumerate()
-            .partition(|(_, c)| c.input.emits);
-        for stage in [emitters, others] {
-            let (positions, stage): (Vec<usize>, Vec<Consumer>) = stage.into_iter().unzip();
-            self.consumers = stage;
-            self.forward_emitted();
-            self.push_event(Event::CallEnded);
-            for (at, consumer) in positions
-                .into_iter()
-                .zip(std::mem::take(&mut self.consumers))
-            {
-                reports[at] = Some(consumer.finish().await);
-            }
+            .partition(|(_, c)| emitters > 0 && c.input.after_emitters && c.attached());
+        let (waiting_at, waiting) = waiting.into_iter().unzip();
+        let mut ending = Ending {
+            probes: names,
+            done: Vec::new(),
+            waiting,
+            waiting_at,
+            finishing: JoinSet::new(),
+            tasks: HashMap::new(),
+            emitters_left: 0,
+            events_rx: self.events_rx,
+        };
+        ending.done = vec![false; ending.probes.len()];
+        ending.start(now);
+        ending
+    }
+
+    /// Ends the call ([`Pipeline::end`]) and waits for every processor to finish: their
+    /// reports, in pipeline order.
+    pub async fn finish(self) -> Vec<ConsumerReport> {
+        let mut ending = self.end();
+        let mut reports: Vec<Option<ConsumerReport>> = vec![None; ending.probes.len()];
+        while let Some((at, report)) = ending.next().await {
+            reports[at] = Some(report);
         }
         reports.into_iter().flatten().collect()
+    }
+}
+
+/// Hands `event` to every attached consumer; those it finds fallen behind are detached, and
+/// the others told. (Each announcement can detach at most the remaining consumers, so this
+/// ends.)
+fn fan_out(consumers: &mut [Consumer], event: Event) {
+    let mut detached = Vec::new();
+    for consumer in consumers.iter_mut() {
+        if !consumer.attached() {
+            continue;
+        }
+        let item = Item::Event(event.clone());
+        let kept = match &consumer.inbox {
+            Some(inbox) => !matches!(inbox.push(item), Pushed::Detached | Pushed::Closed),
+            None => consumer.run_direct(&item),
+        };
+        if !kept {
+            detached.push(Arc::clone(&consumer.probe.name));
+            consumer.inbox = None;
+        }
+    }
+    announce_detached(consumers, detached);
+}
+
+/// Logs the processors that fell behind (a frame or an event found their inbox full) and
+/// tells the others.
+fn announce_detached(consumers: &mut [Consumer], names: Vec<Arc<str>>) {
+    for name in names {
+        tracing::warn!(processor = &*name, "processor fell behind and was detached");
+        fan_out(consumers, Event::ConsumerDetached(name));
+    }
+}
+
+/// A call whose transports have ended, while its processors finish: each at its own pace,
+/// reported as it finishes ([`Ending::next`]).
+pub struct Ending {
+    /// Every processor's probe, in pipeline order.
+    probes: Vec<ConsumerProbe>,
+    /// Which have finished (and been reported).
+    done: Vec<bool>,
+    /// Processors waiting for the emitters before their `CallEnded` (inboxes still open).
+    waiting: Vec<Consumer>,
+    /// Their positions in the pipeline (parallel to `waiting`).
+    waiting_at: Vec<usize>,
+    /// Processors that got `CallEnded` and are finishing.
+    finishing: JoinSet<(usize, bool, ConsumerReport)>,
+    /// Each finishing task's position, for one that fails.
+    tasks: HashMap<tokio::task::Id, (usize, bool)>,
+    /// Emitters not finished yet.
+    emitters_left: usize,
+    events_rx: mpsc::Receiver<Event>,
+}
+
+impl Ending {
+    /// Sends `CallEnded` to `consumers` and lets each finish in a task of its own.
+    fn start(&mut self, consumers: Vec<(usize, Consumer)>) {
+        let (positions, mut consumers): (Vec<usize>, Vec<Consumer>) = consumers.into_iter().unzip();
+        fan_out(&mut consumers, Event::CallEnded);
+        for (at, consumer) in positions.into_iter().zip(consumers) {
+            let emitter = consumer.input.emits;
+            self.emitters_left += usize::from(emitter);
+            let handle = self
+                .finishing
+                .spawn(async move { (at, emitter, consumer.finish().await) });
+            self.tasks.insert(handle.id(), (at, emitter));
+        }
+    }
+
+    /// Every emitter has finished: what they emitted last reaches the waiting processors,
+    /// then their `CallEnded`.
+    fn release_waiting(&mut self) {
+        while let Ok(event) = self.events_rx.try_recv() {
+            fan_out(&mut self.waiting, event);
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        let at = std::mem::take(&mut self.waiting_at);
+        self.start(at.into_iter().zip(waiting).collect());
+    }
+
+    /// The next processor to finish, with its position in the pipeline; `None` when all have.
+    pub async fn next(&mut self) -> Option<(usize, ConsumerReport)> {
+        loop {
+            if self.finishing.is_empty() {
+                if self.waiting.is_empty() {
+                    return None;
+                }
+                self.release_waiting();
+                continue;
+            }
+            let forwarding = !self.waiting.is_empty();
+            tokio::select! {
+                Some(event) = self.events_rx.recv(), if forwarding => {
+                    fan_out(&mut self.waiting, event);
+                }
+                joined = self.finishing.join_next_with_id() => {
+                    let (at, emitter, report) = match joined {
+                        Some(Ok((_, outcome))) => outcome,
+                        Some(Err(e)) => {
+                            let Some(&(at, emitter)) = self.tasks.get(&e.id()) else {
+                                continue;
+                            };
+                            tracing::error!(error = %e, "a processor's finishing task failed");
+                            let mut report = self.probes[at].working_report();
+                            report.working = false;
+                            report.detached = true;
+                            (at, emitter, report)
+                        }
+                        None => continue,
+                    };
+                    self.tasks.retain(|_, (running, _)| *running != at);
+                    self.done[at] = true;
+                    if emitter {
+                        self.emitters_left -= 1;
+                        if self.emitters_left == 0 && !self.waiting.is_empty() {
+                            self.release_waiting();
+                        }
+                    }
+                    return Some((at, report));
+                }
+            }
+        }
+    }
+
+    /// Reports of the processors still working (counters so far), in pipeline order.
+    pub fn working(&self) -> Vec<(usize, ConsumerReport)> {
+        self.probes
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| !self.done[*at])
+            .map(|(at, probe)| (at, probe.working_report()))
+            .collect()
+    }
+
+    /// How many processors the call has.
+    pub fn len(&self) -> usize {
+        self.probes.len()
+    }
+
+    /// Whether the call has no processor.
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
     }
 }
 
@@ -632,6 +801,7 @@ impl Consumer {
             name: name.to_string(),
             counters: self.probe.counters(),
             detached,
+            working: false,
             panicked: self
                 .probe
                 .work

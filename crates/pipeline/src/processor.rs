@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -69,10 +70,15 @@ pub struct Input {
     /// milliseconds (or until the inbox is half full) before one trip to a blocking thread. A
     /// recorder trades this latency for one trip per ~10 frames; `0`: go at once.
     pub gather_ms: u64,
-    /// It emits events others want (a speech engine's transcripts): when the call ends it
-    /// finishes first, and what it emits while finishing (the last utterance's transcript)
-    /// reaches the processors that do not emit before their [`crate::Event::CallEnded`].
+    /// It emits events others want (a speech engine's transcripts): what it emits while
+    /// finishing (the last utterance's transcript) reaches the processors that wait for it
+    /// ([`Input::after_emitters`]) before their [`crate::Event::CallEnded`].
     pub emits: bool,
+    /// It records what emitters say (the `transcript` writer): at the call's end its
+    /// [`crate::Event::CallEnded`] waits until every emitter has finished, so it receives the
+    /// last utterance's transcript. Other processors end at once, without waiting for the
+    /// emitters (a recording is final while a speech engine still works).
+    pub after_emitters: bool,
 }
 
 impl Input {
@@ -93,6 +99,7 @@ impl Default for Input {
             execution: Execution::Inline,
             gather_ms: 0,
             emits: false,
+            after_emitters: false,
         }
     }
 }
@@ -137,12 +144,38 @@ pub trait Processor: Send + 'static {
     }
 }
 
+/// Where a processor's events go: the call's event queue, which the socket task forwards to
+/// every processor at once ([`crate::Pipeline::next_emitted`]). Bounded: an event that finds it
+/// full is dropped and counted.
+#[derive(Clone)]
+pub(crate) struct Emitter {
+    tx: mpsc::Sender<Event>,
+    /// Events this processor emitted that found the queue full (its `emits_dropped`).
+    dropped: Arc<AtomicU64>,
+}
+
+impl Emitter {
+    pub(crate) fn new(tx: mpsc::Sender<Event>, dropped: Arc<AtomicU64>) -> Self {
+        Emitter { tx, dropped }
+    }
+
+    /// Queues `event`; never waits.
+    fn emit(&self, call: &CallInfo, event: Event) {
+        if self.tx.try_send(event).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                call_id = &*call.call_id,
+                "the call's event queue is full: event dropped (counted in emits_dropped)"
+            );
+        }
+    }
+}
+
 /// A processor's handle on its call: who it is, and how to speak into it.
 pub struct Context {
     call: Arc<CallInfo>,
     outbound: Option<OutboundQueue>,
     to_socket: Option<mpsc::Sender<Outgoing>>,
-    events: mpsc::Sender<Event>,
+    events: Emitter,
     /// Outbound frames that found the socket writer full and were dropped.
     pub(crate) unpaced_dropped: u64,
     /// [`Context::play_audio`]'s converters, kept for the whole call so a stream played in
@@ -241,7 +274,7 @@ impl Context {
         call: Arc<CallInfo>,
         outbound: Option<OutboundQueue>,
         to_socket: Option<mpsc::Sender<Outgoing>>,
-        events: mpsc::Sender<Event>,
+        events: Emitter,
     ) -> Self {
         Context {
             call,
@@ -347,15 +380,13 @@ impl Context {
         Ok((file, name))
     }
 
-    /// Tells every processor of the call (including this one) about `event`. Never waits; an
-    /// event that finds the call's event queue full is dropped with a warning.
+    /// Tells every processor of the call (including this one) about `event`, at once: the
+    /// socket task forwards it within one scheduling hop, whether or not audio is flowing.
+    /// Never waits; an event that finds the call's event queue full
+    /// ([`crate::pipeline::EVENT_QUEUE`]) is dropped and counted in this processor's
+    /// `emits_dropped`.
     pub fn emit(&mut self, event: Event) {
-        if self.events.try_send(event).is_err() {
-            tracing::warn!(
-                call_id = &*self.call.call_id,
-                "event queue full: event dropped"
-            );
-        }
+        self.events.emit(&self.call, event);
     }
 }
 
@@ -368,7 +399,7 @@ impl Context {
 pub struct Playback {
     call: Arc<CallInfo>,
     queue: OutboundQueue,
-    events: mpsc::Sender<Event>,
+    events: Emitter,
     converters: Converters,
 }
 
@@ -394,16 +425,11 @@ impl Playback {
     /// Barge-in, as [`Context::stop_audio`]: drops the queued outbound audio (every
     /// processor's) and sends StopAudio at once; also forgets what the converters held, so
     /// nothing of the cut stream leaks into the next one. Every processor is told with
-    /// [`Event::BargeIn`] (delivered with the call's next frame, or at its end).
+    /// [`Event::BargeIn`], at once.
     pub fn stop_audio(&mut self) -> BargeIn {
         self.converters = Converters::default();
         let cut = self.queue.barge_in();
-        if self.events.try_send(Event::BargeIn(cut)).is_err() {
-            tracing::warn!(
-                call_id = &*self.call.call_id,
-                "event queue full: event dropped"
-            );
-        }
+        self.events.emit(&self.call, Event::BargeIn(cut));
         cut
     }
 
@@ -452,7 +478,7 @@ mod tests {
             Arc::new(CallInfo::new("c", "/ws", CALL)),
             Some(queue),
             Some(to_socket),
-            events_tx,
+            Emitter::new(events_tx, Arc::default()),
         );
         let mut playback = ctx.playback().unwrap();
         // A bot's answer: 1 s at 24 kHz in 100 ms chunks, then its end, from a spawned task.
@@ -508,7 +534,7 @@ mod tests {
             Arc::new(CallInfo::new("c", "/ws", CALL)),
             None,
             None,
-            events_tx,
+            Emitter::new(events_tx, Arc::default()),
         );
         assert!(ctx.playback().is_none());
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mediagate_audio::AudioFormat;
 use mediagate_pipeline::{
-    CallInfo, ConsumerReport, OutboundQueue, Outgoing, PacerReport, Pipeline,
+    CallInfo, ConsumerReport, Ending, OutboundQueue, Outgoing, PacerReport, Pipeline,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -94,19 +94,86 @@ impl CallPipeline {
         })
     }
 
-    /// Ends the call for the processors: they drain, see `CallEnded` and finish.
-    /// Also reports how the pacer kept time (`None` when nothing was played).
-    pub(crate) async fn finish(
-        self,
-        metrics: &Metrics,
-    ) -> (Vec<ConsumerReport>, Option<PacerReport>) {
-        let reports = self.pipeline.finish().await;
+    /// Ends the call for the processors: each sees `CallEnded` and finishes on its own
+    /// ([`Pipeline::end`]). The outbound queue stops: the transport is over.
+    pub(crate) fn end(self) -> EndingPipeline {
         let pacing = self.outbound.and_then(|(queue, pacer)| {
             pacer.abort();
             let pacing = queue.pacer_report();
             (pacing.frames > 0).then_some(pacing)
         });
-        metrics.pipeline_ended(self.connection_id, &reports, pacing.as_ref());
-        (reports, pacing)
+        let ending = self.pipeline.end();
+        EndingPipeline {
+            reports: vec![None; ending.len()],
+            ending,
+            pacing,
+            connection_id: self.connection_id,
+        }
+    }
+}
+
+/// A transport's processors after it ended, while they finish.
+pub(crate) struct EndingPipeline {
+    ending: Ending,
+    /// The reports of those finished, in pipeline order.
+    reports: Vec<Option<ConsumerReport>>,
+    /// How the pacer kept time (`None` when nothing was played).
+    pub(crate) pacing: Option<PacerReport>,
+    connection_id: u64,
+}
+
+impl EndingPipeline {
+    /// Waits for processors to finish until every one has, or until `deadline`.
+    pub(crate) async fn settle(&mut self, deadline: tokio::time::Instant) {
+        while let Ok(Some((at, report))) =
+            tokio::time::timeout_at(deadline, self.ending.next()).await
+        {
+            self.reports[at] = Some(report);
+        }
+    }
+
+    /// Waits for the next processor to finish; `false` when all have.
+    pub(crate) async fn next(&mut self) -> bool {
+        match self.ending.next().await {
+            Some((at, report)) => {
+                self.reports[at] = Some(report);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether every processor has finished.
+    pub(crate) fn finished(&self) -> bool {
+        self.reports.iter().all(Option::is_some)
+    }
+
+    /// Every processor's report in pipeline order: a finished one's, or a snapshot of one
+    /// still working (`working: true`).
+    pub(crate) fn reports(&self) -> Vec<ConsumerReport> {
+        let mut working = self.ending.working().into_iter();
+        let mut next_working = working.next();
+        self.reports
+            .iter()
+            .enumerate()
+            .filter_map(|(at, report)| match report {
+                Some(report) => Some(report.clone()),
+                None => match next_working.take() {
+                    Some((w, snapshot)) if w == at => {
+                        next_working = working.next();
+                        Some(snapshot)
+                    }
+                    other => {
+                        next_working = other;
+                        None
+                    }
+                },
+            })
+            .collect()
+    }
+
+    /// Publishes the final counters (once every processor has finished).
+    pub(crate) fn publish(&self, metrics: &Metrics) {
+        metrics.pipeline_ended(self.connection_id, &self.reports(), self.pacing.as_ref());
     }
 }

@@ -72,7 +72,12 @@ impl TranscriptWriter {
 
 impl Processor for TranscriptWriter {
     fn input(&self) -> Input {
-        super::event_log_input()
+        // It records the engines' transcripts: its end waits for theirs, so the last
+        // utterance is in the file.
+        Input {
+            after_emitters: true,
+            ..super::event_log_input()
+        }
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

@@ -11,12 +11,13 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use mediagate_pipeline::{Dtmf, Event, Outgoing, Transcript};
 use mediagate_protocol::Timestamp;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::machine::{Action, CallEvent, CallOpening, End, Input, LogLine, Machine, MachineConfig};
 use super::text::Escaped;
 use super::{ConnectionInfo, read_error_kind};
 use crate::AppState;
-use crate::media::{CallPipeline, PipelineTarget};
+use crate::media::{CallPipeline, EndingPipeline, PipelineTarget};
 use crate::registry::CallSlot;
 use crate::session::{EndReason, EndReport, TransportKind, TransportReport};
 use crate::writer::SocketWriter;
@@ -44,6 +45,8 @@ pub(crate) struct Driver {
 enum Wake {
     Shutdown,
     Timeout,
+    /// A processor emitted an event: every processor gets it now, not with the next frame.
+    Emitted(Event),
     Message(Option<Result<Message, axum::Error>>),
 }
 
@@ -107,16 +110,28 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let emitted = async {
+                match &mut self.pipeline {
+                    Some(call) => call.pipeline.next_emitted().await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 () = timer => Wake::Timeout,
+                event = emitted => Wake::Emitted(event),
                 message = socket.next() => Wake::Message(message),
             };
             let now = Instant::now();
             match wake {
                 Wake::Shutdown => self.machine.handle(Input::Shutdown, now),
                 Wake::Timeout => self.machine.handle(Input::Timeout, now),
+                Wake::Emitted(event) => {
+                    if let Some(call) = &mut self.pipeline {
+                        call.pipeline.push_event(event);
+                    }
+                }
                 Wake::Message(None) => self.machine.handle(Input::Disconnected, now),
                 Wake::Message(Some(Err(e))) => {
                     let detail = e.to_string();
@@ -274,8 +289,10 @@ impl Driver {
         );
     }
 
-    /// The fixed teardown order: input has stopped; drain and finalize the files; report.
-    /// Runs whatever ended the call, a panic in the read loop included.
+    /// The fixed teardown order: input has stopped; the processors get `CallEnded`; the
+    /// transport's report is written, `ended`, with each processor finished or still working;
+    /// then it is updated as each of those finishes. Runs whatever ended the call, a panic in
+    /// the read loop included.
     pub(crate) async fn finish(self, end: End, writer: SocketWriter) {
         let Driver {
             app,
@@ -286,14 +303,17 @@ impl Driver {
         } = self;
         let mut report = machine.into_report();
         let mut end = end;
-        // Processors first: they see CallEnded, drain, and their last audio still goes out.
+        let mut ending = None;
         if let Some(call) = pipeline {
-            if let Err(panic) = finish_pipeline(call, &app, &mut report).await {
-                end = End {
-                    reason: EndReason::InternalError,
-                    code: end.code,
-                    detail: format!("panic while finishing: {}", Escaped(&panic)),
-                };
+            match end_pipeline(call, &app, &mut report).await {
+                Ok(call) => ending = Some(call),
+                Err(panic) => {
+                    end = End {
+                        reason: EndReason::InternalError,
+                        code: end.code,
+                        detail: format!("panic while finishing: {}", Escaped(&panic)),
+                    };
+                }
             }
         }
         writer.finish().await;
@@ -305,46 +325,72 @@ impl Driver {
             code: end.code,
             detail: end.detail,
         });
-        let Some(slot) = slot else {
+        let place = slot
+            .as_ref()
+            .map(|slot| (Arc::clone(&slot.folder), slot.transport_index));
+        if let Some(slot) = slot {
+            let registry = Arc::clone(&app.registry);
+            let written = tokio::task::spawn_blocking(move || {
+                {
+                    let mut call_report =
+                        slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(entry) = call_report.transports.get_mut(slot.transport_index) {
+                        *entry = report;
+                    }
+                }
+                registry.close(&slot, ended_at);
+                slot.folder.write_report()
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = written {
+                // The exit code will say so; `mediagate repair` marks the call afterwards.
+                app.unfinalized
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot write session.json");
+            }
+        }
+        let Some(ending) = ending else {
             return;
         };
-        let registry = Arc::clone(&app.registry);
-        let written = tokio::task::spawn_blocking(move || {
-            {
-                let mut call_report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(entry) = call_report.transports.get_mut(slot.transport_index) {
-                    *entry = report;
-                }
-            }
-            registry.close(&slot, ended_at);
-            slot.folder.write_report()
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = written {
-            // The exit code will say so; `mediagate repair` marks the call afterwards.
-            app.unfinalized
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(error = %e, "cannot write session.json");
+        if ending.finished() {
+            ending.publish(&app.metrics);
+            return;
         }
+        // Processors still working (a speech engine with a backlog): the call is over for
+        // everything else; each of them updates session.json when it finishes. Tracked, so a
+        // shutdown waits for them (within its finalize deadline).
+        let tracker = app.tracker.clone();
+        tracker
+            .spawn(finish_in_background(app, ending, place).instrument(tracing::Span::current()));
     }
 }
 
-/// Finishes the call's processors into `report`; `Err` with the panic message if that panicked
-/// (counted and logged here; the call still ends).
-async fn finish_pipeline(
+/// How long the processors get, after the transport ended, before the transport's report is
+/// written with those still working listed as such.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Sends the processors `CallEnded` and waits up to [`SETTLE`] for them, into `report`; `Err`
+/// with the panic message if that panicked (counted and logged here; the call still ends).
+async fn end_pipeline(
     call: CallPipeline,
     app: &AppState,
     report: &mut TransportReport,
-) -> Result<(), String> {
-    let finished = std::panic::AssertUnwindSafe(call.finish(&app.metrics))
-        .catch_unwind()
-        .await;
-    let result = match finished {
-        Ok((processors, pacing)) => {
-            report.processors = processors;
-            report.playback_pacing = pacing;
-            Ok(())
+) -> Result<EndingPipeline, String> {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    let settled = std::panic::AssertUnwindSafe(async move {
+        let mut ending = call.end();
+        ending.settle(deadline).await;
+        ending
+    })
+    .catch_unwind()
+    .await;
+    match settled {
+        Ok(ending) => {
+            report.processors = ending.reports();
+            report.playback_pacing = ending.pacing.clone();
+            report.files = files_of(&report.processors);
+            Ok(ending)
         }
         Err(panic) => {
             let message = super::panic_message(&*panic);
@@ -352,13 +398,61 @@ async fn finish_pipeline(
             tracing::error!(panic = %Escaped(&message), "the call's pipeline panicked while finishing");
             Err(message)
         }
-    };
-    report.files = report
-        .processors
+    }
+}
+
+/// Every file the processors made, in processor order.
+fn files_of(processors: &[mediagate_pipeline::ConsumerReport]) -> Vec<String> {
+    processors
         .iter()
         .flat_map(|p| p.files.iter().cloned())
-        .collect();
-    result
+        .collect()
+}
+
+/// Waits for the processors still working after the transport's report was written, and
+/// updates it (session.json) as each finishes.
+async fn finish_in_background(
+    app: Arc<AppState>,
+    mut ending: EndingPipeline,
+    place: Option<(Arc<crate::session::CallFolder>, usize)>,
+) {
+    let finished = std::panic::AssertUnwindSafe(async {
+        while ending.next().await {
+            let Some((folder, index)) = &place else {
+                continue;
+            };
+            let (folder, index) = (Arc::clone(folder), *index);
+            let processors = ending.reports();
+            let written = tokio::task::spawn_blocking(move || {
+                {
+                    let mut call_report = folder.report.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(entry) = call_report.transports.get_mut(index) {
+                        entry.files = files_of(&processors);
+                        entry.processors = processors;
+                    }
+                }
+                folder.write_report()
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = written {
+                tracing::error!(error = %e, "cannot update session.json");
+            }
+        }
+        ending
+    })
+    .catch_unwind()
+    .await;
+    match finished {
+        Ok(ending) => ending.publish(&app.metrics),
+        Err(panic) => {
+            app.metrics.panicked("connection");
+            tracing::error!(
+                panic = %Escaped(&super::panic_message(&*panic)),
+                "a call's processors panicked while finishing"
+            );
+        }
+    }
 }
 
 /// Writes a log line the machine decided on.
