@@ -2,7 +2,6 @@
 //! messages capped), the task that carries audio both ways, and the state of the answer being
 //! played, cut and truncated.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -12,9 +11,7 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use mediagate_pipeline::processor::Playback;
 use mediagate_pipeline::{BargeIn, PlayError};
-use mediagate_protocol::{decode_pcm, encode_pcm};
-use serde::Deserialize;
-use serde_json::json;
+use mediagate_protocol::decode_pcm;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 #[cfg(doc)]
 use mediagate_pipeline::Event;
 
+use super::events::{AudioDelta, ClientEvent, ServiceEvent, append_audio};
 use super::settings::{Endpoint, TurnDetection};
 use super::{
     BridgeConfig, CLOSE_TIMEOUT, Counters, FRAMES_PER_APPEND, MAX_MESSAGE_BYTES,
@@ -180,32 +178,6 @@ struct Answer {
     streaming: bool,
 }
 
-/// A service event: the fields the bridge reads (the rest is ignored). The delta is borrowed.
-#[derive(Debug, Deserialize)]
-struct ServiceEvent<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    /// Borrowed from the message unless it has escapes; empty when absent.
-    #[serde(borrow, default)]
-    delta: Cow<'a, str>,
-    #[serde(default)]
-    response_id: Option<String>,
-    #[serde(default)]
-    item_id: Option<String>,
-    #[serde(default)]
-    response: Option<ResponseInfo>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResponseInfo {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
 /// The socket task's state: the call's playback and the conversation's.
 struct Bridge {
     playback: Playback,
@@ -240,12 +212,7 @@ impl Bridge {
             self.batch.extend_from_slice(&frame);
             frames += 1;
         }
-        const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
-        let mut text = String::with_capacity(HEAD.len() + self.batch.len().div_ceil(3) * 4 + 2);
-        text.push_str(HEAD);
-        encode_pcm(&self.batch, &mut text);
-        text.push_str("\"}");
-        let counter = if self.send(text) {
+        let counter = if self.send(append_audio(&self.batch)) {
             &self.counters.frames_sent
         } else {
             &self.counters.frames_dropped
@@ -254,49 +221,42 @@ impl Bridge {
     }
 
     fn on_service_event(&mut self, text: &str) {
-        let event: ServiceEvent<'_> = match serde_json::from_str(text) {
+        let event = match ServiceEvent::parse(text) {
             Ok(event) => event,
             Err(e) => {
                 self.counters.error("unreadable event", e);
                 return;
             }
         };
-        match &*event.kind {
-            "response.output_audio.delta" | "response.audio.delta" => self.audio_delta(event),
-            "response.output_audio.done" | "response.audio.done" => self.end_stream(),
-            "response.created" => {
+        match event {
+            ServiceEvent::AudioDelta(delta) => self.audio_delta(delta),
+            ServiceEvent::AudioDone => self.end_stream(),
+            ServiceEvent::ResponseCreated { response_id } => {
                 self.interrupted = None;
                 self.answer = Some(Answer {
-                    response_id: event.response.and_then(|r| r.id),
+                    response_id,
                     item_id: None,
                     samples: 0,
                     streaming: true,
                 });
             }
-            "response.done" => {
+            ServiceEvent::ResponseDone { status } => {
                 self.end_stream();
                 Counters::add(&self.counters.responses, 1);
                 if let Some(answer) = &mut self.answer {
                     answer.streaming = false;
                 }
-                let status = event.response.and_then(|r| r.status);
                 tracing::debug!(status = status.as_deref().unwrap_or("?"), "response done");
             }
-            "input_audio_buffer.speech_started"
-                if self.turn_detection != TurnDetection::GatewayVad =>
-            {
+            ServiceEvent::SpeechStarted if self.turn_detection != TurnDetection::GatewayVad => {
                 self.barge_in();
             }
-            "error" => {
-                let error = event.error.unwrap_or_default();
-                let message = error["message"].as_str().unwrap_or("(no message)");
-                self.counters.error("error event", message);
-            }
-            _ => {}
+            ServiceEvent::Error { message } => self.counters.error("error event", message),
+            ServiceEvent::SpeechStarted | ServiceEvent::Other => {}
         }
     }
 
-    fn audio_delta(&mut self, event: ServiceEvent<'_>) {
+    fn audio_delta(&mut self, event: AudioDelta<'_>) {
         if let Some(cut) = &self.interrupted {
             if event.response_id.is_none() || event.response_id == *cut {
                 Counters::add(&self.counters.deltas_after_barge_in, 1);
@@ -405,29 +365,26 @@ impl Bridge {
         tracing::debug!(cut_ms, "barge-in");
         if answer.streaming {
             if self.turn_detection == TurnDetection::GatewayVad {
-                self.send(json!({ "type": "response.cancel" }).to_string());
+                self.send(ClientEvent::CancelResponse.to_json());
             }
             self.interrupted = Some(answer.response_id);
         }
         if let Some(item_id) = answer.item_id {
             let received_ms = answer.samples * 1000 / u64::from(SERVICE_FORMAT.sample_rate_hz());
             let heard_ms = received_ms.saturating_sub(cut_ms);
-            self.send(
-                json!({
-                    "type": "conversation.item.truncate",
-                    "item_id": item_id,
-                    "content_index": 0,
-                    "audio_end_ms": heard_ms,
-                })
-                .to_string(),
-            );
+            let truncate = ClientEvent::TruncateItem {
+                item_id,
+                content_index: 0,
+                audio_end_ms: heard_ms,
+            };
+            self.send(truncate.to_json());
         }
     }
 
     /// [`TurnDetection::GatewayVad`]: the caller stopped talking; ask for the answer.
     fn end_turn(&mut self) {
-        self.send(json!({ "type": "input_audio_buffer.commit" }).to_string());
-        self.send(json!({ "type": "response.create" }).to_string());
+        self.send(ClientEvent::CommitAudio.to_json());
+        self.send(ClientEvent::CreateResponse.to_json());
     }
 }
 
@@ -435,14 +392,10 @@ impl Bridge {
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-    use mediagate_processors::settings::parse;
+    use serde_json::json;
 
-    use super::super::{NAME, RealtimeSettings};
+    use super::super::settings::tests::settings;
     use super::*;
-
-    fn settings(value: serde_json::Value) -> RealtimeSettings {
-        parse(NAME, &value).unwrap()
-    }
 
     /// An endpoint on a loopback listener, and the listener.
     async fn local_endpoint() -> (Endpoint, tokio::net::TcpListener) {
@@ -486,20 +439,5 @@ mod tests {
         assert!(matches!(err, tungstenite::Error::Capacity(_)), "{err}");
         drop(socket);
         service.abort();
-    }
-
-    #[test]
-    fn service_events_borrow_the_delta_and_ignore_other_fields() {
-        let text = r#"{"type":"response.output_audio.delta","event_id":"e","response_id":"r",
-            "item_id":"i","output_index":0,"content_index":0,"delta":"AAEC"}"#;
-        let event: ServiceEvent<'_> = serde_json::from_str(text).unwrap();
-        assert_eq!(event.kind, "response.output_audio.delta");
-        assert!(matches!(event.delta, Cow::Borrowed("AAEC")));
-        assert_eq!(event.response_id.as_deref(), Some("r"));
-        let done: ServiceEvent<'_> = serde_json::from_str(
-            r#"{"type":"response.done","response":{"id":"r","status":"cancelled","output":[]}}"#,
-        )
-        .unwrap();
-        assert_eq!(done.response.unwrap().status.as_deref(), Some("cancelled"));
     }
 }

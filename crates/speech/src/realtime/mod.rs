@@ -114,6 +114,7 @@
 //! built in (webpki-roots), not the system's store.
 
 mod bridge;
+mod events;
 mod settings;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -133,8 +134,9 @@ use tracing::Instrument as _;
 use mediagate_pipeline::processor::Playback;
 
 use bridge::run;
+use events::SessionUpdate;
+use settings::Endpoint;
 pub use settings::{Api, Auth, RealtimeSettings, TurnDetection};
-use settings::{Endpoint, session_update};
 
 /// The registry name.
 const NAME: &str = "realtime";
@@ -287,7 +289,7 @@ impl Realtime {
             config: Arc::new(BridgeConfig {
                 endpoint: Endpoint::new(&settings, key)?,
                 connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
-                session_update: session_update(&settings),
+                session_update: SessionUpdate::new(&settings).to_json(),
                 turn_detection: settings.turn_detection,
             }),
             counters: Arc::default(),
@@ -419,20 +421,7 @@ pub(crate) fn register(registry: &mut Registry) {
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-    use tokio_tungstenite::tungstenite::http::Request;
-
     use super::*;
-
-    fn settings(value: serde_json::Value) -> RealtimeSettings {
-        parse(NAME, &value).unwrap()
-    }
-
-    fn header(request: &Request<()>, name: &str) -> Option<String> {
-        request
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    }
 
     #[test]
     fn a_missing_key_is_a_start_up_error_naming_the_variable() {
@@ -446,21 +435,6 @@ mod tests {
             ),
             "{err}"
         );
-        // A local service needs none; a remote one over plain ws:// is refused.
-        for url in [
-            "ws://127.0.0.1:9/",
-            "ws://localhost:9/v1/realtime",
-            "ws://[::1]:9/",
-        ] {
-            let local = settings(json!({ "url": url }));
-            let endpoint = Endpoint::new(&local, None).unwrap();
-            assert!(header(&endpoint.request().unwrap(), "authorization").is_none());
-        }
-        let remote = settings(json!({ "url": "ws://example.com/v1/realtime" }));
-        let err = Endpoint::new(&remote, Some("k".into())).unwrap_err();
-        assert!(err.to_string().contains("loopback"), "{err}");
-        let https = settings(json!({ "url": "https://api.openai.com/v1/realtime" }));
-        assert!(Endpoint::new(&https, Some("k".into())).is_err());
     }
 
     #[test]
