@@ -115,6 +115,7 @@
 
 mod bridge;
 mod events;
+mod io;
 mod settings;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -133,8 +134,8 @@ use tracing::Instrument as _;
 #[cfg(doc)]
 use mediagate_pipeline::processor::Playback;
 
-use bridge::run;
 use events::SessionUpdate;
+use io::run;
 use settings::Endpoint;
 pub use settings::{Api, Auth, RealtimeSettings, TurnDetection};
 
@@ -144,22 +145,11 @@ const NAME: &str = "realtime";
 const SERVICE_FORMAT: AudioFormat = AudioFormat::mono(24_000);
 /// Frames waiting for the socket task (2 s: covers the connection's set-up at call start).
 const AUDIO_QUEUE_FRAMES: usize = 100;
-/// Most frames in one `input_audio_buffer.append` (200 ms) when the socket fell behind.
-const FRAMES_PER_APPEND: u64 = 10;
 /// Turn changes and cuts waiting for the socket task.
 const CONTROL_QUEUE: usize = 16;
-/// The bridge's own barge-ins remembered until their [`Event::BargeIn`] comes back.
-const OWN_CUTS: usize = 8;
-/// Messages waiting for the socket's writer.
-const OUT_QUEUE: usize = 64;
-/// Longest wait for the closing handshake at the end of the call; then the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest message (and frame) accepted from the service: a delta is a few tens of KiB. A
 /// larger one ends the conversation (`last_error` says so); the call goes on.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Most bytes waiting in the socket's write buffer when the service reads slowly; the queue
-/// before it ([`OUT_QUEUE`] messages) is bounded too, and what finds both full is dropped.
-const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What every call of one configuration shares.
 #[derive(Debug)]
