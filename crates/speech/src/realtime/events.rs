@@ -40,6 +40,12 @@ pub(super) enum ClientEvent {
 }
 
 impl ClientEvent {
+    /// Whether it must reach the service after the audio appended before it (a commit takes
+    /// the input buffer as it is then). The others may overtake queued audio.
+    pub(super) fn follows_audio(&self) -> bool {
+        matches!(self, ClientEvent::CommitAudio)
+    }
+
     /// The event as the socket's text.
     pub(super) fn to_json(&self) -> String {
         to_json(self)
@@ -324,6 +330,11 @@ mod tests {
                 "audio_end_ms": 1_234,
             })
         );
+        // Only a commit must wait for the audio before it.
+        assert!(ClientEvent::CommitAudio.follows_audio());
+        assert!(!ClientEvent::CreateResponse.follows_audio());
+        assert!(!ClientEvent::CancelResponse.follows_audio());
+        assert!(!truncate.follows_audio());
     }
 
     #[test]

@@ -1,14 +1,22 @@
 //! One call's socket to the service: connecting within the deadline with messages capped, the
 //! writer task, and the socket task that feeds the [`Bridge`] what happens and carries out its
 //! [`Command`]s on the call's [`Playback`] and the socket.
+//!
+//! The writer has two queues. The caller's audio may be dropped when the service reads slowly
+//! (counted in `frames_dropped`): the conversation goes on without it. Control messages may
+//! not: a lost `response.create` leaves the caller unanswered, a lost `truncate` leaves the
+//! model remembering words the caller never heard. They have their own small queue, which the
+//! writer serves first; only `input_audio_buffer.commit` (and what follows it) waits for the
+//! audio queued before it, which it commits. A service that leaves even that queue full has
+//! read nothing for many turns: the conversation ends (`last_error` says why), rather than go
+//! on with the two sides disagreeing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use mediagate_pipeline::PlayError;
 use mediagate_pipeline::processor::Playback;
 use tokio::net::TcpStream;
@@ -24,12 +32,16 @@ use super::{BridgeConfig, Counters, MAX_MESSAGE_BYTES, SERVICE_FORMAT, Turn};
 
 /// Most frames in one `input_audio_buffer.append` (200 ms) when the socket fell behind.
 const FRAMES_PER_APPEND: u64 = 10;
-/// Messages waiting for the socket's writer.
-const OUT_QUEUE: usize = 64;
+/// Appends waiting for the socket's writer (up to 12.8 s of audio).
+const AUDIO_OUT_QUEUE: usize = 64;
+/// Control messages waiting for the socket's writer: a handful per turn, sent ahead of the
+/// audio. Full only when the service has read nothing for many turns.
+const CONTROL_OUT_QUEUE: usize = 32;
 /// Longest wait for the closing handshake at the end of the call; then the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes waiting in the socket's write buffer when the service reads slowly; the queue
-/// before it ([`OUT_QUEUE`] messages) is bounded too, and what finds both full is dropped.
+/// before it ([`AUDIO_OUT_QUEUE`] appends) is bounded too, and audio that finds both full is
+/// dropped.
 const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -77,17 +89,18 @@ pub(super) async fn run(
     counters.connected.store(true, Relaxed);
     tracing::info!("connected to the realtime service");
     let (sink, mut stream) = socket.split();
-    let (out, out_rx) = mpsc::channel(OUT_QUEUE);
-    let writer = tokio::spawn(write_messages(sink, out_rx, Arc::clone(&counters)));
+    let (outbox, queues) = Outbox::new();
+    let writer = tokio::spawn(write_messages(sink, queues, Arc::clone(&counters)));
     let mut conversation = Conversation {
         bridge: Bridge::new(config.turn_detection),
         playback,
-        out,
+        outbox,
+        stalled: false,
         counters: Arc::clone(&counters),
         batch: Vec::new(),
     };
-    conversation.send(config.session_update.clone());
-    loop {
+    conversation.send_control(config.session_update.clone(), false);
+    while !conversation.stalled {
         tokio::select! {
             biased;
             turn = turns.recv() => match turn {
@@ -142,17 +155,112 @@ pub(super) async fn run(
     }
 }
 
-/// Sends the queued messages, then closes the socket.
-async fn write_messages(
-    mut sink: SplitSink<Socket, Message>,
-    mut out: mpsc::Receiver<Message>,
-    counters: Arc<Counters>,
-) {
-    while let Some(message) = out.recv().await {
-        let sent = if out.is_empty() {
-            sink.send(message).await
-        } else {
+/// The writer's queues, as the socket task fills them.
+struct Outbox {
+    control: mpsc::Sender<Control>,
+    audio: mpsc::Sender<Message>,
+    /// Appends queued so far.
+    audio_queued: u64,
+}
+
+/// The writer's queues, as it takes from them.
+struct Queues {
+    control: mpsc::Receiver<Control>,
+    audio: mpsc::Receiver<Message>,
+}
+
+/// A control message, and how many appends must be written before it.
+#[derive(Debug)]
+struct Control {
+    message: Message,
+    after_audio: u64,
+}
+
+/// The control queue is full: the service has read nothing for many turns.
+#[derive(Debug)]
+struct ControlQueueFull;
+
+impl Outbox {
+    fn new() -> (Outbox, Queues) {
+        let (control, control_rx) = mpsc::channel(CONTROL_OUT_QUEUE);
+        let (audio, audio_rx) = mpsc::channel(AUDIO_OUT_QUEUE);
+        let outbox = Outbox {
+            control,
+            audio,
+            audio_queued: 0,
+        };
+        let queues = Queues {
+            control: control_rx,
+            audio: audio_rx,
+        };
+        (outbox, queues)
+    }
+
+    /// Queues an append; `false` when the writer is behind (or gone): then it is dropped.
+    fn audio(&mut self, text: String) -> bool {
+        let queued = self.audio.try_send(Message::text(text)).is_ok();
+        self.audio_queued += u64::from(queued);
+        queued
+    }
+
+    /// Queues a control message: ahead of the queued audio, unless it `follows_audio`.
+    fn control(&mut self, text: String, follows_audio: bool) -> Result<(), ControlQueueFull> {
+        let control = Control {
+            message: Message::text(text),
+            after_audio: if follows_audio { self.audio_queued } else { 0 },
+        };
+        match self.control.try_send(control) {
+            Ok(()) => Ok(()),
+            // The writer is gone: the socket task is about to hear why.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(ControlQueueFull),
+        }
+    }
+}
+
+/// Sends the queued messages, control first, then closes the socket. Generic over the sink so
+/// a test can hold it up.
+async fn write_messages<S>(mut sink: S, mut queues: Queues, counters: Arc<Counters>)
+where
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let mut audio_written = 0u64;
+    // The next control message, if it waits for appends queued before it.
+    let mut held: Option<Control> = None;
+    let (mut control_open, mut audio_open) = (true, true);
+    loop {
+        let message = match held.take() {
+            Some(control) if control.after_audio <= audio_written || !audio_open => control.message,
+            waiting => {
+                held = waiting;
+                tokio::select! {
+                    biased;
+                    control = queues.control.recv(), if control_open && held.is_none() => {
+                        match control {
+                            Some(control) => held = Some(control),
+                            None => control_open = false,
+                        }
+                        continue;
+                    }
+                    audio = queues.audio.recv(), if audio_open => match audio {
+                        Some(message) => {
+                            audio_written += 1;
+                            message
+                        }
+                        None => {
+                            audio_open = false;
+                            continue;
+                        }
+                    },
+                    else => break,
+                }
+            }
+        };
+        let more = held.is_some() || !queues.control.is_empty() || !queues.audio.is_empty();
+        let sent = if more {
             sink.feed(message).await
+        } else {
+            sink.send(message).await
         };
         if let Err(e) = sent {
             if !matches!(
@@ -171,7 +279,9 @@ async fn write_messages(
 struct Conversation {
     bridge: Bridge,
     playback: Playback,
-    out: mpsc::Sender<Message>,
+    outbox: Outbox,
+    /// A control message found its queue full: the conversation ends.
+    stalled: bool,
     counters: Arc<Counters>,
     /// Caller audio of one append.
     batch: Vec<u8>,
@@ -188,11 +298,9 @@ impl Conversation {
 
     fn execute(&mut self, command: Command) {
         match command {
-            Command::Send(event) => {
-                self.send(event.to_json());
-            }
+            Command::Send(event) => self.send_control(event.to_json(), event.follows_audio()),
             Command::SendAudio { message, frames } => {
-                let counter = if self.send(message) {
+                let counter = if self.outbox.audio(message) {
                     &self.counters.frames_sent
                 } else {
                     &self.counters.frames_dropped
@@ -231,9 +339,15 @@ impl Conversation {
         }
     }
 
-    /// Queues a message for the writer; `false` when the writer is behind (or gone).
-    fn send(&self, text: String) -> bool {
-        self.out.try_send(Message::text(text)).is_ok()
+    /// Queues a control message for the writer; if it cannot, the conversation ends.
+    fn send_control(&mut self, text: String, follows_audio: bool) {
+        if self.outbox.control(text, follows_audio).is_err() && !self.stalled {
+            self.stalled = true;
+            self.counters.error(
+                "control queue full",
+                "the service has stopped reading; conversation ended",
+            );
+        }
     }
 
     /// `frame` and whatever else is waiting (up to 200 ms) in one append.
@@ -280,6 +394,7 @@ mod tests {
 
     use serde_json::json;
 
+    use super::super::events::ClientEvent;
     use super::super::settings::tests::settings;
     use super::*;
 
@@ -325,5 +440,131 @@ mod tests {
         assert!(matches!(err, tungstenite::Error::Capacity(_)), "{err}");
         drop(socket);
         service.abort();
+    }
+
+    /// What a service that read `text` saw: `append <n>` for the test's appends, else the type.
+    fn label(text: &str) -> String {
+        const APPEND: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+        match text.strip_prefix(APPEND) {
+            Some(audio) => format!("append {}", &audio[..8]),
+            None => {
+                let event: serde_json::Value = serde_json::from_str(text).unwrap();
+                event["type"].as_str().unwrap().to_owned()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn control_messages_overtake_the_audio_of_a_service_that_stopped_reading() {
+        let (endpoint, listener) = local_endpoint().await;
+        let (read, reading) = tokio::sync::oneshot::channel::<()>();
+        let service = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            reading.await.unwrap();
+            let mut heard = Vec::new();
+            while let Some(Ok(message)) = ws.next().await {
+                match message {
+                    Message::Text(text) => heard.push(label(&text)),
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            heard
+        });
+        let (sink, _stream) = connect(&endpoint, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .split();
+        let counters = Arc::new(Counters::default());
+        let (mut outbox, queues) = Outbox::new();
+        let writer = tokio::spawn(write_messages(sink, queues, Arc::clone(&counters)));
+
+        // Appends of 256 KiB until the socket's buffers, the writer's and its queue are full.
+        let audio = "A".repeat(256 * 1024);
+        let (mut queued, mut refused) = (0u64, 0);
+        while refused < 3 {
+            let append =
+                format!(r#"{{"type":"input_audio_buffer.append","audio":"{queued:08}{audio}"}}"#);
+            if outbox.audio(append) {
+                queued += 1;
+                refused = 0;
+            } else {
+                refused += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            assert!(queued < 1_000, "the writer never fell behind");
+        }
+        // A barge-in, then the end of a turn: none of it is refused.
+        let truncate = ClientEvent::TruncateItem {
+            item_id: "item_1".into(),
+            content_index: 0,
+            audio_end_ms: 1_000,
+        };
+        for event in [
+            ClientEvent::CancelResponse,
+            truncate,
+            ClientEvent::CommitAudio,
+            ClientEvent::CreateResponse,
+        ] {
+            outbox
+                .control(event.to_json(), event.follows_audio())
+                .unwrap();
+        }
+        assert!(
+            !outbox.audio(String::from("{}")),
+            "the audio queue has room"
+        );
+        read.send(()).unwrap();
+        drop(outbox);
+        let heard = tokio::time::timeout(Duration::from_secs(30), service)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Every append queued arrived, in order; so did every control message.
+        let appends: Vec<&String> = heard.iter().filter(|h| h.starts_with("append")).collect();
+        let expected: Vec<String> = (0..queued).map(|n| format!("append {n:08}")).collect();
+        assert_eq!(appends, expected.iter().collect::<Vec<_>>());
+        let at = |kind: &str| heard.iter().position(|h| h == kind).unwrap();
+        let cancel = at("response.cancel");
+        // The cut went out as soon as the service read again: ahead of the full audio queue.
+        let appends_after = heard[cancel..]
+            .iter()
+            .filter(|h| h.starts_with("append"))
+            .count();
+        assert!(
+            appends_after >= AUDIO_OUT_QUEUE,
+            "{appends_after} appends after the cancel"
+        );
+        assert_eq!(at("conversation.item.truncate"), cancel + 1);
+        // The commit waited for the audio it commits; the request for an answer, for it.
+        let commit = at("input_audio_buffer.commit");
+        assert_eq!(commit, heard.len() - 2);
+        assert_eq!(heard[commit + 1], "response.create");
+        assert_eq!(counters.errors.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_control_queue_is_reported_and_audio_is_dropped_when_behind() {
+        let (mut outbox, _queues) = Outbox::new();
+        for _ in 0..CONTROL_OUT_QUEUE {
+            outbox.control(String::new(), false).unwrap();
+        }
+        assert!(outbox.control(String::new(), true).is_err());
+        for _ in 0..AUDIO_OUT_QUEUE {
+            assert!(outbox.audio(String::new()));
+        }
+        assert!(!outbox.audio(String::new()));
+        assert_eq!(outbox.audio_queued, AUDIO_OUT_QUEUE as u64);
+        // A writer gone is no reason to end the conversation: the socket's end will say why.
+        let (mut outbox, queues) = Outbox::new();
+        drop(queues);
+        assert!(outbox.control(String::new(), false).is_ok());
+        assert!(!outbox.audio(String::new()));
     }
 }

@@ -53,6 +53,13 @@
 //! goes on without the bot. Nothing waits on the service: audio that finds the socket behind
 //! is dropped and counted (`frames_dropped`), never queued without bound.
 //!
+//! Control messages (`input_audio_buffer.commit`, `response.create`, `response.cancel`,
+//! `conversation.item.truncate`) are never dropped: they wait in a queue of their own, which
+//! the socket's writer serves before the audio (a commit after the audio it commits, so a
+//! barge-in reaches a slow service at once and a turn keeps its words). A service that leaves
+//! even that queue full has read nothing for many turns: the conversation ends, with
+//! `last_error` saying so.
+//!
 //! The service is bounded like any peer: the handshakes must finish within
 //! `connect_timeout_secs` (10 s), a message from it may hold at most [`MAX_MESSAGE_BYTES`]
 //! (a larger one ends the conversation, with `last_error` saying why), its answer audio waits
@@ -112,6 +119,13 @@
 //! An Entra ID token works as a key with `auth = "bearer"`, for as long as it is valid (it is
 //! read at each call's start). Servers are verified against the Mozilla root certificates
 //! built in (webpki-roots), not the system's store.
+//!
+//! # Code
+//!
+//! `settings.rs` checks the settings and makes the endpoint; `events.rs` holds the event
+//! shapes, both ways; `bridge.rs` is the conversation as a pure state machine (the call's
+//! happenings and the service's events in, commands out); `io.rs` connects, reads and writes
+//! the socket and carries the commands out. This file is the processor and its report.
 
 mod bridge;
 mod events;
@@ -146,7 +160,7 @@ const SERVICE_FORMAT: AudioFormat = AudioFormat::mono(24_000);
 /// Frames waiting for the socket task (2 s: covers the connection's set-up at call start).
 const AUDIO_QUEUE_FRAMES: usize = 100;
 /// Turn changes and cuts waiting for the socket task.
-const CONTROL_QUEUE: usize = 16;
+const TURN_QUEUE: usize = 16;
 /// Largest message (and frame) accepted from the service: a delta is a few tens of KiB. A
 /// larger one ends the conversation (`last_error` says so); the call goes on.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -321,7 +335,7 @@ impl Realtime {
             return;
         };
         let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE_FRAMES);
-        let (turns, turns_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (turns, turns_rx) = mpsc::channel(TURN_QUEUE);
         self.link = Some(Link { audio, turns });
         let task = run(
             Arc::clone(&self.config),
