@@ -359,6 +359,22 @@ mod tests {
         handle(bridge, Input::Service(event), queued)
     }
 
+    /// Handles `input`, which must ask for a StopAudio; carries it out as having cut `cut_ms`:
+    /// the commands that follow.
+    fn stop(bridge: &mut Bridge, input: Input<'_>, queued: Duration, cut_ms: u64) -> Vec<Command> {
+        assert_eq!(handle(bridge, input, queued), [Command::StopAudio]);
+        handle(bridge, Input::AudioStopped(own_cut(cut_ms)), IDLE)
+    }
+
+    /// What a StopAudio of the bridge's that cut `cut_ms` returns.
+    fn own_cut(cut_ms: u64) -> BargeIn {
+        cut(10_000 + cut_ms, cut_ms)
+    }
+
+    fn cut(played_ms: u64, cut_ms: u64) -> BargeIn {
+        BargeIn { played_ms, cut_ms }
+    }
+
     fn created(bridge: &mut Bridge, response: &str) {
         let event = ServiceEvent::ResponseCreated {
             response_id: Some(response.into()),
@@ -385,6 +401,14 @@ mod tests {
         }
     }
 
+    /// A bridge in the middle of `resp_1`, of which `n` deltas of `item_1` arrived.
+    fn answering(turn_detection: TurnDetection, n: usize) -> Bridge {
+        let mut bridge = Bridge::new(turn_detection);
+        created(&mut bridge, "resp_1");
+        deltas(&mut bridge, "resp_1", "item_1", n);
+        bridge
+    }
+
     fn assert_played(commands: &[Command]) {
         let [
             Command::Count(Tally::AudioDelta {
@@ -399,6 +423,12 @@ mod tests {
         assert!(pcm.iter().all(|&b| b == 7));
     }
 
+    /// A late delta of `resp_1` is dropped.
+    fn assert_late_delta_dropped(bridge: &mut Bridge, response: Option<&str>) {
+        let late = service(bridge, delta_event(response, "item_1"), IDLE);
+        assert_eq!(late, [Command::Count(Tally::DeltaAfterBargeIn)]);
+    }
+
     fn truncate(item: &str, audio_end_ms: u64) -> Command {
         Command::Send(ClientEvent::TruncateItem {
             item_id: item.into(),
@@ -407,24 +437,26 @@ mod tests {
         })
     }
 
-    fn done(bridge: &mut Bridge) -> Vec<Command> {
+    const SPEECH_STARTED: Input<'static> = Input::Service(ServiceEvent::SpeechStarted);
+    const BARGE_IN: Command = Command::Count(Tally::BargeIn);
+    const CANCEL: Command = Command::Send(ClientEvent::CancelResponse);
+
+    fn done(bridge: &mut Bridge) {
         let event = ServiceEvent::ResponseDone {
             status: Some("completed".into()),
         };
-        service(bridge, event, IDLE)
+        assert_eq!(
+            service(bridge, event, IDLE),
+            [Command::EndStream, Command::Count(Tally::Response)]
+        );
     }
 
     #[test]
     fn an_answer_is_played_and_its_stream_ended() {
-        let mut bridge = Bridge::new(TurnDetection::ServerVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 10);
+        let mut bridge = answering(TurnDetection::ServerVad, 10);
         let ended = service(&mut bridge, ServiceEvent::AudioDone, IDLE);
         assert_eq!(ended, [Command::EndStream]);
-        assert_eq!(
-            done(&mut bridge),
-            [Command::EndStream, Command::Count(Tally::Response)]
-        );
+        done(&mut bridge);
         // Played to the end: the caller talking afterwards cuts nothing.
         assert_eq!(service(&mut bridge, ServiceEvent::SpeechStarted, IDLE), []);
         // Nor does another processor's cut of nothing.
@@ -436,32 +468,19 @@ mod tests {
 
     #[test]
     fn caller_speech_mid_answer_cuts_it_and_truncates_what_was_heard() {
-        let mut bridge = Bridge::new(TurnDetection::ServerVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 10); // 1 s received
+        let mut bridge = answering(TurnDetection::ServerVad, 10); // 1 s received
         let queued = Duration::from_millis(400);
-        let stop = service(&mut bridge, ServiceEvent::SpeechStarted, queued);
-        assert_eq!(stop, [Command::StopAudio]);
-        let cut = BargeIn {
-            played_ms: 600,
-            cut_ms: 380,
-        };
         // 1 000 ms received, 380 ms of it cut: 620 ms heard. The service cancels by itself.
         assert_eq!(
-            handle(&mut bridge, Input::AudioStopped(cut), IDLE),
-            [Command::Count(Tally::BargeIn), truncate("item_1", 620)]
+            stop(&mut bridge, SPEECH_STARTED, queued, 380),
+            [BARGE_IN, truncate("item_1", 620)]
         );
         // The cut answer's deltas still in flight are dropped, with or without its id.
-        for response in [Some("resp_1"), None] {
-            let late = service(&mut bridge, delta_event(response, "item_1"), IDLE);
-            assert_eq!(late, [Command::Count(Tally::DeltaAfterBargeIn)]);
-        }
-        assert_eq!(
-            done(&mut bridge),
-            [Command::EndStream, Command::Count(Tally::Response)]
-        );
+        assert_late_delta_dropped(&mut bridge, Some("resp_1"));
+        assert_late_delta_dropped(&mut bridge, None);
+        done(&mut bridge);
         // The bridge's own cut comes back as an Event::BargeIn: nothing more to do.
-        assert_eq!(handle(&mut bridge, Input::Cut(cut), IDLE), []);
+        assert_eq!(handle(&mut bridge, Input::Cut(own_cut(380)), IDLE), []);
         // The next answer plays.
         created(&mut bridge, "resp_2");
         deltas(&mut bridge, "resp_2", "item_2", 3);
@@ -470,47 +489,30 @@ mod tests {
     #[test]
     fn a_delta_of_another_response_ends_the_cut_one() {
         let mut bridge = Bridge::new(TurnDetection::ServerVad);
+        // Its response.created missed: the answer starts with its first delta.
         deltas(&mut bridge, "resp_1", "item_1", 2);
-        let stop = service(&mut bridge, ServiceEvent::SpeechStarted, IDLE);
-        assert_eq!(stop, [Command::StopAudio]);
-        let stopped = handle(&mut bridge, Input::AudioStopped(BargeIn::default()), IDLE);
         assert_eq!(
-            stopped,
-            [Command::Count(Tally::BargeIn), truncate("item_1", 200)]
+            stop(&mut bridge, SPEECH_STARTED, IDLE, 0),
+            [BARGE_IN, truncate("item_1", 200)]
         );
-        let late = service(&mut bridge, delta_event(Some("resp_1"), "item_1"), IDLE);
-        assert_eq!(late, [Command::Count(Tally::DeltaAfterBargeIn)]);
-        // A delta of another response (its response.created missed): the cut one is over.
+        assert_late_delta_dropped(&mut bridge, Some("resp_1"));
         deltas(&mut bridge, "resp_2", "item_2", 1);
     }
 
     #[test]
     fn with_gateway_vad_the_caller_cuts_the_answer_and_the_bridge_cancels_it() {
-        let mut bridge = Bridge::new(TurnDetection::GatewayVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 20); // 2 s received
+        let mut bridge = answering(TurnDetection::GatewayVad, 20); // 2 s received
         // The service's own detection is off: its speech_started means nothing.
         let queued = Duration::from_millis(900);
         assert_eq!(
             service(&mut bridge, ServiceEvent::SpeechStarted, queued),
             []
         );
-        let stop = handle(&mut bridge, Input::CallerStarted, queued);
-        assert_eq!(stop, [Command::StopAudio]);
-        let cut = BargeIn {
-            played_ms: 1_100,
-            cut_ms: 900,
-        };
         assert_eq!(
-            handle(&mut bridge, Input::AudioStopped(cut), IDLE),
-            [
-                Command::Count(Tally::BargeIn),
-                Command::Send(ClientEvent::CancelResponse),
-                truncate("item_1", 1_100),
-            ]
+            stop(&mut bridge, Input::CallerStarted, queued, 900),
+            [BARGE_IN, CANCEL, truncate("item_1", 1_100)]
         );
-        let late = service(&mut bridge, delta_event(Some("resp_1"), "item_1"), IDLE);
-        assert_eq!(late, [Command::Count(Tally::DeltaAfterBargeIn)]);
+        assert_late_delta_dropped(&mut bridge, Some("resp_1"));
     }
 
     #[test]
@@ -532,23 +534,15 @@ mod tests {
         assert_eq!(handle(&mut bridge, Input::CallerStarted, IDLE), []);
         // Still audible: cut, but not cancelled (the service is done with it).
         let queued = Duration::from_millis(60);
-        let stop = handle(&mut bridge, Input::CallerStarted, queued);
-        assert_eq!(stop, [Command::StopAudio]);
-        let cut = BargeIn {
-            played_ms: 140,
-            cut_ms: 60,
-        };
         assert_eq!(
-            handle(&mut bridge, Input::AudioStopped(cut), IDLE),
-            [Command::Count(Tally::BargeIn), truncate("item_1", 140)]
+            stop(&mut bridge, Input::CallerStarted, queued, 60),
+            [BARGE_IN, truncate("item_1", 140)]
         );
     }
 
     #[test]
     fn with_the_services_turn_detection_the_calls_speech_events_are_ignored() {
-        let mut bridge = Bridge::new(TurnDetection::SemanticVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 2);
+        let mut bridge = answering(TurnDetection::SemanticVad, 2);
         let queued = Duration::from_millis(200);
         assert_eq!(handle(&mut bridge, Input::CallerStarted, queued), []);
         assert_eq!(handle(&mut bridge, Input::CallerStopped, queued), []);
@@ -556,114 +550,66 @@ mod tests {
 
     #[test]
     fn a_barge_in_by_another_processor_drops_the_rest_of_the_answer() {
-        let mut bridge = Bridge::new(TurnDetection::ServerVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 10);
+        let mut bridge = answering(TurnDetection::ServerVad, 10);
         // `vad` cut 300 ms of it, and nothing was queued since: no second StopAudio.
-        let cut = BargeIn {
-            played_ms: 700,
-            cut_ms: 300,
-        };
         assert_eq!(
-            handle(&mut bridge, Input::Cut(cut), IDLE),
-            [Command::Count(Tally::BargeIn), truncate("item_1", 700)]
+            handle(&mut bridge, Input::Cut(cut(700, 300)), IDLE),
+            [BARGE_IN, truncate("item_1", 700)]
         );
-        let late = service(&mut bridge, delta_event(Some("resp_1"), "item_1"), IDLE);
-        assert_eq!(late, [Command::Count(Tally::DeltaAfterBargeIn)]);
+        assert_late_delta_dropped(&mut bridge, Some("resp_1"));
         // The service's speech_started of the same words: already cut.
         assert_eq!(service(&mut bridge, ServiceEvent::SpeechStarted, IDLE), []);
     }
 
     #[test]
     fn what_was_queued_after_another_processors_cut_is_cut_too() {
-        let mut bridge = Bridge::new(TurnDetection::GatewayVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 10);
-        let vad_cut = BargeIn {
-            played_ms: 500,
-            cut_ms: 300,
-        };
-        // The bridge played 200 ms more before it heard of the cut.
+        let mut bridge = answering(TurnDetection::GatewayVad, 10);
+        // `vad` cut 300 ms; the bridge queued 200 ms more before it heard of it, which it cuts
+        // too: 1 000 - 300 - 200 ms heard.
         let queued = Duration::from_millis(200);
-        let stop = handle(&mut bridge, Input::Cut(vad_cut), queued);
-        assert_eq!(stop, [Command::StopAudio]);
-        let own_cut = BargeIn {
-            played_ms: 500,
-            cut_ms: 200,
-        };
         assert_eq!(
-            handle(&mut bridge, Input::AudioStopped(own_cut), IDLE),
-            [
-                Command::Count(Tally::BargeIn),
-                Command::Send(ClientEvent::CancelResponse),
-                truncate("item_1", 500),
-            ]
+            stop(&mut bridge, Input::Cut(cut(500, 300)), queued, 200),
+            [BARGE_IN, CANCEL, truncate("item_1", 500)]
         );
         // Its own cut comes back, and is skipped.
-        assert_eq!(handle(&mut bridge, Input::Cut(own_cut), IDLE), []);
+        assert_eq!(handle(&mut bridge, Input::Cut(own_cut(200)), IDLE), []);
     }
 
     #[test]
     fn an_answer_without_an_item_is_cut_without_a_truncate() {
-        let mut bridge = Bridge::new(TurnDetection::GatewayVad);
-        created(&mut bridge, "resp_1");
-        let cut = BargeIn {
-            played_ms: 0,
-            cut_ms: 0,
-        };
+        let mut bridge = answering(TurnDetection::GatewayVad, 0);
         // Streaming, nothing heard yet: cancelled, nothing to truncate.
         assert_eq!(
-            handle(&mut bridge, Input::Cut(cut), IDLE),
-            [
-                Command::Count(Tally::BargeIn),
-                Command::Send(ClientEvent::CancelResponse),
-            ]
+            handle(&mut bridge, Input::Cut(BargeIn::default()), IDLE),
+            [BARGE_IN, CANCEL]
         );
     }
 
     #[test]
     fn the_truncate_counts_the_answers_last_item_only() {
-        let mut bridge = Bridge::new(TurnDetection::ServerVad);
-        created(&mut bridge, "resp_1");
-        deltas(&mut bridge, "resp_1", "item_1", 10);
+        let mut bridge = answering(TurnDetection::ServerVad, 10);
         deltas(&mut bridge, "resp_1", "item_2", 4);
-        let stop = service(&mut bridge, ServiceEvent::SpeechStarted, IDLE);
-        assert_eq!(stop, [Command::StopAudio]);
-        let cut = BargeIn {
-            played_ms: 1_300,
-            cut_ms: 100,
-        };
         assert_eq!(
-            handle(&mut bridge, Input::AudioStopped(cut), IDLE),
-            [Command::Count(Tally::BargeIn), truncate("item_2", 300)]
+            stop(&mut bridge, SPEECH_STARTED, IDLE, 100),
+            [BARGE_IN, truncate("item_2", 300)]
         );
     }
 
     #[test]
     fn the_bridge_remembers_its_last_own_cuts_only() {
         let mut bridge = Bridge::new(TurnDetection::ServerVad);
-        let cuts: Vec<BargeIn> = (0..=OWN_CUTS as u64)
-            .map(|n| BargeIn {
-                played_ms: n,
-                cut_ms: 1,
-            })
-            .collect();
-        for (n, cut) in cuts.iter().enumerate() {
+        let cuts: Vec<u64> = (1..=OWN_CUTS as u64 + 1).collect();
+        for (n, &cut_ms) in cuts.iter().enumerate() {
             created(&mut bridge, &format!("resp_{n}"));
-            let stop = service(&mut bridge, ServiceEvent::SpeechStarted, IDLE);
-            assert_eq!(stop, [Command::StopAudio]);
-            let stopped = handle(&mut bridge, Input::AudioStopped(*cut), IDLE);
-            assert_eq!(stopped, [Command::Count(Tally::BargeIn)]);
+            assert_eq!(stop(&mut bridge, SPEECH_STARTED, IDLE, cut_ms), [BARGE_IN]);
         }
         // The oldest was forgotten: it now reads as another processor's cut.
         created(&mut bridge, "resp_last");
-        assert_eq!(
-            handle(&mut bridge, Input::Cut(cuts[0]), IDLE),
-            [Command::Count(Tally::BargeIn)]
-        );
+        let oldest = Input::Cut(own_cut(cuts[0]));
+        assert_eq!(handle(&mut bridge, oldest, IDLE), [BARGE_IN]);
         created(&mut bridge, "resp_after");
-        for cut in &cuts[1..] {
-            assert_eq!(handle(&mut bridge, Input::Cut(*cut), IDLE), []);
+        for &cut_ms in &cuts[1..] {
+            assert_eq!(handle(&mut bridge, Input::Cut(own_cut(cut_ms)), IDLE), []);
         }
     }
 
@@ -671,20 +617,14 @@ mod tests {
     fn the_callers_audio_goes_up_as_one_append() {
         let mut bridge = Bridge::new(TurnDetection::ServerVad);
         let pcm = vec![1u8; 3 * 960];
-        let sent = handle(
-            &mut bridge,
-            Input::CallerAudio {
-                pcm: &pcm,
-                frames: 3,
-            },
-            IDLE,
-        );
+        let input = Input::CallerAudio {
+            pcm: &pcm,
+            frames: 3,
+        };
+        let message = append_audio(&pcm);
         assert_eq!(
-            sent,
-            [Command::SendAudio {
-                message: append_audio(&pcm),
-                frames: 3
-            }]
+            handle(&mut bridge, input, IDLE),
+            [Command::SendAudio { message, frames: 3 }]
         );
     }
 
