@@ -115,24 +115,8 @@ pub(super) async fn run(
                     break;
                 }
             },
-            message = stream.next() => match message {
-                Some(Ok(Message::Text(text))) => conversation.on_service_message(&text),
-                Some(Ok(Message::Close(frame))) => {
-                    counters.closed_by_service.store(true, Relaxed);
-                    let why = frame.map(|f| format!("{} {}", f.code, f.reason));
-                    counters.error("closed by the service", why.unwrap_or_default());
-                    break;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    counters.error("connection lost", e);
-                    break;
-                }
-                None => {
-                    counters.closed_by_service.store(true, Relaxed);
-                    counters.error("connection lost", "the service went away");
-                    break;
-                }
+            message = stream.next() => if !conversation.on_socket(message) {
+                break;
             },
             frame = audio.recv() => match frame {
                 Some(frame) => conversation.send_audio(frame, &mut audio),
@@ -140,10 +124,17 @@ pub(super) async fn run(
             },
         }
     }
-    // The writer sends what is queued and a close frame; the service's close ends the stream.
-    // A service that reads nothing more, or never closes, gets CLOSE_TIMEOUT: then the writer
-    // is stopped and the socket dropped, so nothing of the call outlives it for long.
     drop(conversation);
+    close(writer, stream).await;
+}
+
+/// The writer sends what is queued and a close frame; the service's close ends the `stream`.
+/// A service that reads nothing more, or never closes, gets [`CLOSE_TIMEOUT`]: then the writer
+/// is stopped and the socket dropped, so nothing of the call outlives it for long.
+async fn close<S>(writer: tokio::task::JoinHandle<()>, mut stream: S)
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
     let abort = writer.abort_handle();
     let closing = async {
         let _ = writer.await;
@@ -368,11 +359,32 @@ impl Conversation {
         self.batch = batch;
     }
 
-    fn on_service_message(&mut self, text: &str) {
-        match ServiceEvent::parse(text) {
-            Ok(event) => self.step(Input::Service(event)),
-            Err(e) => self.counters.error("unreadable event", e),
+    /// What the socket's reader got; `false` when the conversation is over.
+    fn on_socket(&mut self, message: Option<Result<Message, tungstenite::Error>>) -> bool {
+        let counters = &self.counters;
+        match message {
+            Some(Ok(Message::Text(text))) => match ServiceEvent::parse(&text) {
+                Ok(event) => self.step(Input::Service(event)),
+                Err(e) => counters.error("unreadable event", e),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                counters.closed_by_service.store(true, Relaxed);
+                let why = frame.map(|f| format!("{} {}", f.code, f.reason));
+                counters.error("closed by the service", why.unwrap_or_default());
+                return false;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                counters.error("connection lost", e);
+                return false;
+            }
+            None => {
+                counters.closed_by_service.store(true, Relaxed);
+                counters.error("connection lost", "the service went away");
+                return false;
+            }
         }
+        true
     }
 
     fn played(&self, result: Result<(), PlayError>) {
