@@ -154,10 +154,16 @@ struct Outbox {
     audio_queued: u64,
 }
 
-/// The writer's queues, as it takes from them.
+/// The writer's queues, as it takes from them: control first, unless it waits for audio.
 struct Queues {
     control: mpsc::Receiver<Control>,
     audio: mpsc::Receiver<Message>,
+    /// Appends taken so far.
+    audio_written: u64,
+    /// The next control message, if it waits for appends queued before it.
+    held: Option<Control>,
+    control_open: bool,
+    audio_open: bool,
 }
 
 /// A control message, and how many appends must be written before it.
@@ -183,6 +189,10 @@ impl Outbox {
         let queues = Queues {
             control: control_rx,
             audio: audio_rx,
+            audio_written: 0,
+            held: None,
+            control_open: true,
+            audio_open: true,
         };
         (outbox, queues)
     }
@@ -209,46 +219,50 @@ impl Outbox {
     }
 }
 
-/// Sends the queued messages, control first, then closes the socket. Generic over the sink so
-/// a test can hold it up.
+impl Queues {
+    /// The next message to write; `None` once both queues are closed and empty.
+    async fn next(&mut self) -> Option<Message> {
+        loop {
+            match self.held.take() {
+                Some(control) if control.after_audio <= self.audio_written || !self.audio_open => {
+                    return Some(control.message);
+                }
+                waiting => self.held = waiting,
+            }
+            tokio::select! {
+                biased;
+                control = self.control.recv(), if self.control_open && self.held.is_none() => {
+                    match control {
+                        Some(control) => self.held = Some(control),
+                        None => self.control_open = false,
+                    }
+                }
+                audio = self.audio.recv(), if self.audio_open => match audio {
+                    Some(message) => {
+                        self.audio_written += 1;
+                        return Some(message);
+                    }
+                    None => self.audio_open = false,
+                },
+                else => return None,
+            }
+        }
+    }
+
+    /// Whether another message is waiting already (then the last one need not be flushed).
+    fn has_more(&self) -> bool {
+        self.held.is_some() || !self.control.is_empty() || !self.audio.is_empty()
+    }
+}
+
+/// Sends the queued messages, control first, then closes the socket. Generic over the sink:
+/// the socket's, or a test's.
 async fn write_messages<S>(mut sink: S, mut queues: Queues, counters: Arc<Counters>)
 where
     S: Sink<Message, Error = tungstenite::Error> + Unpin,
 {
-    let mut audio_written = 0u64;
-    // The next control message, if it waits for appends queued before it.
-    let mut held: Option<Control> = None;
-    let (mut control_open, mut audio_open) = (true, true);
-    loop {
-        let message = match held.take() {
-            Some(control) if control.after_audio <= audio_written || !audio_open => control.message,
-            waiting => {
-                held = waiting;
-                tokio::select! {
-                    biased;
-                    control = queues.control.recv(), if control_open && held.is_none() => {
-                        match control {
-                            Some(control) => held = Some(control),
-                            None => control_open = false,
-                        }
-                        continue;
-                    }
-                    audio = queues.audio.recv(), if audio_open => match audio {
-                        Some(message) => {
-                            audio_written += 1;
-                            message
-                        }
-                        None => {
-                            audio_open = false;
-                            continue;
-                        }
-                    },
-                    else => break,
-                }
-            }
-        };
-        let more = held.is_some() || !queues.control.is_empty() || !queues.audio.is_empty();
-        let sent = if more {
+    while let Some(message) = queues.next().await {
+        let sent = if queues.has_more() {
             sink.feed(message).await
         } else {
             sink.send(message).await
@@ -559,6 +573,38 @@ mod tests {
         assert_eq!(commit, heard.len() - 2);
         assert_eq!(heard[commit + 1], "response.create");
         assert_eq!(counters.errors.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn control_goes_first_but_a_commit_waits_for_the_audio_it_commits() {
+        let (mut outbox, mut queues) = Outbox::new();
+        assert!(outbox.audio("a1".into()));
+        assert!(outbox.audio("a2".into()));
+        for event in [
+            ClientEvent::CancelResponse,
+            ClientEvent::CommitAudio,
+            ClientEvent::CreateResponse,
+        ] {
+            let kind = label(&event.to_json());
+            outbox.control(kind, event.follows_audio()).unwrap();
+        }
+        assert!(outbox.audio("a3".into()));
+        drop(outbox);
+        let mut written = Vec::new();
+        while let Some(message) = queues.next().await {
+            written.push(message.into_text().unwrap().to_string());
+        }
+        assert_eq!(
+            written,
+            [
+                "response.cancel",
+                "a1",
+                "a2",
+                "input_audio_buffer.commit",
+                "response.create",
+                "a3",
+            ]
+        );
     }
 
     #[test]
