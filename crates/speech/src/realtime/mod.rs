@@ -53,6 +53,13 @@
 //! goes on without the bot. Nothing waits on the service: audio that finds the socket behind
 //! is dropped and counted (`frames_dropped`), never queued without bound.
 //!
+//! Control messages (`input_audio_buffer.commit`, `response.create`, `response.cancel`,
+//! `conversation.item.truncate`) are never dropped: they wait in a queue of their own, which
+//! the socket's writer serves before the audio (a commit after the audio it commits, so a
+//! barge-in reaches a slow service at once and a turn keeps its words). A service that leaves
+//! even that queue full has read nothing for many turns: the conversation ends, with
+//! `last_error` saying so.
+//!
 //! The service is bounded like any peer: the handshakes must finish within
 //! `connect_timeout_secs` (10 s), a message from it may hold at most [`MAX_MESSAGE_BYTES`]
 //! (a larger one ends the conversation, with `last_error` saying why), its answer audio waits
@@ -112,8 +119,17 @@
 //! An Entra ID token works as a key with `auth = "bearer"`, for as long as it is valid (it is
 //! read at each call's start). Servers are verified against the Mozilla root certificates
 //! built in (webpki-roots), not the system's store.
+//!
+//! # Code
+//!
+//! `settings.rs` checks the settings and makes the endpoint; `events.rs` holds the event
+//! shapes, both ways; `bridge.rs` is the conversation as a pure state machine (the call's
+//! happenings and the service's events in, commands out); `io.rs` connects, reads and writes
+//! the socket and carries the commands out. This file is the processor and its report.
 
 mod bridge;
+mod events;
+mod io;
 mod settings;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -133,9 +149,10 @@ use tracing::Instrument as _;
 #[cfg(doc)]
 use mediagate_pipeline::processor::Playback;
 
-use bridge::run;
+use events::SessionUpdate;
+use io::run;
+use settings::Endpoint;
 pub use settings::{Api, Auth, RealtimeSettings, TurnDetection};
-use settings::{Endpoint, session_update};
 
 /// The registry name.
 const NAME: &str = "realtime";
@@ -143,22 +160,11 @@ const NAME: &str = "realtime";
 const SERVICE_FORMAT: AudioFormat = AudioFormat::mono(24_000);
 /// Frames waiting for the socket task (2 s: covers the connection's set-up at call start).
 const AUDIO_QUEUE_FRAMES: usize = 100;
-/// Most frames in one `input_audio_buffer.append` (200 ms) when the socket fell behind.
-const FRAMES_PER_APPEND: u64 = 10;
 /// Turn changes and cuts waiting for the socket task.
-const CONTROL_QUEUE: usize = 16;
-/// The bridge's own barge-ins remembered until their [`Event::BargeIn`] comes back.
-const OWN_CUTS: usize = 8;
-/// Messages waiting for the socket's writer.
-const OUT_QUEUE: usize = 64;
-/// Longest wait for the closing handshake at the end of the call; then the socket is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+const TURN_QUEUE: usize = 16;
 /// Largest message (and frame) accepted from the service: a delta is a few tens of KiB. A
 /// larger one ends the conversation (`last_error` says so); the call goes on.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Most bytes waiting in the socket's write buffer when the service reads slowly; the queue
-/// before it ([`OUT_QUEUE`] messages) is bounded too, and what finds both full is dropped.
-const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What every call of one configuration shares.
 #[derive(Debug)]
@@ -288,7 +294,7 @@ impl Realtime {
             config: Arc::new(BridgeConfig {
                 endpoint: Endpoint::new(&settings, key)?,
                 connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
-                session_update: session_update(&settings),
+                session_update: SessionUpdate::new(&settings).to_json(),
                 turn_detection: settings.turn_detection,
             }),
             counters: Arc::default(),
@@ -330,7 +336,7 @@ impl Realtime {
             return;
         };
         let (audio, audio_rx) = mpsc::channel(AUDIO_QUEUE_FRAMES);
-        let (turns, turns_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (turns, turns_rx) = mpsc::channel(TURN_QUEUE);
         self.link = Some(Link { audio, turns });
         let task = run(
             Arc::clone(&self.config),
@@ -434,20 +440,7 @@ impl Realtime {
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-    use tokio_tungstenite::tungstenite::http::Request;
-
     use super::*;
-
-    fn settings(value: serde_json::Value) -> RealtimeSettings {
-        parse(NAME, &value).unwrap()
-    }
-
-    fn header(request: &Request<()>, name: &str) -> Option<String> {
-        request
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    }
 
     #[test]
     fn a_missing_key_is_a_start_up_error_naming_the_variable() {
@@ -461,21 +454,6 @@ mod tests {
             ),
             "{err}"
         );
-        // A local service needs none; a remote one over plain ws:// is refused.
-        for url in [
-            "ws://127.0.0.1:9/",
-            "ws://localhost:9/v1/realtime",
-            "ws://[::1]:9/",
-        ] {
-            let local = settings(json!({ "url": url }));
-            let endpoint = Endpoint::new(&local, None).unwrap();
-            assert!(header(&endpoint.request().unwrap(), "authorization").is_none());
-        }
-        let remote = settings(json!({ "url": "ws://example.com/v1/realtime" }));
-        let err = Endpoint::new(&remote, Some("k".into())).unwrap_err();
-        assert!(err.to_string().contains("loopback"), "{err}");
-        let https = settings(json!({ "url": "https://api.openai.com/v1/realtime" }));
-        assert!(Endpoint::new(&https, Some("k".into())).is_err());
     }
 
     #[test]

@@ -1,17 +1,16 @@
 //! The bridge's settings, and what is checked from them once at start-up: the endpoint (URL,
-//! key and its header) and the `session.update` every conversation opens with.
+//! key and its header). The `session.update` they also make is in [`super::events`].
 
 use mediagate_processors::BuildError;
 use mediagate_processors::settings::invalid;
 use serde::Deserialize;
-use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
 
 #[cfg(doc)]
 use mediagate_pipeline::Event;
 
-use super::{NAME, SERVICE_FORMAT};
+use super::NAME;
 
 /// How the API key is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -209,61 +208,17 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// The `session.update` that opens every conversation.
-pub(super) fn session_update(settings: &RealtimeSettings) -> String {
-    let turn_detection = match settings.turn_detection {
-        TurnDetection::ServerVad => {
-            json!({ "type": "server_vad", "create_response": true, "interrupt_response": true })
-        }
-        TurnDetection::SemanticVad => {
-            json!({ "type": "semantic_vad", "create_response": true, "interrupt_response": true })
-        }
-        TurnDetection::GatewayVad => serde_json::Value::Null,
-    };
-    let mut session = match settings.api {
-        Api::Ga => {
-            let format = json!({ "type": "audio/pcm", "rate": SERVICE_FORMAT.sample_rate_hz() });
-            let mut output = json!({ "format": format });
-            if let Some(voice) = &settings.voice {
-                output["voice"] = json!(voice);
-            }
-            json!({
-                "type": "realtime",
-                "output_modalities": ["audio"],
-                "audio": {
-                    "input": { "format": format, "turn_detection": turn_detection },
-                    "output": output,
-                },
-            })
-        }
-        Api::Beta => {
-            let mut session = json!({
-                "modalities": ["audio", "text"],
-                "input_audio_format": "pcm16",
-                "output_audio_format": "pcm16",
-                "turn_detection": turn_detection,
-            });
-            if let Some(voice) = &settings.voice {
-                session["voice"] = json!(voice);
-            }
-            session
-        }
-    };
-    if let Some(instructions) = &settings.instructions {
-        session["instructions"] = json!(instructions);
-    }
-    json!({ "type": "session.update", "session": session }).to_string()
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
     use mediagate_processors::settings::parse;
+    use serde_json::json;
 
     use super::*;
 
-    fn settings(value: serde_json::Value) -> RealtimeSettings {
+    /// `[pipeline.settings.realtime]` from JSON; the other tests of the module use it too.
+    pub(in super::super) fn settings(value: serde_json::Value) -> RealtimeSettings {
         parse(NAME, &value).unwrap()
     }
 
@@ -330,36 +285,21 @@ mod tests {
     }
 
     #[test]
-    fn the_session_update_asks_for_24k_pcm_in_either_shape() {
-        let ga: serde_json::Value = serde_json::from_str(&session_update(&settings(json!({
-            "instructions": "Be brief.",
-            "voice": "marin",
-        }))))
-        .unwrap();
-        assert_eq!(ga["type"], "session.update");
-        let session = &ga["session"];
-        assert_eq!(session["type"], "realtime");
-        assert_eq!(session["instructions"], "Be brief.");
-        let pcm = json!({ "type": "audio/pcm", "rate": 24_000 });
-        assert_eq!(session["audio"]["input"]["format"], pcm);
-        assert_eq!(session["audio"]["output"]["format"], pcm);
-        assert_eq!(session["audio"]["output"]["voice"], "marin");
-        assert_eq!(
-            session["audio"]["input"]["turn_detection"]["type"],
-            "server_vad"
-        );
-
-        let beta: serde_json::Value = serde_json::from_str(&session_update(&settings(json!({
-            "api": "beta",
-            "voice": "alloy",
-            "turn_detection": "gateway_vad",
-        }))))
-        .unwrap();
-        let session = &beta["session"];
-        assert_eq!(session["input_audio_format"], "pcm16");
-        assert_eq!(session["output_audio_format"], "pcm16");
-        assert_eq!(session["voice"], "alloy");
-        assert!(session["turn_detection"].is_null());
-        assert!(session.get("instructions").is_none());
+    fn without_a_key_only_a_loopback_service_is_reached() {
+        // A local service needs none; a remote one over plain ws:// is refused.
+        for url in [
+            "ws://127.0.0.1:9/",
+            "ws://localhost:9/v1/realtime",
+            "ws://[::1]:9/",
+        ] {
+            let local = settings(json!({ "url": url }));
+            let endpoint = Endpoint::new(&local, None).unwrap();
+            assert!(header(&endpoint.request().unwrap(), "authorization").is_none());
+        }
+        let remote = settings(json!({ "url": "ws://example.com/v1/realtime" }));
+        let err = Endpoint::new(&remote, Some("k".into())).unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let https = settings(json!({ "url": "https://api.openai.com/v1/realtime" }));
+        assert!(Endpoint::new(&https, Some("k".into())).is_err());
     }
 }
