@@ -323,3 +323,134 @@ async fn bad_processor_settings_are_refused_at_start_up() {
     let text = err.to_string();
     assert!(text.contains("`wav`") && text.contains('7'), "{text}");
 }
+
+/// A stand-in speech engine: when the call starts it "works" for a while on a blocking
+/// thread, then emits a final transcript, noting when.
+struct LateEngine {
+    emitted: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl mediagate::pipeline::Processor for LateEngine {
+    fn input(&self) -> mediagate::pipeline::Input {
+        mediagate::pipeline::Input {
+            frames: false,
+            execution: mediagate::pipeline::Execution::Blocking,
+            emits: true,
+            ..Default::default()
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: &mediagate::pipeline::Event,
+        ctx: &mut mediagate::pipeline::Context,
+    ) -> Result<(), mediagate::pipeline::ProcessorError> {
+        if matches!(event, mediagate::pipeline::Event::CallStarted(_)) {
+            std::thread::sleep(Duration::from_millis(300));
+            let data = mediagate::protocol::TranscriptionData {
+                text: "heard at once".to_owned(),
+                format: None,
+                confidence: None,
+                offset_ticks: 0,
+                duration_ticks: 0,
+                words: Vec::new(),
+                participant_raw_id: None,
+                result_status: mediagate::protocol::ResultStatus::Final,
+            };
+            *self.emitted.lock().unwrap() = Some(std::time::Instant::now());
+            ctx.emit(mediagate::pipeline::Event::Transcript(std::sync::Arc::new(
+                mediagate::pipeline::Transcript {
+                    source: "late".into(),
+                    data,
+                    received_at: mediagate::protocol::Timestamp::now(),
+                },
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Notes when the engine's transcript reached it, and whether the call had ended by then.
+struct Listener {
+    heard: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, bool)>>>,
+    ended: bool,
+}
+
+impl mediagate::pipeline::Processor for Listener {
+    fn input(&self) -> mediagate::pipeline::Input {
+        mediagate::pipeline::Input {
+            frames: false,
+            ..Default::default()
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: &mediagate::pipeline::Event,
+        _ctx: &mut mediagate::pipeline::Context,
+    ) -> Result<(), mediagate::pipeline::ProcessorError> {
+        match event {
+            mediagate::pipeline::Event::Transcript(t) if &*t.source == "late" => {
+                *self.heard.lock().unwrap() = Some((std::time::Instant::now(), self.ended));
+            }
+            mediagate::pipeline::Event::CallEnded => self.ended = true,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emitted_transcript_reaches_the_others_at_once_on_a_transcription_transport() {
+    use futures_util::SinkExt;
+    let emitted = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let mut registry = mediagate::registry();
+    let (e, h) = (emitted.clone(), heard.clone());
+    registry.register("late_engine", move |_| {
+        let e = e.clone();
+        Ok(move |_: &mediagate::pipeline::CallInfo| {
+            Box::new(LateEngine { emitted: e.clone() }) as Box<dyn mediagate::pipeline::Processor>
+        })
+    });
+    registry.register("listener", move |_| {
+        let h = h.clone();
+        Ok(move |_: &mediagate::pipeline::CallInfo| {
+            Box::new(Listener {
+                heard: h.clone(),
+                ended: false,
+            }) as Box<dyn mediagate::pipeline::Processor>
+        })
+    });
+    let gateway = TestGateway::start_with_registry(
+        |c| c.pipeline.processors = vec!["late_engine".to_owned(), "listener".to_owned()],
+        registry,
+    )
+    .await;
+    // A transcription transport that says who it is, then nothing for 1.5 s: no audio, no
+    // results from the platform.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(gateway.url("/ws?callId=quiet-transcription"))
+            .await
+            .unwrap();
+    let metadata = serde_json::json!({
+        "kind": "TranscriptionMetadata",
+        "transcriptionMetadata": {"locale": "en-us", "callConnectionId": "quiet"}
+    })
+    .to_string();
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(metadata))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    socket.close(None).await.unwrap();
+    gateway.ended_session("quiet-transcription").await;
+    let emitted = emitted.lock().unwrap().expect("the engine never emitted");
+    let (heard_at, after_end) = heard.lock().unwrap().expect("the listener never heard it");
+    assert!(!after_end, "the transcript waited for the call's end");
+    let latency = heard_at.duration_since(emitted);
+    assert!(
+        latency < Duration::from_millis(50),
+        "the transcript took {latency:?} to reach another processor"
+    );
+}

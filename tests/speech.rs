@@ -64,7 +64,37 @@ async fn a_call_on_the_default_pipeline_is_transcribed_by_the_embedded_engine() 
     mediagate::emulator::run(emulate(gateway.url("/ws?callId=spoken")).with_wav(&clip))
         .await
         .unwrap();
-    // The emulator sends faster than real time: the engine catches up after the call.
+    let hung_up = std::time::Instant::now();
+    // The emulator sends faster than real time: Whisper has most of the call still to
+    // transcribe. The call is over for everything else within a second: session.json says
+    // `ended`, lists whisper as still working (and transcript, which records it), and the
+    // recording is final, bit for bit what was sent.
+    let early = gateway
+        .session_when("spoken", Duration::from_secs(1), |s| {
+            s["status"] == "ended"
+                && common::processor(&s["transports"][0], "wav")["working"].is_null()
+        })
+        .await
+        .expect("session.json did not say ended, with wav finished, within 1 s of hang-up");
+    let early_at = hung_up.elapsed();
+    let transport = &early["transports"][0];
+    assert_eq!(
+        common::processor(transport, "whisper")["working"],
+        true,
+        "{early}"
+    );
+    assert_eq!(
+        common::processor(transport, "transcript")["working"],
+        true,
+        "{early}"
+    );
+    let (recorded, rate) = read_wav(&gateway.call_dir("spoken").join("mixed.wav"));
+    let (sent, _) = read_wav(&clip);
+    assert_eq!(rate, 24_000);
+    assert!(recorded == sent, "the recording is not what was sent");
+    common::assert_wav_header_consistent(&gateway.call_dir("spoken").join("mixed.wav"));
+    eprintln!("ended with whisper working {early_at:?} after hang-up");
+    // Then Whisper catches up, and session.json is written again, complete.
     let session = gateway
         .ended_session_within("spoken", Duration::from_secs(180))
         .await;

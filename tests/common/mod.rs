@@ -93,7 +93,8 @@ impl TestGateway {
         self.data_dir.path().join(call_id)
     }
 
-    /// Waits until the call's session.json says it has ended, and returns it.
+    /// Waits until the call's session.json says it has ended and no processor is still
+    /// working, and returns it.
     pub async fn ended_session(&self, call_id: &str) -> serde_json::Value {
         self.ended_session_within(call_id, Duration::from_secs(10))
             .await
@@ -106,7 +107,7 @@ impl TestGateway {
         for _ in 0..limit.as_millis() / 50 {
             if let Ok(text) = tokio::fs::read_to_string(&path).await {
                 let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if json["status"] == "ended" {
+                if json["status"] == "ended" && !still_working(&json) {
                     return json;
                 }
             }
@@ -119,6 +120,29 @@ impl TestGateway {
         panic!(
             "call {call_id} did not end within {limit:?}; folders {listing:?}; session.json: {last}"
         );
+    }
+
+    /// Polls the call's session.json every 10 ms until `done` says yes, for at most `limit`:
+    /// the JSON that satisfied it, or `None`.
+    pub async fn session_when(
+        &self,
+        call_id: &str,
+        limit: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let path = self.call_dir(call_id).join("session.json");
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(text) = tokio::fs::read_to_string(&path).await {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+                    if done(&json) {
+                        return Some(json);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// Stops the gateway (drain deadline 0: live calls are closed with 1001), waits for it, and
@@ -227,4 +251,14 @@ pub fn processor_names(transport: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether a processor of any transport is listed as still working.
+pub fn still_working(session: &serde_json::Value) -> bool {
+    session["transports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["processors"].as_array().into_iter().flatten())
+        .any(|p| p["working"] == true)
 }
