@@ -10,7 +10,7 @@ use common::{TestGateway, read_wav, sample, write_wav};
 use mediagate::emulator::{EmulateConfig, Pacing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_24k_prompt_plays_into_a_16k_call_at_the_right_duration() {
+async fn a_24k_prompt_plays_into_a_16k_call_at_the_right_duration_with_no_file_io_per_call() {
     let dir = tempfile::tempdir().unwrap();
     // 0.6 s of 440 Hz at 24 kHz.
     let prompt: Vec<i16> = (0..14_400)
@@ -29,6 +29,9 @@ async fn a_24k_prompt_plays_into_a_16k_call_at_the_right_duration() {
         );
     })
     .await;
+    // The clip was read and decoded once, when the route's factory was built: a call reads no
+    // file, so the prompt plays with its file gone.
+    std::fs::remove_file(&prompt_path).unwrap();
     let recorded = dir.path().join("heard.wav");
     mediagate::emulator::run(
         EmulateConfig::new(gateway.url("/ws?callId=prompt"))
