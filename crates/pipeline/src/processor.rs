@@ -173,14 +173,14 @@ impl Emitter {
 /// A processor's handle on its call: who it is, and how to speak into it.
 pub struct Context {
     call: Arc<CallInfo>,
-    outbound: Option<OutboundQueue>,
     to_socket: Option<mpsc::Sender<Outgoing>>,
     events: Emitter,
     /// Outbound frames that found the socket writer full and were dropped.
     pub(crate) unpaced_dropped: u64,
-    /// [`Context::play_audio`]'s converters, kept for the whole call so a stream played in
-    /// chunks stays continuous.
-    converters: Converters,
+    /// The processor's player: the one way audio goes into the call ([`Playback`]), kept for
+    /// the whole call so a stream played in chunks stays continuous. `None` without outbound
+    /// audio.
+    player: Option<Playback>,
     /// Files made with [`Context::create_file`], in order.
     pub(crate) files: Vec<String>,
 }
@@ -193,7 +193,7 @@ struct Converter {
     resampled: BytesMut,
 }
 
-/// The converters of one player ([`Context`] or [`Playback`]), one per source format.
+/// The converters of one [`Playback`], one per source format.
 #[derive(Default)]
 struct Converters(Vec<Converter>);
 
@@ -276,13 +276,18 @@ impl Context {
         to_socket: Option<mpsc::Sender<Outgoing>>,
         events: Emitter,
     ) -> Self {
+        let player = outbound.map(|queue| Playback {
+            call: Arc::clone(&call),
+            queue,
+            events: events.clone(),
+            converters: Converters::default(),
+        });
         Context {
             call,
-            outbound,
             to_socket,
             events,
             unpaced_dropped: 0,
-            converters: Converters::default(),
+            player,
             files: Vec::new(),
         }
     }
@@ -295,33 +300,26 @@ impl Context {
     /// Queues mono samples in the call's format for paced playback (20 ms frames on the call's
     /// clock). Audio from several processors plays one after the other, in the order queued.
     pub fn play(&mut self, samples: &[i16]) -> Result<(), PlayError> {
-        let outbound = self.outbound.as_ref().ok_or(PlayError::NoOutbound)?;
-        outbound.push(samples).map_err(PlayError::from)
+        self.player()?.play(samples)
     }
 
     /// Queues PCM16 LE audio in any `format` for paced playback: resampled to the call's rate
-    /// (and mixed down to mono) on the way, then played like [`Context::play`].
-    ///
-    /// One [`StreamResampler`] per source format is kept for the whole call, so audio handed
-    /// over in chunks (a speech engine's stream) plays without clicks at the chunk edges. The
-    /// price is latency: output lags by the resampler's delay (10 ms at the ACS rates) and input
-    /// short of a whole 20 ms block waits for the next chunk of the same format. To get a clip
-    /// out entirely, pad it with silence to whole 20 ms frames of its own rate plus one more
-    /// (which pushes the delay out). At the call's own rate nothing is held back.
-    ///
-    /// On [`PlayError::Full`] the converted chunk is dropped, and the stream goes on from the
-    /// next one.
+    /// (and mixed down to mono) on the way, then played like [`Context::play`]. A stream handed
+    /// over in chunks (a speech engine's) plays without clicks at the chunk edges; see
+    /// [`Playback::play_audio`].
     pub fn play_audio(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
-        if self.outbound.is_none() {
-            return Err(PlayError::NoOutbound);
-        }
-        let samples = self
-            .converters
-            .convert(pcm, format, self.call.format.sample_rate_hz())?;
-        if samples.is_empty() {
-            return Ok(());
-        }
-        self.play(&samples)
+        self.player()?.play_audio(pcm, format)
+    }
+
+    /// Queues a whole clip (PCM16 LE in `format`) for paced playback, converted to the call's
+    /// format and flushed to its last sample ([`Playback::play_clip`]).
+    pub fn play_clip(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
+        self.player()?.play_clip(pcm, format)
+    }
+
+    /// The player, or [`PlayError::NoOutbound`].
+    fn player(&mut self) -> Result<&mut Playback, PlayError> {
+        self.player.as_mut().ok_or(PlayError::NoOutbound)
     }
 
     /// Sends a frame at once, bypassing the pacer: its pacing is the caller's (this is `echo`).
@@ -337,18 +335,17 @@ impl Context {
         Ok(())
     }
 
-    /// Barge-in: drops the queued outbound audio and sends StopAudio, at once.
+    /// Barge-in: drops the queued outbound audio and sends StopAudio, at once
+    /// ([`Playback::stop_audio`]). `None` without outbound audio.
     pub fn stop_audio(&mut self) -> Option<BargeIn> {
-        let cut = self.outbound.as_ref()?.barge_in();
-        self.emit(Event::BargeIn(cut));
-        Some(cut)
+        Some(self.player.as_mut()?.stop_audio())
     }
 
     /// Outbound audio queued and not yet sent.
     pub fn queued_playback(&self) -> std::time::Duration {
-        self.outbound
+        self.player
             .as_ref()
-            .map_or(std::time::Duration::ZERO, OutboundQueue::queued_duration)
+            .map_or(std::time::Duration::ZERO, Playback::queued)
     }
 
     /// A handle on the call's outbound audio for a task of the processor's own (a socket to a
@@ -356,9 +353,10 @@ impl Context {
     /// [`Context::play_audio`] and [`Context::stop_audio`], from anywhere. `None` when the call
     /// has no outbound audio. Each call gives a new handle with its own converters.
     pub fn playback(&self) -> Option<Playback> {
+        let player = self.player.as_ref()?;
         Some(Playback {
             call: Arc::clone(&self.call),
-            queue: self.outbound.clone()?,
+            queue: player.queue.clone(),
             events: self.events.clone(),
             converters: Converters::default(),
         })
@@ -390,12 +388,13 @@ impl Context {
     }
 }
 
-/// The call's outbound audio, away from the processor's callbacks: `Send`, so a task the
-/// processor spawned can own it. Made by [`Context::playback`].
+/// A player of the call's outbound audio: the one way audio goes into a call. Every
+/// [`Context`] plays through one ([`Context::play_audio`]); [`Context::playback`] gives
+/// another, `Send`, for a task the processor spawned (a voice bot's socket).
 ///
-/// Audio goes into the same paced queue as [`Context::play`]'s, in the order queued. Each
-/// handle converts its own stream: [`Playback::play_audio`] keeps one resampler per source
-/// format until [`Playback::end_stream`] or [`Playback::stop_audio`] ends the stream.
+/// Audio goes into the call's one paced queue, in the order queued. Each player converts its
+/// own stream: [`Playback::play_audio`] keeps one resampler per source format until
+/// [`Playback::end_stream`] or [`Playback::stop_audio`] ends the stream.
 pub struct Playback {
     call: Arc<CallInfo>,
     queue: OutboundQueue,
@@ -404,10 +403,23 @@ pub struct Playback {
 }
 
 impl Playback {
-    /// Queues PCM16 LE audio in any `format` for paced playback, converted to the call's
-    /// format as [`Context::play_audio`] does (a stream handed over in chunks plays without
-    /// clicks; up to a block is held back until the next chunk or [`Playback::end_stream`]).
-    /// On [`PlayError::Full`] the converted chunk is dropped and the stream goes on.
+    /// Queues mono samples already in the call's format.
+    pub fn play(&mut self, samples: &[i16]) -> Result<(), PlayError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        self.queue.push(samples).map_err(PlayError::from)
+    }
+
+    /// Queues PCM16 LE audio in any `format` for paced playback, resampled to the call's rate
+    /// and mixed down to mono on the way.
+    ///
+    /// One [`StreamResampler`] per source format is kept until the stream ends, so audio
+    /// handed over in chunks plays without clicks at the chunk edges. The price is latency:
+    /// output lags by the resampler's delay (10 ms at the ACS rates) and input short of a
+    /// whole block waits for the next chunk or [`Playback::end_stream`]. At the call's own
+    /// rate nothing is held back. On [`PlayError::Full`] the converted chunk is dropped and the
+    /// stream goes on.
     pub fn play_audio(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
         let samples = self
             .converters
@@ -420,6 +432,15 @@ impl Playback {
     pub fn end_stream(&mut self) -> Result<(), PlayError> {
         let samples = self.converters.flush();
         self.play(&samples)
+    }
+
+    /// Queues a whole clip: [`Playback::play_audio`], then [`Playback::end_stream`], so its
+    /// last samples come out of the resampler (no padding needed). Ends any stream of this
+    /// player in progress.
+    pub fn play_clip(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
+        let played = self.play_audio(pcm, format);
+        let ended = self.end_stream();
+        played.and(ended)
     }
 
     /// Barge-in, as [`Context::stop_audio`]: drops the queued outbound audio (every
@@ -443,12 +464,6 @@ impl Playback {
         &self.call
     }
 
-    fn play(&self, samples: &[i16]) -> Result<(), PlayError> {
-        if samples.is_empty() {
-            return Ok(());
-        }
-        self.queue.push(samples).map_err(PlayError::from)
-    }
 }
 
 #[cfg(test)]
@@ -528,6 +543,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_clip_plays_to_its_last_sample_without_padding() {
+        let (to_socket, _socket) = mpsc::channel(64);
+        let (events_tx, _events) = mpsc::channel(8);
+        // No pacer runs: everything stays queued, to be measured.
+        let queue = OutboundQueue::new(CALL, Duration::from_secs(10), to_socket.clone());
+        let mut ctx = Context::new(
+            Arc::new(CallInfo::new("c", "/ws", CALL)),
+            Some(queue),
+            Some(to_socket),
+            Emitter::new(events_tx, Arc::default()),
+        );
+        // 0.9979 s at 24 kHz: not a whole number of 20 ms frames of either rate.
+        ctx.play_clip(&tone_24k(23_950), BOT).unwrap();
+        let queued = ctx.queued_playback();
+        // All of it: 2/3 as many samples at 16 kHz, after the resampler's 10 ms delay, and
+        // less than a block of flushed padding.
+        assert!(
+            queued >= Duration::from_micros(997_917 + 10_000),
+            "{queued:?}"
+        );
+        assert!(queued <= Duration::from_millis(1_030), "{queued:?}");
+    }
+
+    #[tokio::test]
     async fn a_call_without_outbound_audio_has_no_playback() {
         let (events_tx, _events) = mpsc::channel(8);
         let ctx = Context::new(
@@ -537,5 +576,8 @@ mod tests {
             Emitter::new(events_tx, Arc::default()),
         );
         assert!(ctx.playback().is_none());
+        let mut ctx = ctx;
+        assert_eq!(ctx.play(&[0; 320]), Err(PlayError::NoOutbound));
+        assert!(ctx.stop_audio().is_none());
     }
 }
