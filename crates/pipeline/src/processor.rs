@@ -463,7 +463,6 @@ impl Playback {
     pub fn call(&self) -> &CallInfo {
         &self.call
     }
-
 }
 
 #[cfg(test)]
