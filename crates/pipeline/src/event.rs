@@ -79,6 +79,36 @@ pub struct Transcript {
     pub received_at: Timestamp,
 }
 
+/// An event a processor defines: a kind and JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomEvent {
+    /// What it is (`level`, `bot.state`…): processors match on it.
+    pub kind: Arc<str>,
+    /// Its data.
+    pub data: serde_json::Value,
+}
+
+impl CustomEvent {
+    /// An event of `kind` holding `data`.
+    pub fn new(kind: &str, data: serde_json::Value) -> Self {
+        CustomEvent {
+            kind: kind.into(),
+            data,
+        }
+    }
+}
+
+/// Bytes a JSON value holds, roughly (its strings, and a word per value).
+fn json_cost(value: &serde_json::Value) -> usize {
+    size_of::<serde_json::Value>()
+        + match value {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(items) => items.iter().map(json_cost).sum(),
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_cost(v)).sum(),
+            _ => 0,
+        }
+}
+
 /// Something that happened in a call.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -103,6 +133,9 @@ pub enum Event {
     BargeIn(BargeIn),
     /// A consumer fell too far behind under [`crate::OverflowPolicy::Detach`] and gets nothing more.
     ConsumerDetached(Arc<str>),
+    /// An event of a processor's own kind (a level meter's reading, a bot's state), for the
+    /// processors that know it.
+    Custom(Arc<CustomEvent>),
     /// The call is over; always the last event.
     CallEnded,
 }
@@ -145,6 +178,12 @@ impl Event {
                 AudioSource::Mixed => 0,
                 AudioSource::Participant(id) => ARC_OVERHEAD + id.len(),
             },
+            Event::Custom(custom) => {
+                ARC_OVERHEAD
+                    + size_of::<CustomEvent>()
+                    + custom.kind.len()
+                    + json_cost(&custom.data)
+            }
             Event::BargeIn(_) | Event::CallEnded => 0,
         };
         size_of::<Event>() + payload
@@ -193,5 +232,7 @@ mod tests {
         let call = CallInfo::new(&"c".repeat(2_000), "/ws", AudioFormat::mono(16_000));
         assert!(Event::CallStarted(Arc::new(call)).cost_bytes() > 2_000);
         assert_eq!(Event::CallEnded.cost_bytes(), size_of::<Event>());
+        let custom = CustomEvent::new("level", serde_json::json!({"notes": ["n".repeat(4_000)]}));
+        assert!(Event::Custom(Arc::new(custom)).cost_bytes() > 4_000);
     }
 }

@@ -131,8 +131,10 @@ pub mod processor;
 pub mod queue;
 pub mod registry;
 
-pub use event::{CallInfo, Dtmf, Event, Transcript};
+pub use event::{CallInfo, CustomEvent, Dtmf, Event, Transcript};
+// The audio types of the API, so a processor crate needs this crate alone.
 pub use files::{create_unique, sanitize_file_stem};
+pub use mediagate_audio::{self, AudioFormat, AudioFrame, AudioSource};
 pub use outbound::{BargeIn, OutboundQueue, Outgoing, PacerReport, QueueFull};
 pub use pipeline::{
     ConsumerCounters, ConsumerProbe, ConsumerReport, EVENT_QUEUE, Ending, Pipeline,

@@ -388,7 +388,7 @@ async fn end_pipeline(
     match settled {
         Ok(ending) => {
             report.processors = ending.reports();
-            report.playback_pacing = ending.pacing.clone();
+            report.playback_pacing = ending.pacing;
             report.files = files_of(&report.processors);
             Ok(ending)
         }

@@ -1,0 +1,100 @@
+//! The sample through a real gateway: the emulator streams a recording, and another processor
+//! of the call receives one `level` event per 100 ms, each the level of that stretch of the
+//! recording.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use mediagate::emulator::{EmulateConfig, Pacing};
+use mediagate::pipeline::{CallInfo, Context, Event, Input, Processor, ProcessorError};
+use mediagate::server::{Config, Server};
+
+/// Keeps every `level` event it receives.
+struct Listener(Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl Processor for Listener {
+    fn input(&self) -> Input {
+        Input {
+            frames: false,
+            ..Input::default()
+        }
+    }
+
+    fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
+        if let Event::Custom(custom) = event {
+            if &*custom.kind == level_meter::LEVEL {
+                self.0.lock().unwrap().push(custom.data.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RMS of `samples` in dBFS, as the meter computes it.
+fn rms_dbfs(samples: &[i16]) -> f64 {
+    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    let rms = (sum / samples.len() as f64).sqrt() / 32_768.0;
+    if rms <= 0.0 {
+        level_meter::FLOOR_DBFS
+    } else {
+        (20.0 * rms.log10()).max(level_meter::FLOOR_DBFS)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_100_ms_of_the_call_is_measured_and_heard_by_the_others() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_owned(),
+        ..Config::default()
+    };
+    config.pipeline.processors = vec!["level_meter".to_owned(), "listener".to_owned()];
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = mediagate::registry();
+    level_meter::register(&mut registry);
+    let kept = Arc::clone(&heard);
+    registry.register("listener", move |_| {
+        let kept = Arc::clone(&kept);
+        Ok(move |_: &CallInfo| Box::new(Listener(Arc::clone(&kept))) as Box<dyn Processor>)
+    });
+    let server = Server::bind(config, registry).await.unwrap();
+    let url = format!("ws://{}/ws?callId=meter", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hello-16k.wav");
+    mediagate::emulator::run(
+        EmulateConfig::new(url)
+            .with_pacing(Pacing::Fast)
+            .with_wav(&clip),
+    )
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+
+    let samples: Vec<i16> = hound::WavReader::open(&clip)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    let heard = heard.lock().unwrap();
+    // One reading per whole 100 ms of what was sent.
+    assert_eq!(heard.len(), samples.len() / 1_600, "{heard:?}");
+    let mut loud = 0;
+    for (i, level) in heard.iter().enumerate() {
+        let expected = rms_dbfs(&samples[i * 1_600..(i + 1) * 1_600]);
+        let got = level["rms_dbfs"].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() < 1e-9,
+            "window {i}: {got} != {expected}"
+        );
+        assert!(level["source"].is_null(), "{level}");
+        loud += usize::from(got > -40.0);
+    }
+    assert!(loud >= 3, "the recording holds speech: {heard:?}");
+}
