@@ -1,5 +1,5 @@
 //! PCM audio as mediagate carries it: formats, frames and frame arithmetic, and streaming
-//! sample-rate conversion ([`StreamResampler`]).
+//! sample-rate conversion ([`StreamResampler`]), and the capture [`Timestamp`] frames carry.
 //!
 //! A frame's samples live in a [`bytes::Bytes`] (PCM16 little-endian, interleaved when there is
 //! more than one channel): decoded once from the wire, then shared by reference count with every
@@ -16,7 +16,12 @@
 mod format;
 mod frame;
 mod resample;
+mod timestamp;
 
-pub use format::{AudioFormat, FRAME_DURATION_MICROS, FRAME_DURATION_MS, FormatError};
+pub use format::{
+    AudioFormat, FRAME_DURATION_MICROS, FRAME_DURATION_MS, FormatError, MAX_CHANNELS,
+    MAX_SAMPLE_RATE_HZ,
+};
 pub use frame::{AudioFrame, AudioSource};
 pub use resample::StreamResampler;
+pub use timestamp::{ParseTimestampError, Timestamp};
