@@ -24,7 +24,7 @@ mod tone;
 mod vad;
 
 pub use echo::Echo;
-pub use play::{Clip, Play, PlaySettings};
+pub use play::{Play, PlaySettings, load_clip, play_clip};
 pub use record::{DtmfWriter, TranscriptSettings, TranscriptWriter, Wav, WavSettings};
 pub use registry::{BuildError, Constructor, Registry};
 pub use tone::{Tone, ToneSettings};
