@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use mediagate_audio::{AudioFormat, wav};
 use mediagate_protocol::{decode_pcm, encode_pcm};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -99,27 +100,27 @@ pub(crate) fn read_stamp(data_base64: &str, pool: &mut bytes::BytesMut) -> Optio
     (pcm.len() == 3 && pcm[..2] == MARKER).then(|| pcm[2])
 }
 
+/// The largest WAV file the load reads: 256 MiB (the load cycles through its frames anyway).
+const MAX_WAV_BYTES: u64 = 256 << 20;
+
 fn load_wav(path: &Path, rate_hz: u32) -> Result<Vec<i16>, BenchError> {
     let bad = |reason: String| BenchError::Wav {
         path: path.to_owned(),
         reason,
     };
-    let reader = hound::WavReader::open(path).map_err(|e| bad(e.to_string()))?;
-    let spec = reader.spec();
-    if spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_rate != rate_hz {
+    let clip =
+        wav::read(path, MAX_WAV_BYTES, wav::Accept::Pcm16).map_err(|e| bad(e.to_string()))?;
+    if clip.format != AudioFormat::mono(rate_hz) {
         return Err(bad(format!(
-            "need mono PCM16 at {rate_hz} Hz, found {} channel(s), {} bits at {} Hz",
-            spec.channels, spec.bits_per_sample, spec.sample_rate
+            "need mono PCM16 at {rate_hz} Hz, found {} channel(s) at {} Hz",
+            clip.format.channels(),
+            clip.format.sample_rate_hz()
         )));
     }
-    let samples = reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if samples.len() < rate_hz as usize / 50 {
+    if clip.sample_count() < clip.format.frame_samples() {
         return Err(bad("shorter than one 20 ms frame".to_owned()));
     }
-    Ok(samples)
+    Ok(clip.samples().collect())
 }
 
 /// A 440 Hz tone at a third of full scale.
