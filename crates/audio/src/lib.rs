@@ -1,6 +1,7 @@
 //! PCM audio as mediagate carries it: formats, frames and frame arithmetic, and streaming
 //! sample-rate conversion ([`StreamResampler`]), the capture [`Timestamp`] frames carry, and
-//! whole clips of audio ([`Clip`]) read from WAV files by the one WAV reader ([`wav`]).
+//! whole clips of audio ([`Clip`]) read from WAV files by the one WAV reader ([`wav`]), and the
+//! one energy gate ([`EnergyGate`]) that tells when a stream carries sound.
 //!
 //! A frame's samples live in a [`bytes::Bytes`] (PCM16 little-endian, interleaved when there is
 //! more than one channel): decoded once from the wire, then shared by reference count with every
@@ -17,6 +18,7 @@
 mod clip;
 mod format;
 mod frame;
+mod gate;
 mod resample;
 mod timestamp;
 pub mod wav;
@@ -27,5 +29,8 @@ pub use format::{
     MAX_SAMPLE_RATE_HZ,
 };
 pub use frame::{AudioFrame, AudioSource};
+pub use gate::{
+    EnergyGate, GateChange, GateSettings, GateSettingsError, GateWindow, windows_in_ms,
+};
 pub use resample::StreamResampler;
 pub use timestamp::{ParseTimestampError, Timestamp};
