@@ -299,51 +299,29 @@ mod tests {
 
     #[test]
     fn other_encodings_convert_to_pcm16_when_asked() {
+        /// Mono 8 kHz samples of `bits` bits (format `tag`) read as PCM16.
+        fn converted(tag: u16, bits: u16, data: &[u8]) -> Vec<i16> {
+            let bytes = wav(tag, 1, 8_000, bits, data.len() as u32, data);
+            let clip = parse(Bytes::from(bytes), Accept::AnyToPcm16).unwrap();
+            clip.samples().collect()
+        }
         let int24: Vec<u8> = [0x12_3456i32, -0x40_0000, 5]
             .iter()
             .flat_map(|s| s.to_le_bytes()[..3].to_vec())
             .collect();
-        let bytes = Bytes::from(wav(1, 1, 8_000, 24, 9, &int24));
-        let clip = parse(bytes.clone(), Accept::AnyToPcm16).unwrap();
-        assert_eq!(clip.samples().collect::<Vec<_>>(), [0x1234, -0x4000, 0]);
-        let err = parse(bytes, Accept::Pcm16).unwrap_err();
+        assert_eq!(converted(1, 24, &int24), [0x1234, -0x4000, 0]);
+        let err = parse(Bytes::from(wav(1, 1, 8_000, 24, 9, &int24)), Accept::Pcm16);
+        let err = err.unwrap_err();
         assert!(err.to_string().contains("24-bit integer PCM"), "{err}");
-
         // 8-bit samples are unsigned, centred on 128.
-        let clip = parse(
-            Bytes::from(wav(1, 1, 8_000, 8, 2, &[192, 0])),
-            Accept::AnyToPcm16,
-        );
-        assert_eq!(
-            clip.unwrap().samples().collect::<Vec<_>>(),
-            [0x4000, -0x8000]
-        );
-
-        let int32: Vec<u8> = [0x7fff_ffffi32, -0x8000_0000]
-            .iter()
-            .flat_map(|s| s.to_le_bytes())
-            .collect();
-        let clip = parse(
-            Bytes::from(wav(1, 1, 8_000, 32, 8, &int32)),
-            Accept::AnyToPcm16,
-        );
-        assert_eq!(
-            clip.unwrap().samples().collect::<Vec<_>>(),
-            [i16::MAX, i16::MIN]
-        );
-
+        assert_eq!(converted(1, 8, &[192, 0]), [0x4000, -0x8000]);
+        let int32: Vec<u8> = [i32::MAX.to_le_bytes(), i32::MIN.to_le_bytes()].concat();
+        assert_eq!(converted(1, 32, &int32), [i16::MAX, i16::MIN]);
         let float: Vec<u8> = [0.5f32, -1.5, 1.0]
             .iter()
             .flat_map(|s| s.to_le_bytes())
             .collect();
-        let clip = parse(
-            Bytes::from(wav(3, 1, 8_000, 32, 12, &float)),
-            Accept::AnyToPcm16,
-        );
-        assert_eq!(
-            clip.unwrap().samples().collect::<Vec<_>>(),
-            [16_384, i16::MIN, i16::MAX]
-        );
+        assert_eq!(converted(3, 32, &float), [16_384, i16::MIN, i16::MAX]);
     }
 
     #[test]
