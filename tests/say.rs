@@ -9,11 +9,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use common::{TestGateway, processor, read_wav, sample, write_wav};
-use mediagate::audio::StreamResampler;
+use mediagate::audio::Clip;
 use mediagate::emulator::{DtmfEvent, EmulateConfig, EmulateReport, Pacing};
-use mediagate::speech::say::{SpokenClip, synthesize};
+use mediagate::speech::say::synthesize;
 
 /// The call's rate (the emulator streams the WAVs it is given at their rate).
 const CALL_RATE_HZ: u32 = 16_000;
@@ -84,7 +83,7 @@ async fn call_with_say(
 }
 
 /// `text` as espeak-ng speaks it with `say`'s defaults (synthesized off the async threads).
-async fn spoken(text: &str) -> SpokenClip {
+async fn spoken(text: &str) -> Clip {
     let text = text.to_owned();
     tokio::task::spawn_blocking(move || synthesize(&text, "en-us", 160))
         .await
@@ -92,17 +91,10 @@ async fn spoken(text: &str) -> SpokenClip {
         .unwrap()
 }
 
-/// `clip` as a 16 kHz call hears it: resampled as the gateway does (one stream, then one frame
-/// of silence that pushes the end out), in whole 20 ms frames, the last one zero-padded.
-fn at_call_rate(clip: &SpokenClip) -> Vec<i16> {
-    let mut resampler = StreamResampler::new(clip.format(), CALL_RATE_HZ).unwrap();
-    let mut out = BytesMut::new();
-    resampler.process(clip.pcm(), &mut out);
-    resampler.process(&vec![0; clip.format().frame_bytes()], &mut out);
-    let mut samples: Vec<i16> = out
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
+/// `clip` as a 16 kHz call hears it: whole, at the call's rate, in whole 20 ms frames, the
+/// last one zero-padded.
+fn at_call_rate(clip: &Clip) -> Vec<i16> {
+    let mut samples: Vec<i16> = clip.at_rate(CALL_RATE_HZ).unwrap().samples().collect();
     samples.resize(samples.len().div_ceil(320) * 320, 0);
     samples
 }
@@ -123,7 +115,7 @@ async fn greeting_heard_in_a_quiet_call() -> Heard {
         &silence(0.5),
         &[],
         Pacing::Fast,
-        clip.padded_duration() + Duration::from_millis(1_500),
+        clip.duration() + Duration::from_millis(1_500),
     )
     .await
 }
@@ -196,7 +188,7 @@ async fn a_key_press_speaks_its_prompt_into_the_call() {
         &silence(0.5),
         &["2@200ms"],
         Pacing::Fast,
-        clip.padded_duration() + Duration::from_millis(1_500),
+        clip.duration() + Duration::from_millis(1_500),
     )
     .await;
     assert!(heard.report.outbound.stop_audio.is_empty());

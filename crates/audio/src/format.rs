@@ -6,6 +6,10 @@ use thiserror::Error;
 pub const FRAME_DURATION_MS: u32 = 20;
 /// [`FRAME_DURATION_MS`] in microseconds.
 pub const FRAME_DURATION_MICROS: i64 = FRAME_DURATION_MS as i64 * 1_000;
+/// Highest sample rate an [`AudioFormat`] may have.
+pub const MAX_SAMPLE_RATE_HZ: u32 = 384_000;
+/// Most channels an [`AudioFormat`] may have (ACS sends mono).
+pub const MAX_CHANNELS: u16 = 8;
 
 /// A PCM16 little-endian format: sample rate and channel count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,10 +22,10 @@ pub struct AudioFormat {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum FormatError {
-    /// Sample rate outside 1 Hz..=384 kHz.
+    /// Sample rate outside 1 Hz..=[`MAX_SAMPLE_RATE_HZ`].
     #[error("sample rate {0} Hz is not supported")]
     SampleRate(u32),
-    /// Channel count outside 1..=8.
+    /// Channel count outside 1..=[`MAX_CHANNELS`].
     #[error("{0} channels is not supported")]
     Channels(u16),
     /// The resampler refused this pair of rates.
@@ -49,10 +53,10 @@ impl AudioFormat {
 
     /// Checks and builds a format.
     pub fn new(sample_rate_hz: u32, channels: u16) -> Result<Self, FormatError> {
-        if sample_rate_hz == 0 || sample_rate_hz > mediagate_protocol::MAX_SAMPLE_RATE_HZ {
+        if sample_rate_hz == 0 || sample_rate_hz > MAX_SAMPLE_RATE_HZ {
             return Err(FormatError::SampleRate(sample_rate_hz));
         }
-        if channels == 0 || channels > mediagate_protocol::MAX_CHANNELS {
+        if channels == 0 || channels > MAX_CHANNELS {
             return Err(FormatError::Channels(channels));
         }
         Ok(AudioFormat {

@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::{AudioFormat, Timestamp};
 use bytes::Bytes;
-use mediagate_protocol::Timestamp;
-
-use crate::AudioFormat;
 
 /// Whose audio a frame carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,5 +1,7 @@
 //! PCM audio as mediagate carries it: formats, frames and frame arithmetic, and streaming
-//! sample-rate conversion ([`StreamResampler`]).
+//! sample-rate conversion ([`StreamResampler`]), the capture [`Timestamp`] frames carry, and
+//! whole clips of audio ([`Clip`]) read from WAV files by the one WAV reader ([`wav`]), and the
+//! one energy gate ([`EnergyGate`]) that tells when a stream carries sound.
 //!
 //! A frame's samples live in a [`bytes::Bytes`] (PCM16 little-endian, interleaved when there is
 //! more than one channel): decoded once from the wire, then shared by reference count with every
@@ -13,10 +15,22 @@
 //! assert_eq!(format.samples_for_micros(1_000_000), 16_000);
 //! ```
 
+mod clip;
 mod format;
 mod frame;
+mod gate;
 mod resample;
+mod timestamp;
+pub mod wav;
 
-pub use format::{AudioFormat, FRAME_DURATION_MICROS, FRAME_DURATION_MS, FormatError};
+pub use clip::Clip;
+pub use format::{
+    AudioFormat, FRAME_DURATION_MICROS, FRAME_DURATION_MS, FormatError, MAX_CHANNELS,
+    MAX_SAMPLE_RATE_HZ,
+};
 pub use frame::{AudioFrame, AudioSource};
+pub use gate::{
+    EnergyGate, GateChange, GateSettings, GateSettingsError, GateWindow, windows_in_ms,
+};
 pub use resample::StreamResampler;
+pub use timestamp::{ParseTimestampError, Timestamp};

@@ -6,9 +6,13 @@
 //! characters of `data`), so each echoed frame is matched to its send time exactly, whatever the
 //! gateway does to the JSON around it.
 
+use std::borrow::Cow;
 use std::path::Path;
 
-use mediagate_protocol::{decode_pcm, encode_pcm};
+use mediagate_audio::{AudioFormat, wav};
+use mediagate_protocol::{
+    AudioData, AudioMetadata, InboundMessage, Timestamp, decode_pcm, encode_pcm,
+};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::BenchError;
@@ -19,8 +23,9 @@ pub const STAMPS: usize = 256;
 /// The marker before the sequence byte.
 const MARKER: [u8; 2] = [0x4d, 0x47];
 
-/// A fixed capture time: the load measures the gateway, not its timeline.
-const TIMESTAMP: &str = "2026-11-25T00:00:00.000Z";
+/// A fixed capture time (2026-11-25T00:00:00Z): the load measures the gateway, not its
+/// timeline.
+const TIMESTAMP: Timestamp = Timestamp::from_unix_micros(1_795_564_800_000_000);
 
 /// Every message of the load, pre-encoded.
 #[derive(Debug)]
@@ -44,23 +49,20 @@ impl FrameSet {
             Some(path) => load_wav(path, rate_hz)?,
             None => tone(rate_hz, frame_samples * STAMPS),
         };
-        let metadata = format!(
-            r#"{{"kind":"AudioMetadata","audioMetadata":{{"subscriptionId":"mediagate-bench","encoding":"PCM","sampleRate":{rate_hz},"channels":1,"length":{}}}}}"#,
-            frame_samples * 2
-        );
+        let metadata = InboundMessage::AudioMetadata(AudioMetadata {
+            subscription_id: Some("mediagate-bench".to_owned()),
+            encoding: "PCM".to_owned(),
+            sample_rate_hz: rate_hz,
+            channels: 1,
+            frame_bytes_hint: u32::try_from(frame_samples * 2).ok(),
+        })
+        .to_json();
         let sources = unmixed.max(1);
         let mut audio = Vec::with_capacity(sources);
         let mut pcm = Vec::with_capacity(frame_samples * 2);
         let mut data = String::new();
         for source in 0..sources {
-            let who = if unmixed == 0 {
-                String::new()
-            } else {
-                format!(
-                    r#","participantRawID":"8:acs:mediagate-bench-{}""#,
-                    source + 1
-                )
-            };
+            let who = (unmixed > 0).then(|| format!("8:acs:mediagate-bench-{}", source + 1));
             let mut messages = Vec::with_capacity(STAMPS);
             for stamp in 0..STAMPS {
                 pcm.clear();
@@ -77,9 +79,14 @@ impl FrameSet {
                 pcm[2] = stamp as u8;
                 data.clear();
                 encode_pcm(&pcm, &mut data);
-                messages.push(Utf8Bytes::from(format!(
-                    r#"{{"kind":"AudioData","audioData":{{"timestamp":"{TIMESTAMP}"{who},"data":"{data}","silent":false}}}}"#
-                )));
+                let message = InboundMessage::AudioData(AudioData {
+                    timestamp: Some(TIMESTAMP),
+                    invalid_timestamp: false,
+                    participant_raw_id: who.as_deref().map(Cow::Borrowed),
+                    data_base64: Cow::Borrowed(&data),
+                    silent: false,
+                });
+                messages.push(Utf8Bytes::from(message.to_json()));
             }
             audio.push(messages);
         }
@@ -99,27 +106,27 @@ pub(crate) fn read_stamp(data_base64: &str, pool: &mut bytes::BytesMut) -> Optio
     (pcm.len() == 3 && pcm[..2] == MARKER).then(|| pcm[2])
 }
 
+/// The largest WAV file the load reads: 256 MiB (the load cycles through its frames anyway).
+const MAX_WAV_BYTES: u64 = 256 << 20;
+
 fn load_wav(path: &Path, rate_hz: u32) -> Result<Vec<i16>, BenchError> {
     let bad = |reason: String| BenchError::Wav {
         path: path.to_owned(),
         reason,
     };
-    let reader = hound::WavReader::open(path).map_err(|e| bad(e.to_string()))?;
-    let spec = reader.spec();
-    if spec.channels != 1 || spec.bits_per_sample != 16 || spec.sample_rate != rate_hz {
+    let clip =
+        wav::read(path, MAX_WAV_BYTES, wav::Accept::Pcm16).map_err(|e| bad(e.to_string()))?;
+    if clip.format != AudioFormat::mono(rate_hz) {
         return Err(bad(format!(
-            "need mono PCM16 at {rate_hz} Hz, found {} channel(s), {} bits at {} Hz",
-            spec.channels, spec.bits_per_sample, spec.sample_rate
+            "need mono PCM16 at {rate_hz} Hz, found {} channel(s) at {} Hz",
+            clip.format.channels(),
+            clip.format.sample_rate_hz()
         )));
     }
-    let samples = reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if samples.len() < rate_hz as usize / 50 {
+    if clip.sample_count() < clip.format.frame_samples() {
         return Err(bad("shorter than one 20 ms frame".to_owned()));
     }
-    Ok(samples)
+    Ok(clip.samples().collect())
 }
 
 /// A 440 Hz tone at a third of full scale.
@@ -146,9 +153,27 @@ mod tests {
                 let text: &str = message;
                 let data = text.split(r#""data":""#).nth(1).unwrap();
                 assert_eq!(read_stamp(data, &mut pool), Some(stamp as u8));
-                assert!(text.contains("participantRawID"));
+                let Ok(InboundMessage::AudioData(parsed)) = mediagate_protocol::parse_inbound(text)
+                else {
+                    panic!("not AudioData: {text}");
+                };
+                assert_eq!(parsed.timestamp, Some(TIMESTAMP));
+                assert_eq!(
+                    parsed.timestamp.unwrap().to_string(),
+                    "2026-11-25T00:00:00.000Z"
+                );
+                assert!(parsed.participant_raw_id.is_some());
             }
         }
+        let Ok(InboundMessage::AudioMetadata(metadata)) =
+            mediagate_protocol::parse_inbound(&set.metadata)
+        else {
+            panic!("not AudioMetadata: {}", &*set.metadata);
+        };
+        assert_eq!(
+            (metadata.sample_rate_hz, metadata.frame_bytes_hint),
+            (16_000, Some(640))
+        );
         assert_eq!(read_stamp("AAAA", &mut pool), None);
         assert_eq!(read_stamp("A", &mut pool), None);
     }

@@ -22,9 +22,9 @@ pub enum EmulatorError {
     WavRead {
         /// The file.
         path: PathBuf,
-        /// What `hound` reported.
+        /// What the WAV reader reported.
         #[source]
-        source: hound::Error,
+        source: mediagate_audio::wav::WavError,
     },
     /// The recording of the gateway's playback could not be created or written.
     #[error("cannot write recording {}", .path.display())]

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use mediagate_audio::AudioFormat;
+use mediagate_audio::wav::{self, WavError};
 
 use crate::EmulatorError;
 
@@ -60,32 +61,28 @@ impl TrackSet {
     }
 }
 
+/// The largest WAV file read as a track: 1 GiB (about 9 hours of 16 kHz PCM16 mono).
+const MAX_FILE_BYTES: u64 = 1 << 30;
+
 fn load_wav(path: &Path) -> Result<(AudioFormat, Track), EmulatorError> {
-    let wav_error = |source| EmulatorError::WavRead {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = hound::WavReader::open(path).map_err(wav_error)?;
-    let spec = reader.spec();
-    if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
-        let kind = match spec.sample_format {
-            hound::SampleFormat::Int => "integer PCM",
-            hound::SampleFormat::Float => "float",
-        };
-        return Err(EmulatorError::NotPcm16 {
+    let clip = wav::read(path, MAX_FILE_BYTES, wav::Accept::Pcm16).map_err(|e| match e {
+        WavError::NotPcm16 { found } => EmulatorError::NotPcm16 {
             path: path.to_path_buf(),
-            found: format!("{}-bit {kind}", spec.bits_per_sample),
-        });
-    }
-    if spec.channels != 1 {
+            found,
+        },
+        source => EmulatorError::WavRead {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    if clip.format.channels() != 1 {
         return Err(EmulatorError::NotMono {
             path: path.to_path_buf(),
-            channels: spec.channels,
+            channels: clip.format.channels(),
         });
     }
-    let format = match spec.sample_rate {
-        16_000 => AudioFormat::mono(16_000),
-        24_000 => AudioFormat::mono(24_000),
+    let format = match clip.format.sample_rate_hz() {
+        16_000 | 24_000 => clip.format,
         other => {
             return Err(EmulatorError::UnsupportedRate {
                 path: path.to_path_buf(),
@@ -93,10 +90,7 @@ fn load_wav(path: &Path) -> Result<(AudioFormat, Track), EmulatorError> {
             });
         }
     };
-    let samples = reader
-        .samples::<i16>()
-        .collect::<Result<Vec<i16>, _>>()
-        .map_err(wav_error)?;
+    let samples = clip.samples().collect();
     Ok((format, Track { samples }))
 }
 

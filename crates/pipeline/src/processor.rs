@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mediagate_audio::{AudioFormat, AudioFrame, FormatError, StreamResampler};
+use mediagate_audio::{AudioFormat, AudioFrame, Clip, FormatError, StreamResampler};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -311,10 +311,10 @@ impl Context {
         self.player()?.play_audio(pcm, format)
     }
 
-    /// Queues a whole clip (PCM16 LE in `format`) for paced playback, converted to the call's
-    /// format and flushed to its last sample ([`Playback::play_clip`]).
-    pub fn play_clip(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
-        self.player()?.play_clip(pcm, format)
+    /// Queues a whole clip for paced playback, at the call's format, from its first sample
+    /// to its last ([`Playback::play_clip`]).
+    pub fn play_clip(&mut self, clip: &Clip) -> Result<(), PlayError> {
+        self.player()?.play_clip(clip)
     }
 
     /// The player, or [`PlayError::NoOutbound`].
@@ -434,13 +434,19 @@ impl Playback {
         self.play(&samples)
     }
 
-    /// Queues a whole clip: [`Playback::play_audio`], then [`Playback::end_stream`], so its
-    /// last samples come out of the resampler (no padding needed). Ends any stream of this
-    /// player in progress.
-    pub fn play_clip(&mut self, pcm: &[u8], format: AudioFormat) -> Result<(), PlayError> {
-        let played = self.play_audio(pcm, format);
-        let ended = self.end_stream();
-        played.and(ended)
+    /// Queues a whole clip, brought to the call's rate by [`Clip::at_rate`]: no start-up
+    /// delay, nothing held back at its end, no padding needed. A clip of several channels is
+    /// mixed down to mono on the way ([`Playback::play_audio`], then
+    /// [`Playback::end_stream`]).
+    pub fn play_clip(&mut self, clip: &Clip) -> Result<(), PlayError> {
+        if clip.format.channels() != 1 {
+            let played = self.play_audio(&clip.pcm, clip.format);
+            let ended = self.end_stream();
+            return played.and(ended);
+        }
+        let at_call_rate = clip.at_rate(self.call.format.sample_rate_hz())?;
+        let samples: Vec<i16> = at_call_rate.samples().collect();
+        self.play(&samples)
     }
 
     /// Barge-in, as [`Context::stop_audio`]: drops the queued outbound audio (every
@@ -554,15 +560,10 @@ mod tests {
             Emitter::new(events_tx, Arc::default()),
         );
         // 0.9979 s at 24 kHz: not a whole number of 20 ms frames of either rate.
-        ctx.play_clip(&tone_24k(23_950), BOT).unwrap();
-        let queued = ctx.queued_playback();
-        // All of it: 2/3 as many samples at 16 kHz, after the resampler's 10 ms delay, and
-        // less than a block of flushed padding.
-        assert!(
-            queued >= Duration::from_micros(997_917 + 10_000),
-            "{queued:?}"
-        );
-        assert!(queued <= Duration::from_millis(1_030), "{queued:?}");
+        let clip = Clip::new(BOT, bytes::Bytes::from(tone_24k(23_950)));
+        ctx.play_clip(&clip).unwrap();
+        // All of it, and nothing more: ceil(23,950 × 2/3) = 15,967 samples at 16 kHz.
+        assert_eq!(ctx.queued_playback(), Duration::from_micros(15_967 * 1_000 / 16));
     }
 
     #[tokio::test]

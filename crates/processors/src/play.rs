@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use mediagate_audio::AudioFormat;
+use mediagate_audio::{Clip, wav};
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use serde::Deserialize;
 
@@ -17,7 +16,8 @@ const NAME: &str = "play";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlaySettings {
-    /// The WAV file (mono; 8-, 16-, 24- or 32-bit integer or 32-bit float samples). Required.
+    /// The WAV file (mono; 8-, 16-, 24- or 32-bit integer or 32-bit float samples; at most
+    /// 64 MiB). Required.
     pub file: Option<PathBuf>,
     /// Play it when the call starts. Default true.
     pub at_start: bool,
@@ -35,87 +35,26 @@ impl Default for PlaySettings {
     }
 }
 
-/// A decoded clip: PCM16 LE mono in its own format, padded with silence to whole 20 ms frames
-/// (so the resampler takes all of it in, see [`Context::play_audio`]).
-#[derive(Debug, Clone)]
-pub struct Clip {
-    pcm: Bytes,
-    format: AudioFormat,
+/// The largest WAV file `play` reads: 64 MiB (35 minutes of 16 kHz PCM16 mono). Prompts are
+/// seconds long; a larger file is refused at start-up, not read.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads and decodes a WAV file for playing: mono, converted to PCM16; the error says what is
+/// wrong with which file.
+pub fn load_clip(path: &Path) -> Result<Clip, String> {
+    let fail = |reason: &dyn std::fmt::Display| format!("{}: {reason}", path.display());
+    let clip = wav::read(path, MAX_FILE_BYTES, wav::Accept::AnyToPcm16).map_err(|e| fail(&e))?;
+    if clip.format.channels() != 1 {
+        return Err(fail(&format_args!(
+            "{} channels; only mono WAV files are played",
+            clip.format.channels()
+        )));
+    }
+    Ok(clip)
 }
 
-impl Clip {
-    /// Reads and decodes a WAV file; the error says what is wrong with which file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let fail = |reason: &dyn std::fmt::Display| format!("{}: {reason}", path.display());
-        let reader = hound::WavReader::open(path).map_err(|e| fail(&e))?;
-        let spec = reader.spec();
-        if spec.channels != 1 {
-            return Err(fail(&format_args!(
-                "{} channels; only mono WAV files are played",
-                spec.channels
-            )));
-        }
-        let format = AudioFormat::new(spec.sample_rate, 1).map_err(|e| fail(&e))?;
-        let samples: Vec<i16> = match (spec.sample_format, spec.bits_per_sample) {
-            (hound::SampleFormat::Int, 16) => reader
-                .into_samples::<i16>()
-                .collect::<Result<_, _>>()
-                .map_err(|e| fail(&e))?,
-            (hound::SampleFormat::Int, bits @ (8 | 24 | 32)) => reader
-                .into_samples::<i32>()
-                .map(|s| {
-                    // Keep the top 16 bits; 8-bit samples are widened instead.
-                    s.map(|s| match bits {
-                        8 => (s << 8) as i16,
-                        _ => (s >> (bits - 16)) as i16,
-                    })
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| fail(&e))?,
-            (hound::SampleFormat::Float, 32) => reader
-                .into_samples::<f32>()
-                .map(|s| {
-                    // `as` saturates; the clamp states the intent.
-                    s.map(|s| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| fail(&e))?,
-            (kind, bits) => {
-                return Err(fail(&format_args!(
-                    "{bits}-bit {kind:?} samples are not supported"
-                )));
-            }
-        };
-        let frame = format.frame_samples();
-        let padded = samples.len().div_ceil(frame) * frame;
-        let mut pcm = Vec::with_capacity(padded * 2);
-        for s in samples
-            .iter()
-            .copied()
-            .chain(std::iter::repeat_n(0, padded - samples.len()))
-        {
-            pcm.extend_from_slice(&s.to_le_bytes());
-        }
-        Ok(Clip {
-            pcm: Bytes::from(pcm),
-            format,
-        })
-    }
-
-    /// The clip's format (its own rate, mono).
-    pub fn format(&self) -> AudioFormat {
-        self.format
-    }
-
-    /// PCM16 LE samples, padded with silence to whole 20 ms frames.
-    pub fn pcm(&self) -> &Bytes {
-        &self.pcm
-    }
-}
-
-/// Plays a WAV file into the call, resampled to the call's rate ([`Context::play_audio`]): so a
-/// 24 kHz prompt plays correctly into a 16 kHz call. When resampled, the clip is followed by
-/// 20 ms of silence that pushes its end out of the resampler (the output lags by 10 ms).
+/// Plays a WAV file into the call, resampled to the call's rate ([`Context::play_clip`]): so a 24 kHz
+/// prompt plays correctly into a 16 kHz call, whole.
 ///
 /// The file is read and decoded once, when the route's factory is built at start-up (a
 /// factory clones this processor per call): the decoded samples are shared by reference
@@ -135,7 +74,7 @@ impl Play {
         let file = settings
             .file
             .ok_or_else(|| invalid(NAME, "`file` is required"))?;
-        let clip = Clip::load(&file).map_err(|reason| invalid(NAME, reason))?;
+        let clip = load_clip(&file).map_err(|reason| invalid(NAME, reason))?;
         Ok(Play::with_clip(clip, settings.at_start, settings.on_dtmf))
     }
 
@@ -155,12 +94,7 @@ impl Play {
     }
 
     fn play(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let format = self.clip.format;
-        let mut played = ctx.play_audio(&self.clip.pcm, format);
-        if played.is_ok() && format.sample_rate_hz() != ctx.call().format.sample_rate_hz() {
-            // One more frame of silence pushes the clip's end out of the resampler's delay.
-            played = ctx.play_audio(&vec![0; format.frame_bytes()], format);
-        }
+        let played = ctx.play_clip(&self.clip);
         crate::settings::skip_unplayable(played, &mut self.warned, ctx, "playback")
     }
 }
@@ -230,23 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn samples_become_pcm16_padded_to_whole_frames() {
+    fn samples_become_pcm16() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
         write(&path, spec(1, 24), &[0x12_3456, -0x40_0000, 5]);
-        let clip = Clip::load(&path).unwrap();
-        assert_eq!(clip.format(), AudioFormat::mono(8_000));
-        assert_eq!(clip.pcm().len(), 160 * 2);
-        let first: Vec<i16> = clip
-            .pcm()
-            .chunks_exact(2)
-            .take(4)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
-        assert_eq!(first, [0x1234, -0x4000, 0, 0]);
+        let clip = load_clip(&path).unwrap();
+        assert_eq!(clip.format, mediagate_audio::AudioFormat::mono(8_000));
+        assert_eq!(clip.samples().collect::<Vec<_>>(), [0x1234, -0x4000, 0]);
 
         write(&path, spec(1, 8), &[64, -128]);
-        let clip = Clip::load(&path).unwrap();
-        assert_eq!(&clip.pcm()[..4], &[0, 64, 0, 128]); // 0x4000, -0x8000
+        let clip = load_clip(&path).unwrap();
+        assert_eq!(&clip.pcm[..], &[0, 64, 0, 128]); // 0x4000, -0x8000
     }
 }

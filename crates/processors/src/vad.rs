@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use mediagate_audio::{AudioFrame, AudioSource};
+use mediagate_audio::{
+    AudioFrame, AudioSource, EnergyGate, FRAME_DURATION_MS, GateChange, GateSettings,
+};
 use mediagate_pipeline::{Context, Event, Execution, Input, Processor, ProcessorError};
 use serde::Deserialize;
 
@@ -13,15 +15,19 @@ use crate::settings::{invalid, parse};
 const NAME: &str = "vad";
 
 /// `[processor.vad]` settings.
+///
+/// In TOML, `start_frames` and `stop_frames` (counts of 20 ms windows, the old spelling) are
+/// still accepted for `start_ms` and `stop_ms`: deprecated, converted to ms (× 20). Giving
+/// both spellings of one setting is an error.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "VadToml")]
 pub struct VadSettings {
     /// A 20 ms window louder than this (RMS, dBFS) counts as voice. Default -35.
     pub threshold_dbfs: f64,
-    /// Consecutive loud windows before speech starts. Default 3 (60 ms).
-    pub start_frames: u32,
-    /// Consecutive quiet windows before speech stops. Default 15 (300 ms).
-    pub stop_frames: u32,
+    /// Voice for this long, in a row, starts speech (rounded up to 20 ms windows). Default 60.
+    pub start_ms: u32,
+    /// Quiet for this long, in a row, stops it (rounded up to 20 ms windows). Default 300.
+    pub stop_ms: u32,
     /// When speech starts while outbound audio is queued, cut it ([`Context::stop_audio`]).
     /// Default true.
     pub barge_in: bool,
@@ -31,59 +37,97 @@ impl Default for VadSettings {
     fn default() -> Self {
         VadSettings {
             threshold_dbfs: -35.0,
-            start_frames: 3,
-            stop_frames: 15,
+            start_ms: 60,
+            stop_ms: 300,
             barge_in: true,
         }
     }
 }
 
-/// One source's detector: the window being filled and the hysteresis counters.
-#[derive(Debug, Default, Clone)]
-struct Detector {
-    /// Sum of squared samples in the current window (full scale = 1.0).
-    energy: f64,
-    /// Samples in the current window.
-    samples: usize,
-    /// The platform flagged part of the window as silence.
-    silent: bool,
-    speaking: bool,
-    /// Consecutive windows on the other side of the threshold from `speaking`.
-    run: u32,
+/// The settings as written, old spellings included.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct VadToml {
+    threshold_dbfs: Option<f64>,
+    start_ms: Option<u32>,
+    stop_ms: Option<u32>,
+    /// Deprecated: `start_ms` in 20 ms windows.
+    start_frames: Option<u32>,
+    /// Deprecated: `stop_ms` in 20 ms windows.
+    stop_frames: Option<u32>,
+    barge_in: Option<bool>,
+}
+
+impl TryFrom<VadToml> for VadSettings {
+    type Error = String;
+
+    fn try_from(toml: VadToml) -> Result<Self, String> {
+        let defaults = VadSettings::default();
+        let ms = |ms: Option<u32>, frames: Option<u32>, names: (&str, &str), default: u32| match (
+            ms, frames,
+        ) {
+            (Some(_), Some(_)) => Err(format!(
+                "`{}` and `{}` (its deprecated spelling) are both set: keep `{}`",
+                names.0, names.1, names.0
+            )),
+            (None, Some(0)) => Err(format!("`{}` must be at least 1", names.1)),
+            (None, Some(frames)) => Ok(frames.saturating_mul(FRAME_DURATION_MS)),
+            (Some(ms), None) => Ok(ms),
+            (None, None) => Ok(default),
+        };
+        Ok(VadSettings {
+            threshold_dbfs: toml.threshold_dbfs.unwrap_or(defaults.threshold_dbfs),
+            start_ms: ms(
+                toml.start_ms,
+                toml.start_frames,
+                ("start_ms", "start_frames"),
+                defaults.start_ms,
+            )?,
+            stop_ms: ms(
+                toml.stop_ms,
+                toml.stop_frames,
+                ("stop_ms", "stop_frames"),
+                defaults.stop_ms,
+            )?,
+            barge_in: toml.barge_in.unwrap_or(defaults.barge_in),
+        })
+    }
 }
 
 /// Energy-based voice activity detector. For every source (the mixed stream, or each
-/// participant of an unmixed one), the RMS of each 20 ms window in dBFS, with hysteresis:
-/// speech starts after `start_frames` consecutive windows above `threshold_dbfs` and stops after
-/// `stop_frames` consecutive windows at or below it. Emits [`Event::Speech`] on every change;
-/// with `barge_in`, the start of speech while outbound audio is queued cuts it
-/// ([`Context::stop_audio`], which emits [`Event::BargeIn`]).
+/// participant of an unmixed one), an [`EnergyGate`]: the RMS of each 20 ms window in dBFS,
+/// with hysteresis: speech starts after `start_ms` of windows above `threshold_dbfs` and stops
+/// after `stop_ms` of windows at or below it (a window the platform flagged silent is quiet).
+/// Emits [`Event::Speech`] on every change; with `barge_in`, the start of speech while
+/// outbound audio is queued cuts it ([`Context::stop_audio`], which emits [`Event::BargeIn`]).
 ///
 /// Runs inline at the call's own rate: a few operations per sample.
 #[derive(Debug, Clone)]
 pub struct Vad {
     settings: VadSettings,
-    /// Mean square above which a window is voice (`threshold_dbfs` converted once).
-    threshold: f64,
-    sources: HashMap<AudioSource, Detector>,
+    /// The gate's settings, checked.
+    gate: GateSettings,
+    sources: HashMap<AudioSource, EnergyGate>,
 }
 
 impl Vad {
     /// A detector; fails on settings out of range.
     pub fn new(settings: VadSettings) -> Result<Self, BuildError> {
-        if !(settings.threshold_dbfs.is_finite() && settings.threshold_dbfs <= 0.0) {
-            return Err(invalid(NAME, "threshold_dbfs must be at most 0"));
-        }
-        if settings.start_frames == 0 || settings.stop_frames == 0 {
+        let gate = GateSettings {
+            threshold_dbfs: settings.threshold_dbfs,
+            start_ms: settings.start_ms,
+            stop_ms: settings.stop_ms,
+        };
+        gate.validate().map_err(|e| invalid(NAME, e.to_string()))?;
+        if settings.start_ms < FRAME_DURATION_MS || settings.stop_ms < FRAME_DURATION_MS {
             return Err(invalid(
                 NAME,
-                "start_frames and stop_frames must be at least 1",
+                "start_ms and stop_ms must be at least 20 (one window)",
             ));
         }
         Ok(Vad {
-            // rms > 10^(dB/20)  ⇔  mean square > 10^(dB/10)
-            threshold: 10f64.powf(settings.threshold_dbfs / 10.0),
             settings,
+            gate,
             sources: HashMap::new(),
         })
     }
@@ -95,36 +139,7 @@ impl Vad {
 
     /// Whether `source` is speaking now.
     pub fn is_speaking(&self, source: &AudioSource) -> bool {
-        self.sources.get(source).is_some_and(|d| d.speaking)
-    }
-
-    /// One finished window of `source`: run the hysteresis, tell the call about changes.
-    fn window(&mut self, source: &AudioSource, loud: bool, ctx: &mut Context) {
-        let Some(detector) = self.sources.get_mut(source) else {
-            return;
-        };
-        if loud != detector.speaking {
-            detector.run += 1;
-        } else {
-            detector.run = 0;
-        }
-        let needed = if detector.speaking {
-            self.settings.stop_frames
-        } else {
-            self.settings.start_frames
-        };
-        if detector.run < needed {
-            return;
-        }
-        detector.speaking = loud;
-        detector.run = 0;
-        ctx.emit(Event::Speech {
-            source: source.clone(),
-            active: loud,
-        });
-        if loud && self.settings.barge_in && !ctx.queued_playback().is_zero() {
-            ctx.stop_audio();
-        }
+        self.sources.get(source).is_some_and(EnergyGate::is_open)
     }
 }
 
@@ -138,30 +153,28 @@ impl Processor for Vad {
     }
 
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let window = frame.format.frame_samples() * usize::from(frame.format.channels());
         if !self.sources.contains_key(&frame.source) {
-            self.sources
-                .insert(frame.source.clone(), Detector::default());
+            let gate = EnergyGate::new(frame.format, self.gate)
+                .map_err(|e| ProcessorError::Skip(e.to_string()))?;
+            self.sources.insert(frame.source.clone(), gate);
         }
-        let mut finished = Vec::new();
-        if let Some(detector) = self.sources.get_mut(&frame.source) {
-            detector.silent |= frame.silent;
-            for bytes in frame.pcm.chunks_exact(2) {
-                let s = f64::from(i16::from_le_bytes([bytes[0], bytes[1]])) / 32_768.0;
-                detector.energy += s * s;
-                detector.samples += 1;
-                if detector.samples == window {
-                    let mean_square = detector.energy / window as f64;
-                    finished.push(!detector.silent && mean_square > self.threshold);
-                    detector.energy = 0.0;
-                    detector.samples = 0;
-                    detector.silent = frame.silent;
-                }
+        let Some(gate) = self.sources.get_mut(&frame.source) else {
+            return Ok(());
+        };
+        let barge_in = self.settings.barge_in;
+        gate.push(&frame.pcm, frame.silent, |window| {
+            let Some(change) = window.change else {
+                return;
+            };
+            let active = matches!(change, GateChange::Started { .. });
+            ctx.emit(Event::Speech {
+                source: frame.source.clone(),
+                active,
+            });
+            if active && barge_in && !ctx.queued_playback().is_zero() {
+                ctx.stop_audio();
             }
-        }
-        for loud in finished {
-            self.window(&frame.source, loud, ctx);
-        }
+        });
         Ok(())
     }
 }
@@ -176,9 +189,10 @@ mod tests {
     fn settings_default_and_are_checked() {
         let vad = Vad::from_settings(&serde_json::Value::Null).unwrap();
         assert_eq!(vad.settings, VadSettings::default());
-        assert!((vad.threshold - 10f64.powf(-3.5)).abs() < 1e-12);
         for bad in [
             serde_json::json!({"start_frames": 0}),
+            serde_json::json!({"stop_ms": 10}),
+            serde_json::json!({"stop_ms": 600, "stop_frames": 30}),
             serde_json::json!({"threshold_dbfs": 3}),
             serde_json::json!({"threshold": -30}),
         ] {
@@ -187,5 +201,14 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn frame_counts_are_still_read_as_milliseconds() {
+        let vad =
+            Vad::from_settings(&serde_json::json!({"start_frames": 2, "stop_frames": 30})).unwrap();
+        assert_eq!((vad.settings.start_ms, vad.settings.stop_ms), (40, 600));
+        let vad = Vad::from_settings(&serde_json::json!({"start_ms": 100})).unwrap();
+        assert_eq!((vad.settings.start_ms, vad.settings.stop_ms), (100, 300));
     }
 }

@@ -7,14 +7,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::wire::{self, AnyValue, CowStr};
-use crate::{ProtocolError, Timestamp, pcm};
-
-/// Highest sample rate an [`AudioFormat`](https://docs.rs/mediagate-audio) may have. The parser
-/// itself accepts any positive rate in AudioMetadata: which rates are supported is the consumer's
-/// policy (the gateway closes the socket with 1007 for one it does not take).
-pub const MAX_SAMPLE_RATE_HZ: u32 = 384_000;
-/// Most channels the gateway believes (ACS sends mono).
-pub const MAX_CHANNELS: u16 = 8;
+use crate::{MAX_CHANNELS, ProtocolError, Timestamp, pcm};
 /// Most words one `TranscriptionData` may carry; a result with more is
 /// [`ProtocolError::InvalidField`] (`words`). Bounds what one message can expand to in memory
 /// (a 1 MiB message of `{}` words would otherwise become ~350k [`Word`]s); the words past the

@@ -35,17 +35,19 @@ mod error;
 mod inbound;
 mod outbound;
 mod pcm;
-mod timestamp;
 mod wire;
 
 pub use error::{ErrorClass, ProtocolError};
 pub use inbound::{
-    AudioData, AudioMetadata, DtmfData, InboundMessage, MAX_CHANNELS, MAX_SAMPLE_RATE_HZ,
-    MAX_WORDS_PER_RESULT, ResultStatus, TranscriptionData, TranscriptionMetadata, Word,
-    parse_inbound,
+    AudioData, AudioMetadata, DtmfData, InboundMessage, MAX_WORDS_PER_RESULT, ResultStatus,
+    TranscriptionData, TranscriptionMetadata, Word, parse_inbound,
 };
+/// Capture timestamps and the format limits are the audio domain's; re-exported so users of
+/// this crate need not name `mediagate-audio`. The parser itself accepts any positive rate in
+/// AudioMetadata: which rates are supported is the consumer's policy (the gateway closes the
+/// socket with 1007 for one it does not take).
+pub use mediagate_audio::{MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, Timestamp};
 pub use outbound::{
     OutboundDialect, OutboundMessage, parse_outbound, stop_audio_json, write_outbound_audio,
 };
 pub use pcm::{POOL_BLOCK_BYTES, decode_pcm, encode_pcm};
-pub use timestamp::Timestamp;

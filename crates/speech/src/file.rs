@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use mediagate_audio::{AudioFormat, AudioFrame, AudioSource};
+use mediagate_audio::{AudioFrame, AudioSource, wav};
 use mediagate_pipeline::{
     CallInfo, ConsumerReport, Context, Event, Input, Pipeline, Processor, ProcessorError,
     Transcript,
@@ -14,10 +13,14 @@ use mediagate_protocol::{ResultStatus, Timestamp};
 
 use crate::Transcriber;
 
+/// The largest file transcribed: 1 GiB (about 9 hours of 16 kHz PCM16 mono); a larger one is
+/// refused, not read.
+const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// Reading the file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    /// Not a WAV hound can read, or not one we take.
+    /// Not a WAV we can read, or not one we take.
     #[error("{path}: {reason}")]
     Wav {
         /// The file.
@@ -54,6 +57,8 @@ impl Processor for Collector {
             frames: false,
             queue: 4_096,
             overflow: mediagate_pipeline::OverflowPolicy::Wait,
+            // The file's last utterance comes while the engine finishes.
+            after_emitters: true,
             ..Input::default()
         }
     }
@@ -82,25 +87,23 @@ pub async fn transcribe_wav(
         reason,
     };
     let owned = path.to_owned();
-    let (spec, samples) = tokio::task::spawn_blocking(move || {
-        let reader = hound::WavReader::open(&owned).map_err(|e| e.to_string())?;
-        let spec = reader.spec();
-        let samples = reader
-            .into_samples::<i16>()
-            .collect::<Result<Vec<i16>, _>>()
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((spec, samples))
-    })
-    .await
-    .map_err(|e| wav_error(e.to_string()))?
-    .map_err(wav_error)?;
-    if spec.channels != 1 || spec.bits_per_sample != 16 {
+    let clip =
+        tokio::task::spawn_blocking(move || wav::read(&owned, MAX_FILE_BYTES, wav::Accept::Pcm16))
+            .await
+            .map_err(|e| wav_error(e.to_string()))?
+            .map_err(|e| match e {
+                e @ wav::WavError::NotPcm16 { .. } => {
+                    wav_error(format!("{e} (sox in.wav -c 1 -b 16 out.wav)"))
+                }
+                e => wav_error(e.to_string()),
+            })?;
+    let format = clip.format;
+    if format.channels() != 1 {
         return Err(wav_error(format!(
-            "{} channels of {} bits: mono 16-bit PCM only (sox in.wav -c 1 -b 16 out.wav)",
-            spec.channels, spec.bits_per_sample
+            "{} channels: mono 16-bit PCM only (sox in.wav -c 1 -b 16 out.wav)",
+            format.channels()
         )));
     }
-    let format = AudioFormat::new(spec.sample_rate, 1).map_err(|e| wav_error(e.to_string()))?;
     let call = Arc::new(CallInfo::new("transcribe", "/transcribe", format));
     let finals = Arc::new(Mutex::new(Vec::new()));
     let pipeline_processors: Vec<(String, Box<dyn Processor>)> = vec![
@@ -112,11 +115,11 @@ pub async fn transcribe_wav(
     ];
     let mut pipeline = Pipeline::start(call, pipeline_processors, None, None);
     let origin = Timestamp::now();
-    let per_frame = format.frame_samples();
-    for (i, chunk) in samples.chunks(per_frame).enumerate() {
-        let pcm: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let frame_bytes = format.frame_bytes();
+    for (i, start) in (0..clip.pcm.len()).step_by(frame_bytes).enumerate() {
+        let end = (start + frame_bytes).min(clip.pcm.len());
         let frame = AudioFrame {
-            pcm: Bytes::from(pcm),
+            pcm: clip.pcm.slice(start..end),
             format,
             timestamp: Some(origin.add_micros(i as i64 * 20_000)),
             source: AudioSource::Mixed,
@@ -129,6 +132,6 @@ pub async fn transcribe_wav(
     Ok(FileTranscript {
         finals,
         reports,
-        audio_secs: samples.len() as f64 / f64::from(spec.sample_rate),
+        audio_secs: clip.duration().as_secs_f64(),
     })
 }

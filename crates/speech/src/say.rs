@@ -56,9 +56,10 @@
 //! # From code
 //!
 //! A processor of your own (a bot) can speak any text with [`Voice::synthesize`] (or the
-//! shorthand [`synthesize`]) and play the [`SpokenClip`] with [`SpokenClip::play`] (from a
-//! callback) or [`SpokenClip::play_on`] (from a task holding a
-//! [`Playback`](mediagate_pipeline::processor::Playback)). Synthesis **blocks** for a process
+//! shorthand [`synthesize`]) and play the [`Clip`] it returns with
+//! [`play_clip`](mediagate_processors::play_clip) (from a callback), or from a task holding a
+//! [`Playback`](mediagate_pipeline::processor::Playback) with `play_audio(&clip.pcm,
+//! clip.format)` then `end_stream()`. Synthesis **blocks** for a process
 //! run (tens of milliseconds per sentence): call it from an
 //! [`Execution::Blocking`](mediagate_pipeline::Execution::Blocking) processor or in
 //! `tokio::task::spawn_blocking`, never on an async thread.
@@ -76,6 +77,7 @@ mod espeak;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use mediagate_audio::Clip;
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use mediagate_pipeline::{Prototype, Registry};
 use mediagate_processors::BuildError;
@@ -85,7 +87,7 @@ use tokio::time::Instant;
 
 pub use espeak::{
     DEFAULT_PROGRAM, DEFAULT_SPEED_WPM, DEFAULT_VOICE, MAX_TEXT_BYTES, SPEED_WPM_RANGE, SayError,
-    SpokenClip, Voice, synthesize,
+    Voice, synthesize,
 };
 
 /// The registry name.
@@ -152,9 +154,9 @@ struct Counters {
 /// or cuts audio and returns.
 #[derive(Debug, Clone)]
 pub struct Say {
-    greeting: Option<SpokenClip>,
+    greeting: Option<Clip>,
     /// Keys in upper case.
-    on_dtmf: BTreeMap<String, SpokenClip>,
+    on_dtmf: BTreeMap<String, Clip>,
     barge_in: bool,
     /// When the last prompt queued will have left the queue, unless cut.
     prompt_ends: Option<Instant>,
@@ -255,8 +257,8 @@ impl Say {
         self.play(&clip, ctx)
     }
 
-    fn play(&mut self, clip: &SpokenClip, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let played = clip.play(ctx);
+    fn play(&mut self, clip: &Clip, ctx: &mut Context) -> Result<(), ProcessorError> {
+        let played = ctx.play_clip(clip);
         if played.is_ok() {
             self.counters.prompts += 1;
             // Our audio is the last queued: it has gone out when the queue has.

@@ -5,7 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mediagate_audio::{AudioFrame, AudioSource};
+use mediagate_audio::{
+    AudioFormat, AudioFrame, AudioSource, EnergyGate, GateChange, GateSettings, GateWindow,
+};
 use mediagate_pipeline::{
     CallInfo, Context, Event, Execution, Factory, Input, OverflowPolicy, Processor, ProcessorError,
     Transcript,
@@ -93,10 +95,14 @@ impl TranscriberSettings {
         Ok(())
     }
 
-    fn windows(ms: u64) -> u32 {
-        u32::try_from(ms.div_ceil(WINDOW_MS))
-            .unwrap_or(u32::MAX)
-            .max(1)
+    /// The energy gate these settings describe (at [`SAMPLE_RATE_HZ`], mono).
+    fn gate(&self) -> GateSettings {
+        let ms = |ms: u64| u32::try_from(ms).unwrap_or(u32::MAX);
+        GateSettings {
+            threshold_dbfs: self.threshold_dbfs,
+            start_ms: ms(self.start_ms),
+            stop_ms: ms(self.end_silence_ms),
+        }
     }
 }
 
@@ -114,19 +120,16 @@ struct Counters {
 }
 
 /// One source's utterance in the making.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Segmenter {
+    /// Whether the source is speaking: open inside an utterance.
+    gate: EnergyGate,
     /// Call-timeline position (in samples) of the next sample this source sends.
     position: i64,
     /// The last samples before speech, for the pre-roll.
     preroll: VecDeque<f32>,
-    /// The current window's samples and energy.
+    /// The current window's samples.
     window: Vec<f32>,
-    energy: f64,
-    /// Inside an utterance.
-    speaking: bool,
-    /// Consecutive windows on the other side of the threshold from `speaking`.
-    run: u32,
     /// The utterance so far and where it starts on the call timeline.
     utterance: Vec<f32>,
     start: i64,
@@ -136,13 +139,29 @@ struct Segmenter {
     partial_at: usize,
 }
 
+impl Segmenter {
+    fn new(gate: EnergyGate) -> Self {
+        Segmenter {
+            gate,
+            position: 0,
+            preroll: VecDeque::new(),
+            window: Vec::new(),
+            utterance: Vec::new(),
+            start: 0,
+            voiced: 0,
+            partial_at: 0,
+        }
+    }
+}
+
 /// Runs a [`Recognizer`] on every source of a call (the mixed stream, or each participant of an
 /// unmixed call) and tells the call what was said, as [`Event::Transcript`]s whose `source` is
 /// the engine's name: the `transcript` processor writes them next to the platform's, and any
 /// processor (a bot) can react to them.
 ///
 /// Audio arrives at 16 kHz (the pipeline resamples other rates once, for every processor that
-/// asks). Each 20 ms window's energy decides whether a source is speaking, with hysteresis; an
+/// asks). An [`EnergyGate`] per source (the one `vad` listens with) decides from each 20 ms
+/// window's energy whether the source is speaking, with hysteresis; an
 /// utterance runs from the first voiced window (plus a pre-roll) to `end_silence_ms` of quiet,
 /// or is cut at `max_utterance_secs`. While it goes on, a partial result is asked for every
 /// `partial_interval_ms` (if the engine offers them and keeps up); when it ends, the final one.
@@ -152,6 +171,8 @@ struct Segmenter {
 pub struct Transcriber {
     name: Arc<str>,
     settings: TranscriberSettings,
+    /// A closed gate of the settings: each new source's, cloned.
+    gate: EnergyGate,
     recognizer: Box<dyn Recognizer>,
     sources: HashMap<AudioSource, Segmenter>,
     /// The first timestamp of the call: the origin of the timeline.
@@ -169,6 +190,8 @@ pub struct Transcriber {
 pub struct TranscriberFactory {
     name: Arc<str>,
     settings: TranscriberSettings,
+    /// A closed gate of the settings, checked once.
+    gate: EnergyGate,
     engine: Arc<dyn Engine>,
 }
 
@@ -180,9 +203,12 @@ impl TranscriberFactory {
         engine: impl Engine,
     ) -> Result<Self, BuildError> {
         settings.validate(name)?;
+        let gate = EnergyGate::new(AudioFormat::mono(SAMPLE_RATE_HZ), settings.gate())
+            .map_err(|e| invalid(name, format!("utterances.{e}")))?;
         Ok(TranscriberFactory {
             name: name.into(),
             settings,
+            gate,
             engine: Arc::new(engine),
         })
     }
@@ -192,6 +218,7 @@ impl TranscriberFactory {
         Transcriber {
             name: Arc::clone(&self.name),
             settings: self.settings.clone(),
+            gate: self.gate.clone(),
             recognizer: self.engine.recognizer(),
             sources: HashMap::new(),
             origin: None,
@@ -217,9 +244,12 @@ impl Transcriber {
         recognizer: Box<dyn Recognizer>,
     ) -> Result<Self, BuildError> {
         settings.validate(name)?;
+        let gate = EnergyGate::new(AudioFormat::mono(SAMPLE_RATE_HZ), settings.gate())
+            .map_err(|e| invalid(name, format!("utterances.{e}")))?;
         Ok(Transcriber {
             name: name.into(),
             settings,
+            gate,
             recognizer,
             sources: HashMap::new(),
             origin: None,
@@ -353,33 +383,26 @@ impl Transcriber {
         }
     }
 
-    /// One full 20 ms window of `source`: hysteresis, utterance bookkeeping.
-    fn window(&mut self, source: &AudioSource, ctx: &mut Context) {
-        let threshold = 10f64.powf(self.settings.threshold_dbfs / 10.0);
-        let start_windows = TranscriberSettings::windows(self.settings.start_ms);
-        let end_windows = TranscriberSettings::windows(self.settings.end_silence_ms);
+    /// One full 20 ms window of `source`, as its gate judged it: utterance bookkeeping.
+    fn window(&mut self, source: &AudioSource, verdict: GateWindow, ctx: &mut Context) {
+        let start_windows = self.gate.start_windows();
+        let end_windows = self.gate.stop_windows();
         let preroll = ms_to_samples(self.settings.preroll_ms);
         let max_len = ms_to_samples(self.settings.max_utterance_secs * 1000);
         let Some(seg) = self.sources.get_mut(source) else {
             return;
         };
-        let loud = seg.energy / WINDOW as f64 > threshold;
-        seg.energy = 0.0;
         // Taken for the length of this call (end_utterance borrows the whole transcriber) and
         // handed back at the end, emptied: one buffer per source for the whole call.
         let mut window = std::mem::take(&mut seg.window);
         let window_start = seg.position - WINDOW as i64;
-        if seg.speaking {
+        let was_speaking = verdict.open != verdict.change.is_some();
+        if was_speaking {
             seg.utterance.extend_from_slice(&window);
-            if loud {
+            if verdict.loud {
                 seg.voiced += WINDOW;
-                seg.run = 0;
-            } else {
-                seg.run += 1;
             }
-            if seg.run >= end_windows {
-                seg.speaking = false;
-                seg.run = 0;
+            if let Some(GateChange::Stopped { .. }) = verdict.change {
                 // Keep a little of the trailing quiet: the end of the last word.
                 let trailing = (end_windows as usize * WINDOW).saturating_sub(preroll.min(4_800));
                 let keep = seg.utterance.len().saturating_sub(trailing);
@@ -396,10 +419,7 @@ impl Transcriber {
             while seg.preroll.len() > preroll + start_windows as usize * WINDOW {
                 seg.preroll.pop_front();
             }
-            seg.run = if loud { seg.run + 1 } else { 0 };
-            if seg.run >= start_windows {
-                seg.speaking = true;
-                seg.run = 0;
+            if let Some(GateChange::Started { .. }) = verdict.change {
                 seg.utterance.clear();
                 seg.utterance.extend(seg.preroll.drain(..));
                 seg.voiced = start_windows as usize * WINDOW;
@@ -442,7 +462,10 @@ impl Processor for Transcriber {
         let placed = self.place(frame);
         // One sample of each channel per step; the first channel is heard.
         let stride = 2 * usize::from(frame.format.channels()).max(1);
-        let seg = self.sources.entry(frame.source.clone()).or_default();
+        let seg = self
+            .sources
+            .entry(frame.source.clone())
+            .or_insert_with(|| Segmenter::new(self.gate.clone()));
         if let Some(at) = placed {
             // A jump forward is a silence the platform did not send (an unmixed participant
             // who stopped talking): the timeline skips it.
@@ -455,15 +478,16 @@ impl Processor for Transcriber {
             && !rest.is_empty()
         {
             let take = (WINDOW - seg.window.len()).min(rest.len() / stride);
+            let mut verdict = None;
             for s in rest[..take * stride].chunks_exact(stride) {
-                let sample = f32::from(i16::from_le_bytes([s[0], s[1]])) / 32_768.0;
-                seg.energy += f64::from(sample) * f64::from(sample);
-                seg.window.push(sample);
+                let sample = i16::from_le_bytes([s[0], s[1]]);
+                seg.window.push(f32::from(sample) / 32_768.0);
+                verdict = seg.gate.push_sample(sample).or(verdict);
             }
             seg.position += take as i64;
             rest = &rest[take * stride..];
-            if seg.window.len() == WINDOW {
-                self.window(&frame.source, ctx);
+            if let Some(verdict) = verdict {
+                self.window(&frame.source, verdict, ctx);
             }
         }
         Ok(())
@@ -477,7 +501,9 @@ impl Processor for Transcriber {
         let due: Vec<AudioSource> = self
             .sources
             .iter()
-            .filter(|(_, seg)| seg.speaking && seg.utterance.len() >= seg.partial_at + interval)
+            .filter(|(_, seg)| {
+                seg.gate.is_open() && seg.utterance.len() >= seg.partial_at + interval
+            })
             .map(|(source, _)| source.clone())
             .collect();
         for source in due {
@@ -499,7 +525,7 @@ impl Processor for Transcriber {
         let speaking: Vec<AudioSource> = self
             .sources
             .iter()
-            .filter(|(_, seg)| seg.speaking)
+            .filter(|(_, seg)| seg.gate.is_open())
             .map(|(source, _)| source.clone())
             .collect();
         for source in speaking {

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
+use bytes::Bytes;
+use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, Clip};
 use mediagate_pipeline::{
     CallInfo, Dtmf, Event, OutboundQueue, Outgoing, Pipeline, Processor, Registry,
 };
 use mediagate_processors::{BuildError, Vad, VadSettings};
-use mediagate_speech::say::{Say, SayError, SpokenClip, Voice, synthesize};
+use mediagate_speech::say::{Say, SayError, Voice, synthesize};
 use tokio::sync::mpsc;
 
 const CALL: AudioFormat = AudioFormat::mono(16_000);
@@ -109,16 +109,10 @@ fn samples(out: &[Outgoing]) -> Vec<i16> {
         .collect()
 }
 
-/// `clip` as a 16 kHz call hears it: resampled as the call's context does, with its flush
-/// frame.
-fn at_call_rate(clip: &SpokenClip) -> Vec<i16> {
-    let mut resampler = StreamResampler::new(clip.format(), CALL.sample_rate_hz()).unwrap();
-    let mut out = BytesMut::new();
-    resampler.process(clip.pcm(), &mut out);
-    resampler.process(&vec![0; clip.format().frame_bytes()], &mut out);
-    out.chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
+/// `clip` as a 16 kHz call hears it: whole, at the call's rate.
+fn at_call_rate(clip: &Clip) -> Vec<i16> {
+    let at_call_rate = clip.at_rate(CALL.sample_rate_hz()).unwrap();
+    at_call_rate.samples().collect()
 }
 
 /// A loud 300 Hz tone: speech, as far as `vad` can tell.
@@ -135,7 +129,7 @@ const LONG: &str = "This is a long greeting. It goes on for a while, so that the
 async fn the_greeting_plays_at_call_start_as_espeak_spoke_it() {
     let text = "Welcome to the gateway.";
     let clip = synthesize(text, "en-us", 160).unwrap();
-    assert_eq!(clip.format(), AudioFormat::mono(22_050));
+    assert_eq!(clip.format, AudioFormat::mono(22_050));
     assert!(
         (0.8..4.0).contains(&clip.duration().as_secs_f64()),
         "{:?}",

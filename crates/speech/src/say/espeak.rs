@@ -7,9 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use mediagate_audio::AudioFormat;
-use mediagate_pipeline::processor::Playback;
-use mediagate_pipeline::{Context, PlayError};
+use mediagate_audio::Clip;
+use mediagate_audio::wav::{self, WavError};
 
 /// The program run when none is configured: found on `PATH`.
 pub const DEFAULT_PROGRAM: &str = "espeak-ng";
@@ -146,21 +145,25 @@ impl Voice {
     /// 30 s before the process is killed). Call it from a blocking processor
     /// ([`Execution::Blocking`](mediagate_pipeline::Execution::Blocking)), a thread of your
     /// own or `tokio::task::spawn_blocking`, never on an async runtime thread.
-    pub fn synthesize(&self, text: &str) -> Result<SpokenClip, SayError> {
+    pub fn synthesize(&self, text: &str) -> Result<Clip, SayError> {
         check_text(text).map_err(SayError::Text)?;
         self.check().map_err(SayError::Text)?;
         let wav = self.run(text)?;
-        let (format, pcm) = parse_wav(&wav).map_err(|reason| SayError::Output {
+        let output = |reason: String| SayError::Output {
             program: self.program.clone(),
             reason,
-        })?;
-        if pcm.is_empty() {
-            return Err(SayError::Output {
-                program: self.program.clone(),
-                reason: format!("no samples for {text:?}"),
-            });
+        };
+        let clip = match wav::parse(Bytes::from(wav), wav::Accept::Pcm16) {
+            Err(WavError::Empty) => return Err(output(format!("no samples for {text:?}"))),
+            parsed => parsed.map_err(|e| output(e.to_string()))?,
+        };
+        if clip.format.channels() != 1 {
+            return Err(output(format!(
+                "{} channels; expected mono 16-bit PCM",
+                clip.format.channels()
+            )));
         }
-        Ok(SpokenClip::new(pcm, format))
+        Ok(clip)
     }
 
     /// Runs espeak-ng on `text` and returns what it wrote to stdout (a WAV).
@@ -272,7 +275,7 @@ fn read_output(
 
 /// Speaks `text` in `voice` at `speed_wpm` with the `espeak-ng` on `PATH`: a shorthand for
 /// [`Voice::synthesize`]. **Blocking**, see there.
-pub fn synthesize(text: &str, voice: &str, speed_wpm: u32) -> Result<SpokenClip, SayError> {
+pub fn synthesize(text: &str, voice: &str, speed_wpm: u32) -> Result<Clip, SayError> {
     Voice::new(voice, speed_wpm).synthesize(text)
 }
 
@@ -293,189 +296,11 @@ pub(crate) fn check_text(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The format and PCM bytes of a mono PCM16 WAV. espeak-ng writing to a pipe cannot go back
-/// to fill in sizes, so the RIFF and data sizes are not trusted: the data runs to the end.
-fn parse_wav(bytes: &[u8]) -> Result<(AudioFormat, &[u8]), String> {
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    if bytes.get(0..4) != Some(b"RIFF") || bytes.get(8..12) != Some(b"WAVE") {
-        return Err(format!("not a WAV ({} bytes)", bytes.len()));
-    }
-    let mut format = None;
-    let mut at = 12;
-    while let (Some(id), Some(size)) = (bytes.get(at..at + 4), u32_at(at + 4)) {
-        let body = at + 8;
-        if id == b"fmt " {
-            let fields = (
-                u16_at(body),
-                u16_at(body + 2),
-                u32_at(body + 4),
-                u16_at(body + 14),
-            );
-            let (Some(tag), Some(channels), Some(rate), Some(bits)) = fields else {
-                return Err("short fmt chunk".to_owned());
-            };
-            if (tag, channels, bits) != (1, 1, 16) {
-                return Err(format!(
-                    "format {tag}, {channels} channels, {bits} bits; expected mono 16-bit PCM"
-                ));
-            }
-            format = Some(AudioFormat::new(rate, 1).map_err(|e| e.to_string())?);
-        } else if id == b"data" {
-            let format = format.ok_or("data before fmt")?;
-            let data = bytes.get(body..).unwrap_or_default();
-            let len = data.len().min(usize::try_from(size).unwrap_or(usize::MAX));
-            return Ok((format, &data[..len / 2 * 2]));
-        }
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        at = body.saturating_add(size).saturating_add(size & 1);
-    }
-    Err("no data chunk".to_owned())
-}
-
-/// Spoken audio: PCM16 LE mono at the synthesizer's rate (22,050 Hz for espeak-ng's own
-/// voices), padded with silence to whole 20 ms frames so the call's resampler takes all of it
-/// in ([`Context::play_audio`]). Cheap to clone (the samples are shared).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpokenClip {
-    pcm: Bytes,
-    format: AudioFormat,
-    /// Samples of speech, before the padding.
-    spoken_samples: usize,
-}
-
-impl SpokenClip {
-    /// A clip of `pcm` (PCM16 LE mono in `format`), padded to whole 20 ms frames.
-    fn new(pcm: &[u8], format: AudioFormat) -> Self {
-        let frame = format.frame_bytes();
-        let mut padded = Vec::with_capacity(pcm.len().div_ceil(frame) * frame);
-        padded.extend_from_slice(pcm);
-        padded.resize(pcm.len().div_ceil(frame) * frame, 0);
-        SpokenClip {
-            pcm: Bytes::from(padded),
-            format,
-            spoken_samples: pcm.len() / 2,
-        }
-    }
-
-    /// The clip's own format (mono, the synthesizer's rate).
-    pub fn format(&self) -> AudioFormat {
-        self.format
-    }
-
-    /// PCM16 LE samples, padded with silence to whole 20 ms frames.
-    pub fn pcm(&self) -> &Bytes {
-        &self.pcm
-    }
-
-    /// The samples as spoken, without the padding.
-    pub fn samples(&self) -> impl Iterator<Item = i16> + '_ {
-        self.pcm
-            .chunks_exact(2)
-            .take(self.spoken_samples)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-    }
-
-    /// How long the speech lasts (without the padding).
-    pub fn duration(&self) -> Duration {
-        Duration::from_micros(
-            self.format
-                .micros_for_samples(self.spoken_samples as u64)
-                .unsigned_abs(),
-        )
-    }
-
-    /// How long it plays: the padded clip, in whole 20 ms frames.
-    pub fn padded_duration(&self) -> Duration {
-        let frames = self.pcm.len() / self.format.frame_bytes().max(1);
-        Duration::from_millis(20 * frames as u64)
-    }
-
-    /// Queues the clip into the call, after whatever is queued already: converted to the call's
-    /// format by the context, and when it is resampled followed by one frame of silence that
-    /// pushes its end out of the resampler.
-    pub fn play(&self, ctx: &mut Context) -> Result<(), PlayError> {
-        ctx.play_audio(&self.pcm, self.format)?;
-        if self.format.sample_rate_hz() != ctx.call().format.sample_rate_hz() {
-            ctx.play_audio(&vec![0; self.format.frame_bytes()], self.format)?;
-        }
-        Ok(())
-    }
-
-    /// Queues the clip through a [`Playback`] handle (a processor's own task: a voice bot),
-    /// as one whole stream.
-    pub fn play_on(&self, playback: &mut Playback) -> Result<(), PlayError> {
-        playback.play_audio(&self.pcm, self.format)?;
-        playback.end_stream()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
     use super::*;
-
-    fn wav(rate: u32, data_size: u32, samples: &[i16]) -> Vec<u8> {
-        let mut bytes = b"RIFF\xff\xff\xff\x7fWAVE".to_vec();
-        bytes.extend_from_slice(b"LIST\x03\0\0\0abc\0"); // odd size, padded
-        bytes.extend_from_slice(b"fmt \x10\0\0\0\x01\0\x01\0");
-        bytes.extend_from_slice(&rate.to_le_bytes());
-        bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-        bytes.extend_from_slice(b"\x02\0\x10\0data");
-        bytes.extend_from_slice(&data_size.to_le_bytes());
-        bytes.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
-        bytes
-    }
-
-    #[test]
-    fn a_piped_wav_runs_to_its_end_whatever_its_sizes_say() {
-        let bytes = wav(22_050, 0x7fff_f000, &[1, -2, 3]);
-        let (format, pcm) = parse_wav(&bytes).unwrap();
-        assert_eq!(format, AudioFormat::mono(22_050));
-        assert_eq!(pcm, &[1, 0, 0xfe, 0xff, 3, 0]);
-        // A true size is honoured; a dangling half sample is dropped.
-        let bytes = wav(16_000, 2, &[7, 8]);
-        assert_eq!(parse_wav(&bytes).unwrap().1, &[7, 0]);
-        let mut odd = wav(16_000, 0xffff_ffff, &[7]);
-        odd.push(1);
-        assert_eq!(parse_wav(&odd).unwrap().1, &[7, 0]);
-    }
-
-    #[test]
-    fn other_audio_and_garbage_are_refused() {
-        assert!(parse_wav(b"").is_err());
-        assert!(
-            parse_wav(b"RIFF\0\0\0\0WAVE")
-                .unwrap_err()
-                .contains("no data")
-        );
-        let mut stereo = wav(22_050, 4, &[0, 0]);
-        stereo[34] = 2; // channels: after RIFF, a 12-byte LIST chunk, the fmt header, the tag
-        assert!(parse_wav(&stereo).unwrap_err().contains("2 channels"));
-        let mut truncated = wav(22_050, 4, &[0, 0]);
-        truncated.truncate(40);
-        assert!(parse_wav(&truncated).is_err());
-    }
-
-    #[test]
-    fn clips_are_padded_to_whole_frames_and_know_their_length() {
-        let pcm: Vec<u8> = (0..500i16).flat_map(|s| s.to_le_bytes()).collect();
-        let clip = SpokenClip::new(&pcm, AudioFormat::mono(22_050));
-        assert_eq!(clip.pcm().len(), 2 * 441 * 2);
-        assert_eq!(clip.samples().count(), 500);
-        assert_eq!(clip.samples().last(), Some(499));
-        assert_eq!(clip.duration(), Duration::from_micros(22_675));
-        assert_eq!(clip.padded_duration(), Duration::from_millis(40));
-    }
 
     #[test]
     fn texts_and_voices_are_checked_before_anything_runs() {

@@ -1,17 +1,26 @@
-//! Capture timestamps: RFC 3339 on the wire, microseconds since the Unix epoch in memory.
+//! Capture timestamps: microseconds since the Unix epoch in memory, RFC 3339 as text.
 
 use std::fmt;
 
 use serde::{Serialize, Serializer};
+use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::ProtocolError;
-
-/// A point in time with microsecond resolution (the wire carries milliseconds).
+/// A point in time with microsecond resolution (ACS's wire carries milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
     unix_micros: i64,
+}
+
+/// A text that is not an RFC 3339 date-time, or one outside the range of a [`Timestamp`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("`{text}` is not a usable RFC 3339 date-time: {reason}")]
+pub struct ParseTimestampError {
+    /// The text given to [`Timestamp::parse_rfc3339`].
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 impl Timestamp {
@@ -34,17 +43,14 @@ impl Timestamp {
     }
 
     /// Parses an RFC 3339 date-time (`2026-11-24T19:16:12.925Z`, any offset, any fraction).
-    pub fn parse_rfc3339(text: &str) -> Result<Self, ProtocolError> {
-        let parsed =
-            OffsetDateTime::parse(text, &Rfc3339).map_err(|e| ProtocolError::InvalidField {
-                field: "timestamp",
-                reason: format!("`{text}` is not an RFC 3339 date-time: {e}"),
-            })?;
+    pub fn parse_rfc3339(text: &str) -> Result<Self, ParseTimestampError> {
+        let error = |reason: String| ParseTimestampError {
+            text: text.to_owned(),
+            reason,
+        };
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| error(e.to_string()))?;
         let micros = parsed.unix_timestamp_nanos() / 1_000;
-        let unix_micros = i64::try_from(micros).map_err(|_| ProtocolError::InvalidField {
-            field: "timestamp",
-            reason: format!("`{text}` is out of range"),
-        })?;
+        let unix_micros = i64::try_from(micros).map_err(|_| error("out of range".to_owned()))?;
         Ok(Timestamp { unix_micros })
     }
 
@@ -84,6 +90,7 @@ impl fmt::Display for Timestamp {
 }
 
 impl Serialize for Timestamp {
+    /// As its [`Display`](fmt::Display) text: RFC 3339, UTC, milliseconds.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
@@ -106,12 +113,7 @@ mod tests {
         let a = Timestamp::parse_rfc3339("2026-11-24T20:16:12.925+01:00").unwrap();
         let b = Timestamp::parse_rfc3339("2026-11-24T19:16:12.925Z").unwrap();
         assert_eq!(a, b);
-        assert!(matches!(
-            Timestamp::parse_rfc3339("yesterday"),
-            Err(ProtocolError::InvalidField {
-                field: "timestamp",
-                ..
-            })
-        ));
+        let error = Timestamp::parse_rfc3339("yesterday").unwrap_err();
+        assert_eq!(error.text, "yesterday");
     }
 }
