@@ -68,8 +68,12 @@ fn dbfs(value: f64) -> f64 {
 
 impl Processor for LevelMeter {
     fn input(&self) -> Input {
-        // A few operations per sample: inline, on the call's own rate.
-        Input::default()
+        // A few operations per sample: inline, on the call's own rate. It emits events others
+        // want: at the call's end, what it still emits reaches those that wait for emitters.
+        Input {
+            emits: true,
+            ..Input::default()
+        }
     }
 
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {

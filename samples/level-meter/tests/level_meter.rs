@@ -18,6 +18,8 @@ impl Processor for Listener {
     fn input(&self) -> Input {
         Input {
             frames: false,
+            // It records what an emitter says: the call's last readings come as it ends.
+            after_emitters: true,
             ..Input::default()
         }
     }
