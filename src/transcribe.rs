@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use mediagate::models;
-use mediagate_protocol::ResultStatus;
 use mediagate_server::{CliOverrides, Config};
 use mediagate_speech::models::{default_model_dir, is_model_dir};
 
@@ -59,18 +58,18 @@ pub(crate) async fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     let mut out = std::io::stdout().lock();
     for t in &result.finals {
-        debug_assert_eq!(t.data.result_status, ResultStatus::Final);
+        debug_assert!(t.is_final());
         if args.json {
             let line = serde_json::json!({
-                "text": t.data.text,
-                "start_secs": t.data.offset_ticks as f64 / 1e7,
-                "end_secs": (t.data.offset_ticks + t.data.duration_ticks) as f64 / 1e7,
-                "confidence": t.data.confidence,
+                "text": t.text,
+                "start_ms": t.start_ms,
+                "end_ms": t.end_ms(),
+                "confidence": t.confidence,
                 "engine": &*t.source,
             });
             writeln!(out, "{line}")?;
         } else {
-            writeln!(out, "{}", t.data.text)?;
+            writeln!(out, "{}", t.text)?;
         }
     }
     let rtf = if result.audio_secs > 0.0 {

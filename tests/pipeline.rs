@@ -347,21 +347,17 @@ impl mediagate::pipeline::Processor for LateEngine {
     ) -> Result<(), mediagate::pipeline::ProcessorError> {
         if matches!(event, mediagate::pipeline::Event::CallStarted(_)) {
             std::thread::sleep(Duration::from_millis(300));
-            let data = mediagate::protocol::TranscriptionData {
-                text: "heard at once".to_owned(),
-                format: None,
-                confidence: None,
-                offset_ticks: 0,
-                duration_ticks: 0,
-                words: Vec::new(),
-                participant_raw_id: None,
-                result_status: mediagate::protocol::ResultStatus::Final,
-            };
             *self.emitted.lock().unwrap() = Some(std::time::Instant::now());
             ctx.emit(mediagate::pipeline::Event::Transcript(std::sync::Arc::new(
                 mediagate::pipeline::Transcript {
                     source: "late".into(),
-                    data,
+                    status: mediagate::pipeline::TranscriptStatus::Final,
+                    text: "heard at once".to_owned(),
+                    start_ms: 0,
+                    duration_ms: 0,
+                    words: Vec::new(),
+                    confidence: None,
+                    speaker: None,
                     received_at: mediagate::protocol::Timestamp::now(),
                 },
             )));

@@ -210,13 +210,16 @@ async fn transcripts_and_dtmf_land_in_the_call_folder() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["status"], "intermediate");
+    assert_eq!(lines[0]["status"], "partial");
     assert_eq!(lines[1]["status"], "final");
     assert_eq!(lines[1]["source"], "acs");
-    assert_eq!(lines[1]["participant"], "8:acs:alice");
-    assert_eq!(lines[1]["offset_ticks"], 2_000_000);
-    assert_eq!(lines[1]["duration_ticks"], 15_000_000);
+    assert_eq!(lines[1]["speaker"], "8:acs:alice");
+    // ACS's 100 ns ticks, in ms on the call's timeline.
+    assert_eq!(lines[1]["start_ms"], 200);
+    assert_eq!(lines[1]["end_ms"], 1_700);
     assert_eq!(lines[1]["words"][0]["text"], "hello");
+    assert_eq!(lines[1]["words"][0]["start_ms"], 200);
+    assert_eq!(lines[1]["words"][0]["end_ms"], 500);
 
     let vtt = std::fs::read_to_string(call.join("transcript.vtt")).unwrap();
     assert_eq!(

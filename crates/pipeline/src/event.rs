@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mediagate_audio::Timestamp;
 use mediagate_audio::{AudioFormat, AudioSource};
-use mediagate_protocol::{Timestamp, TranscriptionData, Word};
 
 use crate::BargeIn;
 
@@ -68,15 +68,64 @@ impl Dtmf {
     }
 }
 
-/// A transcription result, from the platform (`acs`) or from one of the gateway's engines.
+/// Whether a transcript is still being revised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranscriptStatus {
+    /// The utterance so far, while it goes on; a later result replaces it.
+    Partial,
+    /// The utterance's result, kept.
+    Final,
+}
+
+/// One word of a transcript, on the call's timeline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TranscriptWord {
+    /// The word.
+    pub text: String,
+    /// Where it starts, in ms on the call's timeline.
+    pub start_ms: u64,
+    /// How long it lasts, in ms.
+    pub duration_ms: u64,
+}
+
+/// What was said, by whom and when: a transcription result from the platform (`acs`,
+/// converted at the edge) or from one of the gateway's engines.
+///
+/// Times are in milliseconds on the call's timeline: from the start of its audio (the first
+/// frame's position, see [`crate::Pipeline::position`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcript {
     /// `acs`, or the engine's name.
     pub source: Arc<str>,
-    /// The result.
-    pub data: TranscriptionData,
-    /// When the gateway received it (wall clock).
+    /// Partial or final.
+    pub status: TranscriptStatus,
+    /// The text; may be empty (noise).
+    pub text: String,
+    /// Where the utterance starts, in ms on the call's timeline.
+    pub start_ms: u64,
+    /// How long it lasts, in ms.
+    pub duration_ms: u64,
+    /// Word timings, when the source gives them.
+    pub words: Vec<TranscriptWord>,
+    /// 0..1, when the source gives one.
+    pub confidence: Option<f64>,
+    /// Who spoke (a participant's raw id), when known.
+    pub speaker: Option<Arc<str>>,
+    /// When the gateway received or made it (wall clock).
     pub received_at: Timestamp,
+}
+
+impl Transcript {
+    /// Where the utterance ends, in ms on the call's timeline.
+    pub fn end_ms(&self) -> u64 {
+        self.start_ms.saturating_add(self.duration_ms)
+    }
+
+    /// Whether it is a final result.
+    pub fn is_final(&self) -> bool {
+        self.status == TranscriptStatus::Final
+    }
 }
 
 /// An event a processor defines: a kind and JSON data.
@@ -161,17 +210,14 @@ impl Event {
             Event::ParticipantJoined(id) | Event::ConsumerDetached(id) => ARC_OVERHEAD + id.len(),
             Event::Dtmf(dtmf) => ARC_OVERHEAD + size_of::<Dtmf>() + dtmf.tone.len(),
             Event::Transcript(t) => {
-                let data = &t.data;
                 ARC_OVERHEAD
                     + size_of::<Transcript>()
                     + t.source.len()
-                    + data.text.len()
-                    + data.format.as_ref().map_or(0, String::len)
-                    + data.participant_raw_id.as_ref().map_or(0, String::len)
-                    + data
-                        .words
+                    + t.text.len()
+                    + t.speaker.as_ref().map_or(0, |s| ARC_OVERHEAD + s.len())
+                    + t.words
                         .iter()
-                        .map(|w| size_of::<Word>() + w.text.len())
+                        .map(|w| size_of::<TranscriptWord>() + w.text.len())
                         .sum::<usize>()
             }
             Event::Speech { source, .. } => match source {
@@ -193,7 +239,6 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mediagate_protocol::ResultStatus;
 
     #[test]
     fn an_event_costs_what_it_holds() {
@@ -209,23 +254,20 @@ mod tests {
             active: true,
         };
         assert!(speech.cost_bytes() > 7_000);
-        let word = Word {
+        let word = TranscriptWord {
             text: "w".repeat(100),
-            offset_ticks: 0,
-            duration_ticks: 0,
+            start_ms: 0,
+            duration_ms: 0,
         };
         let transcript = Event::Transcript(Arc::new(Transcript {
             source: "acs".into(),
-            data: TranscriptionData {
-                text: "t".repeat(5_000),
-                format: None,
-                confidence: None,
-                offset_ticks: 0,
-                duration_ticks: 0,
-                words: vec![word; 1_000],
-                participant_raw_id: Some("p".repeat(300)),
-                result_status: ResultStatus::Final,
-            },
+            status: TranscriptStatus::Final,
+            text: "t".repeat(5_000),
+            start_ms: 0,
+            duration_ms: 0,
+            words: vec![word; 1_000],
+            confidence: None,
+            speaker: Some("p".repeat(300).into()),
             received_at: Timestamp::now(),
         }));
         assert!(transcript.cost_bytes() > 5_000 + 1_000 * 100 + 300);

@@ -131,7 +131,7 @@ pub mod processor;
 pub mod queue;
 pub mod registry;
 
-pub use event::{CallInfo, CustomEvent, Dtmf, Event, Transcript};
+pub use event::{CallInfo, CustomEvent, Dtmf, Event, Transcript, TranscriptStatus, TranscriptWord};
 // The audio types of the API, so a processor crate needs this crate alone.
 pub use files::{create_unique, sanitize_file_stem};
 pub use mediagate_audio::{self, AudioFormat, AudioFrame, AudioSource};

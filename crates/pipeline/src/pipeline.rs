@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler};
-use mediagate_protocol::{POOL_BLOCK_BYTES, Timestamp};
+use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler, Timestamp};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -41,6 +40,10 @@ impl Item {
         }
     }
 }
+
+/// Allocation unit of the resampling pool: some fifty resampled frames share one block, split
+/// off as refcounted `Bytes` (as the socket's decode pool does).
+const POOL_BLOCK_BYTES: usize = 32 * 1024;
 
 /// Events the processors of one call may have emitted and the socket task not yet forwarded:
 /// past this, an emitted event is dropped and counted (`emits_dropped`). The socket task

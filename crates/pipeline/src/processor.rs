@@ -563,7 +563,10 @@ mod tests {
         let clip = Clip::new(BOT, bytes::Bytes::from(tone_24k(23_950)));
         ctx.play_clip(&clip).unwrap();
         // All of it, and nothing more: ceil(23,950 × 2/3) = 15,967 samples at 16 kHz.
-        assert_eq!(ctx.queued_playback(), Duration::from_micros(15_967 * 1_000 / 16));
+        assert_eq!(
+            ctx.queued_playback(),
+            Duration::from_micros(15_967 * 1_000 / 16)
+        );
     }
 
     #[tokio::test]

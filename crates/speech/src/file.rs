@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use mediagate_audio::Timestamp;
 use mediagate_audio::{AudioFrame, AudioSource, wav};
 use mediagate_pipeline::{
     CallInfo, ConsumerReport, Context, Event, Input, Pipeline, Processor, ProcessorError,
     Transcript,
 };
-use mediagate_protocol::{ResultStatus, Timestamp};
 
 use crate::Transcriber;
 
@@ -44,7 +44,7 @@ pub struct FileTranscript {
 impl FileTranscript {
     /// The final texts, one per utterance.
     pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.finals.iter().map(|t| t.data.text.as_str())
+        self.finals.iter().map(|t| t.text.as_str())
     }
 }
 
@@ -65,7 +65,7 @@ impl Processor for Collector {
 
     fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
         if let Event::Transcript(t) = event
-            && t.data.result_status == ResultStatus::Final
+            && t.is_final()
         {
             self.0
                 .lock()

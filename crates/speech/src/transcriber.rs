@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use mediagate_audio::{
     AudioFormat, AudioFrame, AudioSource, EnergyGate, GateChange, GateSettings, GateWindow,
+    Timestamp,
 };
 use mediagate_pipeline::{
     CallInfo, Context, Event, Execution, Factory, Input, OverflowPolicy, Processor, ProcessorError,
-    Transcript,
+    Transcript, TranscriptStatus, TranscriptWord,
 };
 use mediagate_processors::BuildError;
 use mediagate_processors::settings::invalid;
-use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData, Word};
 use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Pass, Recognition, Recognizer};
@@ -25,8 +25,6 @@ pub const SAMPLE_RATE_HZ: u32 = 16_000;
 const WINDOW: usize = 320;
 /// Milliseconds per window.
 const WINDOW_MS: u64 = 20;
-/// 100 ns ticks (the transcript timeline's unit) per sample.
-const TICKS_PER_SAMPLE: i64 = 10_000_000 / SAMPLE_RATE_HZ as i64;
 
 /// How a [`Transcriber`] cuts a source's audio into utterances (TOML: the `utterances` table
 /// of an engine's settings).
@@ -280,10 +278,6 @@ impl Transcriber {
         Some(micros.saturating_mul(i64::from(SAMPLE_RATE_HZ)) / 1_000_000)
     }
 
-    fn ticks(samples: i64) -> i64 {
-        samples.saturating_mul(TICKS_PER_SAMPLE)
-    }
-
     /// Runs the engine on `source`'s utterance and tells the call.
     fn recognize(&mut self, source: &AudioSource, pass: Pass, ctx: &mut Context) {
         let Some(seg) = self.sources.get(source) else {
@@ -309,12 +303,8 @@ impl Transcriber {
                     Pass::Partial => self.counters.partials += 1,
                     Pass::Final => self.counters.finals += 1,
                 }
-                let data = self.transcription(source, start, len, recognition, pass);
-                ctx.emit(Event::Transcript(Arc::new(Transcript {
-                    source: self.name.clone(),
-                    data,
-                    received_at: Timestamp::now(),
-                })));
+                let transcript = self.transcript(source, start, len, recognition, pass);
+                ctx.emit(Event::Transcript(Arc::new(transcript)));
             }
             Err(e) => {
                 self.counters.errors += 1;
@@ -328,39 +318,41 @@ impl Transcriber {
         }
     }
 
-    fn transcription(
+    /// The result of an utterance that starts `start` samples into the call and lasts `len`.
+    fn transcript(
         &self,
         source: &AudioSource,
         start: i64,
         len: usize,
         recognition: Recognition,
         pass: Pass,
-    ) -> TranscriptionData {
-        let offset_ticks = Self::ticks(start);
-        let secs_to_ticks = |secs: f64| (secs * 10_000_000.0).round() as i64;
-        TranscriptionData {
+    ) -> Transcript {
+        let start_ms = samples_to_ms(start);
+        let secs_to_ms = |secs: f64| (secs.max(0.0) * 1_000.0).round() as u64;
+        Transcript {
+            source: Arc::clone(&self.name),
+            status: match pass {
+                Pass::Partial => TranscriptStatus::Partial,
+                Pass::Final => TranscriptStatus::Final,
+            },
             text: recognition.text.trim().to_owned(),
-            format: Some("display".to_owned()),
-            confidence: recognition.confidence,
-            offset_ticks,
-            duration_ticks: Self::ticks(i64::try_from(len).unwrap_or(i64::MAX)),
+            start_ms,
+            duration_ms: samples_to_ms(i64::try_from(len).unwrap_or(i64::MAX)),
             words: recognition
                 .words
                 .into_iter()
-                .map(|w| Word {
-                    offset_ticks: offset_ticks.saturating_add(secs_to_ticks(w.start_secs)),
-                    duration_ticks: secs_to_ticks((w.end_secs - w.start_secs).max(0.0)),
+                .map(|w| TranscriptWord {
+                    start_ms: start_ms.saturating_add(secs_to_ms(w.start_secs)),
+                    duration_ms: secs_to_ms(w.end_secs - w.start_secs),
                     text: w.text,
                 })
                 .collect(),
-            participant_raw_id: match source {
+            confidence: recognition.confidence,
+            speaker: match source {
                 AudioSource::Mixed => None,
-                AudioSource::Participant(id) => Some(id.to_string()),
+                AudioSource::Participant(id) => Some(Arc::clone(id)),
             },
-            result_status: match pass {
-                Pass::Partial => ResultStatus::Intermediate,
-                Pass::Final => ResultStatus::Final,
-            },
+            received_at: Timestamp::now(),
         }
     }
 
@@ -433,6 +425,11 @@ impl Transcriber {
             seg.window = window;
         }
     }
+}
+
+/// `samples` at [`SAMPLE_RATE_HZ`] in ms (negative: 0).
+fn samples_to_ms(samples: i64) -> u64 {
+    u64::try_from(samples).unwrap_or(0).saturating_mul(1_000) / u64::from(SAMPLE_RATE_HZ)
 }
 
 fn ms_to_samples(ms: u64) -> usize {

@@ -10,7 +10,6 @@ use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, Timestamp};
 use mediagate_pipeline::{
     CallInfo, Context, Event, Input, Pipeline, Processor, ProcessorError, Transcript,
 };
-use mediagate_protocol::ResultStatus;
 use mediagate_speech::{
     Pass, Recognition, Recognizer, SpeechError, Transcriber, TranscriberSettings,
 };
@@ -47,11 +46,11 @@ impl Processor for Finals {
     fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
         if let Event::Transcript(t) = event {
             let t: &Transcript = t;
-            if t.data.result_status == ResultStatus::Final {
+            if t.is_final() {
                 self.0.lock().unwrap().push((
-                    t.data.offset_ticks / 10_000,
-                    t.data.duration_ticks / 10_000,
-                    t.data.text.clone(),
+                    t.start_ms as i64,
+                    t.duration_ms as i64,
+                    t.text.clone(),
                 ));
             }
         }

@@ -1,10 +1,12 @@
-//! The `transcript` processor: transcript.jsonl (every result, intermediate and final, from
-//! every source) and transcript.vtt (finals, WebVTT).
+//! The `transcript` processor: transcript.jsonl (every result, partial and final, from every
+//! source) and transcript.vtt (finals, WebVTT), on the call's timeline in milliseconds.
 
 use std::io::{self, Write};
 
-use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
-use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData};
+use mediagate_audio::Timestamp;
+use mediagate_pipeline::{
+    Context, Event, Input, Processor, ProcessorError, Transcript, TranscriptStatus,
+};
 use serde::{Deserialize, Serialize};
 
 use super::lines::RecordFile;
@@ -50,13 +52,7 @@ impl TranscriptWriter {
         Ok(Self::new(crate::settings::parse("transcript", settings)?))
     }
 
-    fn write(
-        &mut self,
-        source: &str,
-        data: &TranscriptionData,
-        received_at: Timestamp,
-        ctx: &mut Context,
-    ) -> io::Result<()> {
+    fn write(&mut self, transcript: &Transcript, ctx: &mut Context) -> io::Result<()> {
         if ctx.call().folder.is_none() {
             return Ok(());
         }
@@ -66,7 +62,7 @@ impl TranscriptWriter {
                 .files
                 .insert(TranscriptFiles::create(ctx, self.settings.vtt)?),
         };
-        files.write(source, data, received_at)
+        files.write(transcript)
     }
 }
 
@@ -85,8 +81,7 @@ impl Processor for TranscriptWriter {
             return Ok(());
         };
         self.results += 1;
-        self.write(&t.source, &t.data, t.received_at, ctx)
-            .map_err(|e| self.errors.skip(&e))
+        self.write(t, ctx).map_err(|e| self.errors.skip(&e))
     }
 
     fn flush(&mut self, _ctx: &mut Context) -> Result<(), ProcessorError> {
@@ -114,9 +109,6 @@ impl Processor for TranscriptWriter {
     }
 }
 
-/// 100 ns ticks per second, the unit of transcription offsets.
-const TICKS_PER_SEC: i64 = 10_000_000;
-
 /// The transcript files of a call. Each keeps whole records only: on a full disk it is cut
 /// back to its last complete line (or cue) and stops.
 struct TranscriptFiles {
@@ -127,22 +119,30 @@ struct TranscriptFiles {
     record: Vec<u8>,
 }
 
+/// One line of `transcript.jsonl`: the pipeline's [`Transcript`], times in ms on the call's
+/// timeline.
 #[derive(Serialize)]
 struct TranscriptLine<'a> {
     /// Who produced the text: `acs` for the platform's transcription stream, else the engine.
     source: &'a str,
-    status: &'static str,
+    status: TranscriptStatus,
     text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    participant: Option<&'a str>,
+    speaker: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     confidence: Option<f64>,
-    start_secs: f64,
-    end_secs: f64,
-    offset_ticks: i64,
-    duration_ticks: i64,
-    words: &'a [mediagate_protocol::Word],
+    start_ms: u64,
+    end_ms: u64,
+    words: Vec<WordLine<'a>>,
     received_at: Timestamp,
+}
+
+/// A word of a [`TranscriptLine`].
+#[derive(Serialize)]
+struct WordLine<'a> {
+    text: &'a str,
+    start_ms: u64,
+    end_ms: u64,
 }
 
 impl TranscriptFiles {
@@ -164,28 +164,25 @@ impl TranscriptFiles {
         })
     }
 
-    fn write(
-        &mut self,
-        source: &str,
-        data: &TranscriptionData,
-        received_at: Timestamp,
-    ) -> io::Result<()> {
-        let end_ticks = data.offset_ticks.saturating_add(data.duration_ticks);
+    fn write(&mut self, t: &Transcript) -> io::Result<()> {
         let line = TranscriptLine {
-            source,
-            status: match data.result_status {
-                ResultStatus::Final => "final",
-                ResultStatus::Intermediate => "intermediate",
-            },
-            text: &data.text,
-            participant: data.participant_raw_id.as_deref(),
-            confidence: data.confidence,
-            start_secs: data.offset_ticks as f64 / TICKS_PER_SEC as f64,
-            end_secs: end_ticks as f64 / TICKS_PER_SEC as f64,
-            offset_ticks: data.offset_ticks,
-            duration_ticks: data.duration_ticks,
-            words: &data.words,
-            received_at,
+            source: &t.source,
+            status: t.status,
+            text: &t.text,
+            speaker: t.speaker.as_deref(),
+            confidence: t.confidence,
+            start_ms: t.start_ms,
+            end_ms: t.end_ms(),
+            words: t
+                .words
+                .iter()
+                .map(|w| WordLine {
+                    text: &w.text,
+                    start_ms: w.start_ms,
+                    end_ms: w.start_ms.saturating_add(w.duration_ms),
+                })
+                .collect(),
+            received_at: t.received_at,
         };
         let record = &mut self.record;
         record.clear();
@@ -196,21 +193,21 @@ impl TranscriptFiles {
         let Some(vtt) = &mut self.vtt else {
             return jsonl;
         };
-        if data.result_status == ResultStatus::Final && !data.text.trim().is_empty() {
+        if t.is_final() && !t.text.trim().is_empty() {
             self.cues += 1;
-            let end_ticks = end_ticks.max(data.offset_ticks.saturating_add(1));
+            let end_ms = t.end_ms().max(t.start_ms.saturating_add(1));
             record.clear();
             write!(
                 record,
                 "\n{}\n{} --> {}\n",
                 self.cues,
-                vtt_time(data.offset_ticks),
-                vtt_time(end_ticks)
+                vtt_time(t.start_ms),
+                vtt_time(end_ms)
             )?;
-            if let Some(who) = &data.participant_raw_id {
+            if let Some(who) = &t.speaker {
                 write!(record, "<v {}>", escape_vtt(who))?;
             }
-            writeln!(record, "{}", escape_vtt(data.text.trim()))?;
+            writeln!(record, "{}", escape_vtt(t.text.trim()))?;
             vtt.append(record)?;
         }
         jsonl
@@ -225,9 +222,8 @@ impl TranscriptFiles {
     }
 }
 
-/// `HH:MM:SS.mmm` from 100 ns ticks (negative clamps to zero).
-fn vtt_time(ticks: i64) -> String {
-    let ms = ticks.max(0) / 10_000;
+/// `HH:MM:SS.mmm` from milliseconds.
+fn vtt_time(ms: u64) -> String {
     format!(
         "{:02}:{:02}:{:02}.{:03}",
         ms / 3_600_000,
@@ -259,9 +255,9 @@ mod tests {
 
     #[test]
     fn vtt_times_and_escapes() {
-        assert_eq!(vtt_time(49_876_484), "00:00:04.987");
-        assert_eq!(vtt_time(36_000_000_000 + 10_000), "01:00:00.001");
-        assert_eq!(vtt_time(-5), "00:00:00.000");
+        assert_eq!(vtt_time(4_987), "00:00:04.987");
+        assert_eq!(vtt_time(3_600_001), "01:00:00.001");
+        assert_eq!(vtt_time(0), "00:00:00.000");
         assert_eq!(escape_vtt("a <b> & c\n-->"), "a &lt;b&gt; &amp; c --&gt;");
     }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mediagate_audio::{AudioFormat, AudioFrame};
-use mediagate_protocol::TranscriptionData;
+use mediagate_pipeline::{Transcript, TranscriptStatus, TranscriptWord};
+use mediagate_protocol::{ResultStatus, Timestamp, TranscriptionData};
 
 use crate::session::{EndReason, Identity, TransportKind};
 
@@ -117,4 +118,64 @@ pub(crate) struct End {
     /// The close code, sent by the peer or by us.
     pub(crate) code: Option<u16>,
     pub(crate) detail: String,
+}
+
+/// The platform's transcription result as the pipeline's [`Transcript`]: ACS's 100 ns ticks
+/// become milliseconds (a negative offset, 0), its participant the speaker, and
+/// `Intermediate` a partial. The edge where the wire type ends.
+pub(crate) fn transcript_from_acs(data: TranscriptionData, received_at: Timestamp) -> Transcript {
+    let ms = |ticks: i64| u64::try_from(ticks / 10_000).unwrap_or(0);
+    Transcript {
+        source: Arc::from("acs"),
+        status: match data.result_status {
+            ResultStatus::Final => TranscriptStatus::Final,
+            ResultStatus::Intermediate => TranscriptStatus::Partial,
+        },
+        text: data.text,
+        start_ms: ms(data.offset_ticks),
+        duration_ms: ms(data.duration_ticks),
+        words: data
+            .words
+            .into_iter()
+            .map(|w| TranscriptWord {
+                text: w.text,
+                start_ms: ms(w.offset_ticks),
+                duration_ms: ms(w.duration_ticks),
+            })
+            .collect(),
+        confidence: data.confidence,
+        speaker: data.participant_raw_id.map(Arc::from),
+        received_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mediagate_protocol::Word;
+
+    #[test]
+    fn acs_ticks_become_milliseconds_on_the_call_timeline() {
+        let data = TranscriptionData {
+            text: "Hello there.".to_owned(),
+            format: Some("display".to_owned()),
+            confidence: Some(0.9),
+            offset_ticks: 2_000_000,
+            duration_ticks: 15_000_000,
+            words: vec![Word {
+                text: "hello".to_owned(),
+                offset_ticks: -5,
+                duration_ticks: 3_000_000,
+            }],
+            participant_raw_id: Some("8:acs:alice".to_owned()),
+            result_status: ResultStatus::Intermediate,
+        };
+        let t = transcript_from_acs(data, Timestamp::from_unix_micros(0));
+        assert_eq!((t.start_ms, t.duration_ms, t.end_ms()), (200, 1_500, 1_700));
+        assert_eq!(t.status, TranscriptStatus::Partial);
+        assert_eq!(t.words[0].start_ms, 0);
+        assert_eq!(t.words[0].duration_ms, 300);
+        assert_eq!(t.speaker.as_deref(), Some("8:acs:alice"));
+        assert_eq!(&*t.source, "acs");
+    }
 }

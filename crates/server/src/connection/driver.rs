@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::extract::ws::Message;
 use futures_util::{FutureExt, Stream, StreamExt};
-use mediagate_pipeline::{Dtmf, Event, Outgoing, Transcript};
+use mediagate_pipeline::{Dtmf, Event, Outgoing};
 use mediagate_protocol::Timestamp;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -180,11 +180,9 @@ impl Driver {
                             call_offset: call.pipeline.position(),
                             ..Dtmf::new(key.encode_utf8(&mut [0; 4]))
                         })),
-                        CallEvent::Transcript(data) => Event::Transcript(Arc::new(Transcript {
-                            source: Arc::from("acs"),
-                            data,
-                            received_at: Timestamp::now(),
-                        })),
+                        CallEvent::Transcript(data) => Event::Transcript(Arc::new(
+                            super::actions::transcript_from_acs(data, Timestamp::now()),
+                        )),
                     };
                     call.pipeline.push_event(event);
                 }
