@@ -36,6 +36,7 @@ pub use mediagate_server as server;
 pub use mediagate_speech as speech;
 
 pub mod models;
+pub mod testing;
 
 use std::sync::Arc;
 

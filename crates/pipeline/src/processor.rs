@@ -82,6 +82,16 @@ pub struct Input {
 }
 
 impl Input {
+    /// Events only, no audio, on the runtime (prompts, DTMF menus, listeners): the defaults
+    /// with `frames: false` and an inbox of 64.
+    pub fn events_only() -> Self {
+        Input {
+            frames: false,
+            queue: 64,
+            ..Input::default()
+        }
+    }
+
     /// The gathering window, as a duration.
     pub fn gather(&self) -> Duration {
         Duration::from_millis(self.gather_ms)

@@ -101,11 +101,7 @@ impl Play {
 
 impl Processor for Play {
     fn input(&self) -> Input {
-        Input {
-            frames: false,
-            queue: 64,
-            ..Input::default()
-        }
+        Input::events_only()
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

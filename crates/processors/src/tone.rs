@@ -120,11 +120,7 @@ impl Tone {
 
 impl Processor for Tone {
     fn input(&self) -> Input {
-        Input {
-            frames: false,
-            queue: 64,
-            ..Input::default()
-        }
+        Input::events_only()
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

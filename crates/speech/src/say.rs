@@ -272,11 +272,7 @@ impl Say {
 
 impl Processor for Say {
     fn input(&self) -> Input {
-        Input {
-            frames: false,
-            queue: 64,
-            ..Input::default()
-        }
+        Input::events_only()
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

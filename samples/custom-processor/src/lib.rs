@@ -32,10 +32,7 @@ impl PinCheck {
 impl Processor for PinCheck {
     fn input(&self) -> Input {
         // Keys only: no audio enters its inbox.
-        Input {
-            frames: false,
-            ..Input::default()
-        }
+        Input::events_only()
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context) -> Result<(), ProcessorError> {

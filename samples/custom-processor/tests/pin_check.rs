@@ -7,32 +7,25 @@ use std::path::Path;
 use std::time::Duration;
 
 use mediagate::emulator::{DtmfEvent, EmulateConfig, Pacing};
-use mediagate::server::{Config, Server};
+use mediagate::testing::Gateway;
 
 /// Keys `digits` (then `#`) during a call and returns the audio the gateway played back.
 async fn key_in(digits: &str) -> Vec<i16> {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        ..Config::default()
-    };
-    config.pipeline.processors = vec!["pin_check".to_owned()];
-    config
-        .pipeline
-        .settings
-        .insert("pin_check".to_owned(), serde_json::json!({ "pin": "1234" }));
     let mut registry = mediagate::registry();
     pin_check::register(&mut registry);
-    let server = Server::bind(config, registry).await.unwrap();
-    let url = format!("ws://{}/ws?callId=pin", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
+    let gateway = Gateway::start(registry, |config| {
+        config.pipeline.processors = vec!["pin_check".to_owned()];
+        config
+            .pipeline
+            .settings
+            .insert("pin_check".to_owned(), serde_json::json!({ "pin": "1234" }));
+    })
+    .await;
+    let url = gateway.url("/ws?callId=pin");
+    let scratch = tempfile::tempdir().unwrap();
 
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hello-16k.wav");
-    let recorded = data.path().join("played.wav");
+    let recorded = scratch.path().join("played.wav");
     let mut emulation = EmulateConfig::new(url)
         .with_pacing(Pacing::Fast)
         .with_wav(clip)
@@ -43,8 +36,7 @@ async fn key_in(digits: &str) -> Vec<i16> {
         emulation = emulation.with_dtmf(spec.parse::<DtmfEvent>().unwrap());
     }
     mediagate::emulator::run(emulation).await.unwrap();
-    let _ = stop.send(());
-    gateway.await.unwrap().unwrap();
+    gateway.stop().await;
     let reader = hound::WavReader::open(&recorded).unwrap();
     reader.into_samples::<i16>().map(Result::unwrap).collect()
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use futures_util::StreamExt;
 use mediagate::emulator::{EmulateConfig, Pacing};
-use mediagate::server::{Config, Server};
+use mediagate::testing::Gateway;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,28 +31,19 @@ async fn the_calls_audio_arrives_at_the_other_socket_byte_for_byte() {
         (header, pcm)
     });
 
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        ..Config::default()
-    };
-    config.pipeline.processors = vec!["forward".to_owned()];
-    config
-        .pipeline
-        .settings
-        .insert("forward".to_owned(), serde_json::json!({ "url": target }));
     let mut registry = mediagate::registry();
     forward_audio::register(&mut registry);
-    let server = Server::bind(config, registry).await.unwrap();
-    let url = format!("ws://{}/ws?callId=forwarded", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
+    let gateway = Gateway::start(registry, |config| {
+        config.pipeline.processors = vec!["forward".to_owned()];
+        config
+            .pipeline
+            .settings
+            .insert("forward".to_owned(), serde_json::json!({ "url": target }));
+    })
+    .await;
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hello-16k.wav");
     mediagate::emulator::run(
-        EmulateConfig::new(url)
+        EmulateConfig::new(gateway.url("/ws?callId=forwarded"))
             .with_pacing(Pacing::Fast)
             .with_wav(&clip),
     )
@@ -62,8 +53,7 @@ async fn the_calls_audio_arrives_at_the_other_socket_byte_for_byte() {
         .await
         .unwrap()
         .unwrap();
-    let _ = stop.send(());
-    gateway.await.unwrap().unwrap();
+    gateway.stop().await;
 
     let header: serde_json::Value = serde_json::from_str(&header.unwrap()).unwrap();
     assert_eq!(header["call_id"], "forwarded");

@@ -9,18 +9,17 @@ use std::sync::{Arc, Mutex};
 
 use mediagate::emulator::{EmulateConfig, Pacing};
 use mediagate::pipeline::{CallInfo, Context, Event, Input, Processor, ProcessorError};
-use mediagate::server::{Config, Server};
+use mediagate::testing::Gateway;
 
 /// Keeps every `level` event it receives.
 struct Listener(Arc<Mutex<Vec<serde_json::Value>>>);
 
 impl Processor for Listener {
     fn input(&self) -> Input {
+        // It records what an emitter says: the call's last readings come as it ends.
         Input {
-            frames: false,
-            // It records what an emitter says: the call's last readings come as it ends.
             after_emitters: true,
-            ..Input::default()
+            ..Input::events_only()
         }
     }
 
@@ -47,13 +46,6 @@ fn rms_dbfs(samples: &[i16]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_100_ms_of_the_call_is_measured_and_heard_by_the_others() {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        ..Config::default()
-    };
-    config.pipeline.processors = vec!["level_meter".to_owned(), "listener".to_owned()];
     let heard = Arc::new(Mutex::new(Vec::new()));
     let mut registry = mediagate::registry();
     level_meter::register(&mut registry);
@@ -62,22 +54,19 @@ async fn every_100_ms_of_the_call_is_measured_and_heard_by_the_others() {
         let kept = Arc::clone(&kept);
         Ok(move |_: &CallInfo| Box::new(Listener(Arc::clone(&kept))) as Box<dyn Processor>)
     });
-    let server = Server::bind(config, registry).await.unwrap();
-    let url = format!("ws://{}/ws?callId=meter", server.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
+    let gateway = Gateway::start(registry, |config| {
+        config.pipeline.processors = vec!["level_meter".to_owned(), "listener".to_owned()];
+    })
+    .await;
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hello-16k.wav");
     mediagate::emulator::run(
-        EmulateConfig::new(url)
+        EmulateConfig::new(gateway.url("/ws?callId=meter"))
             .with_pacing(Pacing::Fast)
             .with_wav(&clip),
     )
     .await
     .unwrap();
-    let _ = stop.send(());
-    gateway.await.unwrap().unwrap();
+    gateway.stop().await;
 
     let samples: Vec<i16> = hound::WavReader::open(&clip)
         .unwrap()
