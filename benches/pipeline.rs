@@ -55,6 +55,7 @@ fn frame() -> AudioFrame {
         pcm: Bytes::from(sine_pcm()),
         format: FORMAT,
         timestamp: None,
+        position: None,
         source: AudioSource::Mixed,
         silent: false,
     }
@@ -108,6 +109,7 @@ impl Feed {
                     pcm: data.decode_pcm(FORMAT.bytes_per_sample(), pool).unwrap(),
                     format: FORMAT,
                     timestamp: data.timestamp,
+                    position: None,
                     source: match &data.participant_raw_id {
                         None => AudioSource::Mixed,
                         Some(id) => AudioSource::Participant((&**id).into()),

@@ -25,6 +25,10 @@ pub struct AudioFrame {
     pub format: AudioFormat,
     /// Capture time of the first sample, as the platform stamped it.
     pub timestamp: Option<Timestamp>,
+    /// Where the frame starts on the call's timeline ([`crate::CallTimeline`]), stamped by the
+    /// pipeline from `timestamp`: the one account of the call's time every consumer uses.
+    /// `None` for a frame without a timestamp (placed after the previous one).
+    pub position: Option<std::time::Duration>,
     /// Mixed, or which participant.
     pub source: AudioSource,
     /// The platform flagged this frame as silence.
@@ -32,6 +36,12 @@ pub struct AudioFrame {
 }
 
 impl AudioFrame {
+    /// How long the frame plays.
+    pub fn duration(&self) -> std::time::Duration {
+        let micros = self.format.micros_for_samples(self.samples() as u64);
+        std::time::Duration::from_micros(micros.unsigned_abs())
+    }
+
     /// Samples per channel in this frame.
     pub fn samples(&self) -> usize {
         self.pcm.len() / self.format.bytes_per_sample()

@@ -20,6 +20,7 @@ mod format;
 mod frame;
 mod gate;
 mod resample;
+mod timeline;
 mod timestamp;
 pub mod wav;
 
@@ -33,4 +34,5 @@ pub use gate::{
     EnergyGate, GateChange, GateSettings, GateSettingsError, GateWindow, windows_in_ms,
 };
 pub use resample::StreamResampler;
+pub use timeline::{CallTimeline, TimelineReport, TimelineSettings};
 pub use timestamp::{ParseTimestampError, Timestamp};

@@ -98,6 +98,7 @@
 //!         pcm: Bytes::from(pcm),
 //!         format,
 //!         timestamp: None,
+//!         position: None,
 //!         source: AudioSource::Mixed,
 //!         silent: false,
 //!     };

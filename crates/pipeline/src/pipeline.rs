@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mediagate_audio::{AudioFormat, AudioFrame, AudioSource, StreamResampler, Timestamp};
+use mediagate_audio::{
+    AudioFormat, AudioFrame, AudioSource, CallTimeline, StreamResampler, TimelineReport,
+    TimelineSettings,
+};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -281,36 +284,8 @@ pub struct Pipeline {
     consumers: Vec<Consumer>,
     events_rx: mpsc::Receiver<Event>,
     resampling: Resampling,
-    timeline: Timeline,
-}
-
-/// How far the call's audio has come, by its timestamps.
-#[derive(Debug, Default)]
-struct Timeline {
-    /// The first timestamped frame's timestamp.
-    first: Option<Timestamp>,
-    /// The furthest end of any timestamped frame.
-    end: Option<Timestamp>,
-}
-
-impl Timeline {
-    fn advance(&mut self, frame: &AudioFrame) {
-        let Some(at) = frame.timestamp else {
-            return;
-        };
-        let first = *self.first.get_or_insert(at);
-        let samples = frame.pcm.len() / frame.format.bytes_per_sample().max(1);
-        let end = at.add_micros(frame.format.micros_for_samples(samples as u64));
-        // A timestamp before the first frame's is a clock anomaly: it moves nothing.
-        if end >= first && self.end.is_none_or(|e| end > e) {
-            self.end = Some(end);
-        }
-    }
-
-    fn position(&self) -> Option<Duration> {
-        let micros = self.end?.micros_since(self.first?);
-        Some(Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
-    }
+    /// The call's one timeline: every timestamped frame is stamped with its place on it.
+    timeline: CallTimeline,
 }
 
 /// The resampler stage of the fan-out: one entry per distinct rate some processor asked for.
@@ -414,6 +389,7 @@ impl RateStage {
             pcm: pool.split().freeze(),
             format: to,
             timestamp: frame.timestamp,
+            position: frame.position,
             source: frame.source.clone(),
             silent: frame.silent,
         })
@@ -507,7 +483,7 @@ impl Pipeline {
             consumers,
             events_rx,
             resampling,
-            timeline: Timeline::default(),
+            timeline: CallTimeline::new(TimelineSettings::default()),
         };
         pipeline.push_event(Event::CallStarted(call));
         pipeline
@@ -518,11 +494,23 @@ impl Pipeline {
         self.consumers.iter().map(|c| c.probe.clone()).collect()
     }
 
-    /// Where the call's audio is: the end of the furthest timestamped frame pushed so far,
-    /// from the first one's timestamp. `None` before any. Events stamped with this (a DTMF
-    /// tone) line up with the recording.
+    /// The call's timeline with these bounds instead of the defaults; before the first frame.
+    #[must_use]
+    pub fn with_timeline(mut self, settings: TimelineSettings) -> Self {
+        self.timeline = CallTimeline::new(settings);
+        self
+    }
+
+    /// Where the call's audio is: the end of the furthest frame placed on the call's timeline
+    /// so far. `None` before any timestamped frame. Events stamped with this (a DTMF tone)
+    /// line up with the recording.
     pub fn position(&self) -> Option<Duration> {
-        self.timeline.position()
+        self.timeline.head()
+    }
+
+    /// The clock anomalies the call's timeline caught so far.
+    pub fn timeline_report(&self) -> TimelineReport {
+        self.timeline.report()
     }
 
     /// The call.
@@ -538,9 +526,23 @@ impl Pipeline {
     /// Hands `frame` to every processor, at the rate it asked for: each variant at another rate
     /// is resampled once and shared by every processor that wants it. Waits only for processors
     /// whose policy is [`crate::OverflowPolicy::Wait`], and only while their inbox is full.
+    ///
+    /// A timestamped frame is first stamped with its place on the call's timeline
+    /// ([`AudioFrame::position`]); a frame that already has one keeps it.
     pub async fn push_frame(&mut self, frame: &AudioFrame) {
         self.forward_emitted();
-        self.timeline.advance(frame);
+        let stamped;
+        let frame = match frame.timestamp {
+            Some(at) if frame.position.is_none() => {
+                let position = self.timeline.place(at, frame.duration(), Instant::now());
+                stamped = AudioFrame {
+                    position: Some(position),
+                    ..frame.clone()
+                };
+                &stamped
+            }
+            _ => frame,
+        };
         if !self.resampling.stages.is_empty() {
             self.resampling.prepare(frame, &self.consumers);
         }

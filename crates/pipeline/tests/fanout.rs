@@ -25,6 +25,7 @@ fn frame(i: u16) -> AudioFrame {
         pcm: Bytes::from(vec![(i % 256) as u8; FORMAT.frame_bytes()]),
         format: FORMAT,
         timestamp: None,
+        position: None,
         source: AudioSource::Mixed,
         silent: false,
     }
@@ -249,6 +250,7 @@ fn sine_frames(n: usize) -> Vec<AudioFrame> {
                 pcm: Bytes::from(pcm),
                 format: FORMAT,
                 timestamp: None,
+                position: None,
                 source: AudioSource::Mixed,
                 silent: f % 7 == 3,
             }

@@ -270,6 +270,7 @@ fn frames(format: AudioFormat, source: &AudioSource, samples: &[i16]) -> Vec<Aud
             ),
             format,
             timestamp: None,
+            position: None,
             source: source.clone(),
             silent: false,
         })

@@ -40,6 +40,41 @@ pub struct Config {
     pub redaction: RedactionConfig,
     /// Who may open a WebSocket: ACS's signed token, a shared secret, or (loopback only) anyone.
     pub auth: crate::auth::AuthConfig,
+    /// The call's timeline: how far platform timestamps may move it.
+    pub timeline: TimelineConfig,
+}
+
+/// The call's one timeline, on which every processor places the call's audio (the recordings'
+/// alignment, transcript times, DTMF offsets). A timestamp jump it does not honour is a clock
+/// anomaly: counted in session.json (`timeline`), and the call re-anchored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimelineConfig {
+    /// Longest pause in the timestamps honoured (filled with silence by the recorder); a
+    /// larger jump is an anomaly.
+    pub max_gap_secs: u64,
+    /// How far ahead of the real time since the call's first frame a jump may take the
+    /// timeline: so the silence recorded in a call is at most its real duration plus this.
+    pub max_ahead_secs: u64,
+}
+
+impl Default for TimelineConfig {
+    fn default() -> Self {
+        TimelineConfig {
+            max_gap_secs: 600,
+            max_ahead_secs: 2,
+        }
+    }
+}
+
+impl TimelineConfig {
+    /// As the pipeline takes them.
+    pub fn settings(&self) -> mediagate_audio::TimelineSettings {
+        mediagate_audio::TimelineSettings {
+            max_gap: Duration::from_secs(self.max_gap_secs),
+            max_ahead: Duration::from_secs(self.max_ahead_secs),
+        }
+    }
 }
 
 /// What of a client's request may be shown. Anything not allowed here is shown as `<redacted>`:
@@ -230,6 +265,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             redaction: RedactionConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            timeline: TimelineConfig::default(),
         }
     }
 }
@@ -369,6 +405,12 @@ impl Config {
                 reason: reason.to_owned(),
             })
         };
+        if self.timeline.max_ahead_secs > 3_600 {
+            return invalid("timeline.max_ahead_secs", "must be at most 3600");
+        }
+        if self.timeline.max_gap_secs == 0 {
+            return invalid("timeline.max_gap_secs", "must be at least 1");
+        }
         if self.limits.max_message_bytes < 1024 {
             return invalid(
                 "limits.max_message_bytes",

@@ -84,7 +84,8 @@ impl CallPipeline {
             processors,
             outbound.as_ref().map(|(queue, _)| queue.clone()),
             target.to_socket,
-        );
+        )
+        .with_timeline(app.config.timeline.settings());
         app.metrics
             .pipeline_started(target.connection_id, pipeline.probes());
         Some(CallPipeline {
@@ -102,11 +103,13 @@ impl CallPipeline {
             let pacing = queue.pacer_report();
             (pacing.frames > 0).then_some(pacing)
         });
+        let timeline = self.pipeline.timeline_report();
         let ending = self.pipeline.end();
         EndingPipeline {
             reports: vec![None; ending.len()],
             ending,
             pacing,
+            timeline,
             connection_id: self.connection_id,
         }
     }
@@ -119,6 +122,8 @@ pub(crate) struct EndingPipeline {
     reports: Vec<Option<ConsumerReport>>,
     /// How the pacer kept time (`None` when nothing was played).
     pub(crate) pacing: Option<PacerReport>,
+    /// The clock anomalies the call's timeline caught.
+    pub(crate) timeline: mediagate_audio::TimelineReport,
     connection_id: u64,
 }
 

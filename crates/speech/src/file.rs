@@ -122,6 +122,7 @@ pub async fn transcribe_wav(
             pcm: clip.pcm.slice(start..end),
             format,
             timestamp: Some(origin.add_micros(i as i64 * 20_000)),
+            position: None,
             source: AudioSource::Mixed,
             silent: false,
         };

@@ -173,8 +173,6 @@ pub struct Transcriber {
     gate: EnergyGate,
     recognizer: Box<dyn Recognizer>,
     sources: HashMap<AudioSource, Segmenter>,
-    /// The first timestamp of the call: the origin of the timeline.
-    origin: Option<Timestamp>,
     /// How long the last partial took: partials pause while the engine is slower than them.
     last_partial: Duration,
     counters: Counters,
@@ -219,7 +217,6 @@ impl TranscriberFactory {
             gate: self.gate.clone(),
             recognizer: self.engine.recognizer(),
             sources: HashMap::new(),
-            origin: None,
             last_partial: Duration::ZERO,
             counters: Counters::default(),
             lossless: false,
@@ -250,7 +247,6 @@ impl Transcriber {
             gate,
             recognizer,
             sources: HashMap::new(),
-            origin: None,
             last_partial: Duration::ZERO,
             counters: Counters::default(),
             lossless: false,
@@ -268,13 +264,11 @@ impl Transcriber {
         self
     }
 
-    /// Where `frame` starts on the call timeline, in samples: from its timestamp when it has
-    /// one (a participant who was silent resumes at the right place), else right after the
-    /// source's previous frame.
-    fn place(&mut self, frame: &AudioFrame) -> Option<i64> {
-        let ts = frame.timestamp?;
-        let origin = *self.origin.get_or_insert(ts);
-        let micros = ts.micros_since(origin);
+    /// Where `frame` starts on the call's timeline, in samples: its place as the pipeline
+    /// stamped it (a participant who was silent resumes at the right place), else right after
+    /// the source's previous frame.
+    fn place(frame: &AudioFrame) -> Option<i64> {
+        let micros = i64::try_from(frame.position?.as_micros()).unwrap_or(i64::MAX);
         Some(micros.saturating_mul(i64::from(SAMPLE_RATE_HZ)) / 1_000_000)
     }
 
@@ -456,7 +450,7 @@ impl Processor for Transcriber {
     }
 
     fn on_frame(&mut self, frame: &AudioFrame, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let placed = self.place(frame);
+        let placed = Self::place(frame);
         // One sample of each channel per step; the first channel is heard.
         let stride = 2 * usize::from(frame.format.channels()).max(1);
         let seg = self

@@ -58,6 +58,7 @@ impl Call {
                 ),
                 format: CALL,
                 timestamp: None,
+                position: None,
                 source: AudioSource::Mixed,
                 silent: false,
             };

@@ -84,6 +84,7 @@ async fn finals(settings: TranscriberSettings, samples: &[i16]) -> Vec<(i64, i64
             pcm: Bytes::from(pcm),
             format: CALL,
             timestamp: Some(origin.add_micros(i as i64 * 20_000)),
+            position: None,
             source: AudioSource::Mixed,
             silent: false,
         };

@@ -29,7 +29,7 @@ use mediagate_pipeline::{Context, ProcessorError};
 pub use disk::free_bytes;
 pub use dtmf::DtmfWriter;
 pub use repair::{RepairOutcome, repair_wav};
-pub use tracks::{AudioTracks, DEFAULT_MAX_AHEAD, DEFAULT_MAX_TRACKS, TrackSummary};
+pub use tracks::{AudioTracks, DEFAULT_MAX_TRACKS, TrackSummary};
 pub use transcript::{TranscriptSettings, TranscriptWriter};
 pub use wav::{STOPPED_DISK_FLOOR, Wav, WavSettings};
 

@@ -20,13 +20,13 @@ pub struct WavSettings {
     /// Record at this rate (8000 for a telephony archive…), resampled by the pipeline; unset:
     /// the call's own rate, bit-exact.
     pub sample_rate_hz: Option<u32>,
-    /// Longest gap in a source's timestamps filled with silence to keep tracks aligned. A
-    /// larger jump is a clock anomaly: counted, not filled, and the timeline re-anchored.
-    pub max_gap_fill_secs: u64,
-    /// How far ahead of the real time elapsed since the call's first frame a timestamp jump may
-    /// take the tracks: a jump further ahead is a clock anomaly (re-anchored, not filled). So
-    /// the silence filled in a call is at most its real duration plus this.
-    pub max_ahead_secs: u64,
+    /// Moved: the call's one timeline is the gateway's, `[timeline] max_gap_secs`. Setting it
+    /// here is refused with an error saying so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_gap_fill_secs: Option<u64>,
+    /// Moved: `[timeline] max_ahead_secs`. Setting it here is refused with an error saying so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ahead_secs: Option<u64>,
     /// Most sources recorded in a call (participants of unmixed audio): each track may be as
     /// long as the call, so this bounds what one call can write. Frames of further sources are
     /// counted (`untracked_frames`) and not recorded.
@@ -49,8 +49,8 @@ impl Default for WavSettings {
     fn default() -> Self {
         WavSettings {
             sample_rate_hz: None,
-            max_gap_fill_secs: 600,
-            max_ahead_secs: 2,
+            max_gap_fill_secs: None,
+            max_ahead_secs: None,
             max_tracks: super::DEFAULT_MAX_TRACKS,
             queue: 256,
             queue_bytes: 4 * 1024 * 1024,
@@ -125,8 +125,17 @@ impl Wav {
         if settings.max_tracks == 0 {
             return Err(invalid("wav", "max_tracks must be at least 1"));
         }
-        if settings.max_ahead_secs > 3_600 {
-            return Err(invalid("wav", "max_ahead_secs is at most 3600"));
+        if settings.max_gap_fill_secs.is_some() {
+            return Err(invalid(
+                "wav",
+                "max_gap_fill_secs moved to [timeline] max_gap_secs: the call's timeline is one for every processor",
+            ));
+        }
+        if settings.max_ahead_secs.is_some() {
+            return Err(invalid(
+                "wav",
+                "max_ahead_secs moved to [timeline] max_ahead_secs: the call's timeline is one for every processor",
+            ));
         }
         if settings.batch_ms > 60_000 {
             return Err(invalid("wav", "batch_ms is at most 60000"));
@@ -256,18 +265,12 @@ impl Processor for Wav {
                 self.finish_tracks(old, ctx);
             }
         }
-        let (max_gap, max_ahead, max_tracks) = (
-            self.settings.max_gap_fill_secs,
-            Duration::from_secs(self.settings.max_ahead_secs),
-            self.settings.max_tracks,
-        );
-        let audio = self.audio.get_or_insert_with(|| {
-            AudioTracks::new(frame.format, max_gap)
-                .with_max_ahead(max_ahead)
-                .with_max_tracks(max_tracks)
-        });
+        let max_tracks = self.settings.max_tracks;
+        let audio = self
+            .audio
+            .get_or_insert_with(|| AudioTracks::new(frame.format).with_max_tracks(max_tracks));
         audio
-            .write_frame(ctx, &frame.source, frame.timestamp, &frame.pcm)
+            .write_frame(ctx, &frame.source, frame.position, &frame.pcm)
             .map_err(|e| self.failed(&e, frame.pcm.len()))
     }
 

@@ -387,6 +387,7 @@ async fn end_pipeline(
         Ok(ending) => {
             report.processors = ending.reports();
             report.playback_pacing = ending.pacing;
+            report.timeline = (ending.timeline.anomalies > 0).then_some(ending.timeline);
             report.files = files_of(&report.processors);
             Ok(ending)
         }

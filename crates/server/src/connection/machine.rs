@@ -441,6 +441,7 @@ impl Machine {
             pcm,
             format: self.format,
             timestamp: frame.timestamp,
+            position: None,
             source,
             silent: frame.silent,
         }));

@@ -141,6 +141,9 @@ pub(crate) struct TransportReport {
     /// How the gateway's pacer kept time for played audio (frames sent, how many late, worst).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) playback_pacing: Option<mediagate_pipeline::PacerReport>,
+    /// Clock anomalies the call's timeline caught (timestamp jumps not honoured), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) timeline: Option<mediagate_audio::TimelineReport>,
     /// Every file the processors made in the call folder, in processor order.
     pub(crate) files: Vec<String>,
 }
@@ -183,6 +186,7 @@ impl TransportReport {
             participants: Vec::new(),
             processors: Vec::new(),
             playback_pacing: None,
+            timeline: None,
             files: Vec::new(),
         }
     }
