@@ -216,17 +216,9 @@ pub fn assert_wav_header_consistent(path: &Path) {
 
 /// Writes a PCM16 mono WAV.
 pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    for &s in samples {
-        writer.write_sample(s).unwrap();
-    }
-    writer.finalize().unwrap();
+    let clip =
+        mediagate::audio::Clip::from_samples(mediagate::audio::AudioFormat::mono(rate), samples);
+    mediagate::audio::wav::write(path, &clip).unwrap();
 }
 
 pub fn emulate(url: String) -> mediagate::emulator::EmulateConfig {

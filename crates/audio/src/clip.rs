@@ -29,6 +29,12 @@ impl Clip {
         Clip { format, pcm }
     }
 
+    /// A clip of `samples` (interleaved when `format` has several channels).
+    pub fn from_samples(format: AudioFormat, samples: &[i16]) -> Self {
+        let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        Clip::new(format, Bytes::from(pcm))
+    }
+
     /// Samples per channel.
     pub fn sample_count(&self) -> usize {
         self.pcm.len() / self.format.bytes_per_sample()

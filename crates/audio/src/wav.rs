@@ -119,6 +119,38 @@ pub fn read(path: &Path, max_bytes: u64, accept: Accept) -> Result<Clip, WavErro
     parse(Bytes::from(bytes), accept)
 }
 
+/// The clip as a whole PCM16 WAV file: a 44-byte header, then its samples. `None` when the
+/// clip is too long for a WAV's 32-bit sizes.
+pub fn encode(clip: &Clip) -> Option<Vec<u8>> {
+    let data = u32::try_from(clip.pcm.len()).ok()?;
+    let riff = data.checked_add(36)?;
+    let channels = clip.format.channels();
+    let rate = clip.format.sample_rate_hz();
+    let block = 2 * u32::from(channels);
+    let mut wav = Vec::with_capacity(44 + clip.pcm.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&riff.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&channels.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * block).to_le_bytes());
+    wav.extend_from_slice(&(block as u16).to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data.to_le_bytes());
+    wav.extend_from_slice(&clip.pcm);
+    Some(wav)
+}
+
+/// Writes the clip to `path` as a PCM16 WAV ([`encode`]). **Blocking** file I/O.
+pub fn write(path: &Path, clip: &Clip) -> std::io::Result<()> {
+    let wav = encode(clip)
+        .ok_or_else(|| std::io::Error::other("the clip is too long for a WAV file (4 GiB)"))?;
+    std::fs::write(path, wav)
+}
+
 /// Parses a whole WAV held in memory. PCM16 samples are shared with `bytes`, not copied.
 pub fn parse(bytes: Bytes, accept: Accept) -> Result<Clip, WavError> {
     if bytes.get(0..4) != Some(b"RIFF") || bytes.get(8..12) != Some(b"WAVE") {
@@ -286,6 +318,26 @@ mod tests {
         odd.push(1);
         let clip = parse(Bytes::from(odd), Accept::Pcm16).unwrap();
         assert_eq!(&clip.pcm[..], &[7, 0]);
+    }
+
+    #[test]
+    fn an_encoded_clip_reads_back_exactly_and_its_header_is_strict() {
+        let clip = Clip::new(
+            AudioFormat::new(24_000, 2).unwrap(),
+            Bytes::from(pcm16(&[1, -2, 3, i16::MIN, i16::MAX, 0])),
+        );
+        let bytes = encode(&clip).unwrap();
+        assert_eq!(bytes.len(), 44 + 12);
+        // Sizes as a strict reader wants them: RIFF = file - 8, data = the samples.
+        assert_eq!(u32_at(&bytes, 4), Some(48));
+        assert_eq!(u32_at(&bytes, 40), Some(12));
+        assert_eq!(parse(Bytes::from(bytes), Accept::Pcm16).unwrap(), clip);
+        let dir = std::env::temp_dir().join(format!("mediagate-wav-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clip.wav");
+        write(&path, &clip).unwrap();
+        assert_eq!(read(&path, 1 << 20, Accept::Pcm16).unwrap(), clip);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -159,17 +159,8 @@ async fn tone_at_start_and_not_on_dtmf_when_told() {
 }
 
 fn write_wav(path: &std::path::Path, rate: u32, samples: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in samples {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
+    let clip = mediagate_audio::Clip::from_samples(AudioFormat::mono(rate), samples);
+    mediagate_audio::wav::write(path, &clip).unwrap();
 }
 
 #[tokio::test(start_paused = true)]

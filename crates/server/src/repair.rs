@@ -290,17 +290,9 @@ mod tests {
     /// A WAV as hound writes it, then its header reset to what a killed writer leaves:
     /// sizes of an earlier checkpoint (`said` bytes of audio), plus `torn` stray bytes.
     fn killed_wav(path: &Path, samples: &[i16], said: u32, torn: usize) {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: RATE,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut writer = hound::WavWriter::create(path, spec).unwrap();
-        for &s in samples {
-            writer.write_sample(s).unwrap();
-        }
-        writer.finalize().unwrap();
+        let clip =
+            mediagate_audio::Clip::from_samples(mediagate_audio::AudioFormat::mono(RATE), samples);
+        mediagate_audio::wav::write(path, &clip).unwrap();
         let mut bytes = fs::read(path).unwrap();
         let data = bytes.windows(4).position(|w| w == b"data").unwrap();
         bytes[4..8].copy_from_slice(&(said + data as u32).to_le_bytes());

@@ -216,17 +216,11 @@ async fn play(frames: usize, out: mpsc::UnboundedSender<Message>) {
 /// Writes a 16-bit mono WAV.
 pub(crate) fn write_wav(dir: &Path, name: &str, sample_rate: u32, samples: &[i16]) -> PathBuf {
     let path = dir.join(name);
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&path, spec).unwrap();
-    for &s in samples {
-        writer.write_sample(s).unwrap();
-    }
-    writer.finalize().unwrap();
+    let clip = mediagate_audio::Clip::from_samples(
+        mediagate_audio::AudioFormat::mono(sample_rate),
+        samples,
+    );
+    mediagate_audio::wav::write(&path, &clip).unwrap();
     path
 }
 

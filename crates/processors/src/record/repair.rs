@@ -149,17 +149,9 @@ mod tests {
     use super::*;
 
     fn write(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
-        let spec = hound::WavSpec {
-            channels,
-            sample_rate: rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(path, spec).unwrap();
-        for &s in samples {
-            w.write_sample(s).unwrap();
-        }
-        w.finalize().unwrap();
+        let format = mediagate_audio::AudioFormat::new(rate, channels).unwrap();
+        let clip = mediagate_audio::Clip::from_samples(format, samples);
+        mediagate_audio::wav::write(path, &clip).unwrap();
     }
 
     fn read(path: &Path) -> Vec<i16> {
