@@ -67,12 +67,13 @@ impl CallTimeline {
     /// Where a frame of `duration` stamped `timestamp`, arriving at `now`, starts on the
     /// timeline.
     ///
-    /// The first frame is at zero. Up to the head (the furthest point reached) a timestamp is
-    /// taken as it is: the call's other frames prove it. Beyond the head, a jump must be a
-    /// plausible pause (at most `max_gap`) and not ahead of the real time since the first
-    /// frame by more than `max_ahead`; else it is a clock anomaly: counted, and the whole call
-    /// re-anchored so the frame lands at the head. A timestamp before the first frame's lands
-    /// at zero.
+    /// The first frame is at zero. Up to `max_gap` behind the head (the furthest point
+    /// reached) a timestamp is taken as it is: a late frame of a participant, proven by the
+    /// call's other frames. Beyond the head, a jump must be a plausible pause (at most
+    /// `max_gap`) and not ahead of the real time since the first frame by more than
+    /// `max_ahead`. Anything else is a clock anomaly, ahead or behind: counted, and the whole
+    /// call re-anchored so the frame lands at the head, and the frames after it follow on. A
+    /// timestamp before the first frame's, within `max_gap`, lands at zero.
     pub fn place(&mut self, timestamp: Timestamp, duration: Duration, now: Instant) -> Duration {
         let origin = *self.origin.get_or_insert(timestamp);
         let wall = *self.origin_wall.get_or_insert(now);
@@ -81,19 +82,25 @@ impl CallTimeline {
             .micros_since(origin)
             .saturating_add(self.offset_micros);
         let real_time = micros(now.saturating_duration_since(wall));
+        let max_gap = micros(self.settings.max_gap);
         let jump = position.saturating_sub(self.head_micros);
-        if jump > 0
-            && (jump > micros(self.settings.max_gap)
-                || position > real_time.saturating_add(micros(self.settings.max_ahead)))
-        {
+        let ahead = jump > 0
+            && (jump > max_gap
+                || position > real_time.saturating_add(micros(self.settings.max_ahead)));
+        // A step back further than a plausible late frame (a clock stepped back, or the normal
+        // frames after a re-anchored outlier) re-anchors too, so the timeline never stalls.
+        let behind = jump < 0 && jump.saturating_neg() > max_gap;
+        if ahead || behind {
             // Jitter of less than a frame is re-anchored too (the timeline follows real
             // time), but is no anomaly worth counting.
-            if jump >= frame_micros {
+            if jump.saturating_abs() >= frame_micros {
                 self.report.anomalies += 1;
-                self.report.unplaced_ms = self
-                    .report
-                    .unplaced_ms
-                    .saturating_add(u64::try_from(jump / 1_000).unwrap_or(0));
+                if ahead {
+                    self.report.unplaced_ms = self
+                        .report
+                        .unplaced_ms
+                        .saturating_add(u64::try_from(jump / 1_000).unwrap_or(0));
+                }
             }
             self.offset_micros = self.offset_micros.saturating_sub(jump);
             position = self.head_micros;
@@ -215,6 +222,34 @@ mod tests {
     }
 
     #[test]
+    fn the_frames_after_an_outlier_follow_on_and_a_clock_stepped_back_does_not_stall() {
+        let mut timeline = CallTimeline::new(TimelineSettings::default());
+        let start = Instant::now();
+        for i in 0..100 {
+            timeline.place(
+                at(i * 20),
+                FRAME,
+                start + Duration::from_millis(i as u64 * 20),
+            );
+        }
+        // One frame stamped an hour ahead: re-anchored at the head (2 s).
+        let now = start + Duration::from_millis(2_000);
+        assert_eq!(ms(timeline.place(at(3_600_000), FRAME, now)), 2_000);
+        // The normal frames after it are an hour "behind": re-anchored once, then they follow.
+        for i in 0..50 {
+            let now = start + Duration::from_millis(2_020 + i as u64 * 20);
+            let placed = timeline.place(at(2_000 + i * 20), FRAME, now);
+            assert_eq!(ms(placed), 2_020 + i as u64 * 20, "frame {i}");
+        }
+        assert_eq!(timeline.report().anomalies, 2);
+        // The platform's clock steps back an hour: the call goes on from where it was.
+        let now = start + Duration::from_millis(3_020);
+        assert_eq!(ms(timeline.place(at(3_000 - 3_600_000), FRAME, now)), 3_020);
+        assert_eq!(ms(timeline.place(at(3_020 - 3_600_000), FRAME, now)), 3_040);
+        assert_eq!(timeline.report().anomalies, 3);
+    }
+
+    #[test]
     fn year_9999_and_the_past_neither_overflow_nor_go_negative() {
         let mut timeline = CallTimeline::new(TimelineSettings::default());
         let start = Instant::now();
@@ -222,8 +257,13 @@ mod tests {
         let far = Timestamp::parse_rfc3339("9999-01-01T00:00:00Z").unwrap();
         assert_eq!(ms(timeline.place(far, FRAME, start)), 20);
         assert_eq!(timeline.report().anomalies, 1);
+        // The epoch, far behind: an anomaly too, placed at the head.
         let past = Timestamp::parse_rfc3339("1970-01-01T00:00:00Z").unwrap();
-        assert_eq!(timeline.place(past, FRAME, start), Duration::ZERO);
-        assert_eq!(timeline.head(), Some(Duration::from_millis(40)));
+        assert_eq!(ms(timeline.place(past, FRAME, start)), 40);
+        assert_eq!(timeline.head(), Some(Duration::from_millis(60)));
+        // A frame a little before the first one (jitter) lands at zero.
+        let mut timeline = CallTimeline::new(TimelineSettings::default());
+        timeline.place(at(0), FRAME, start);
+        assert_eq!(timeline.place(at(-10), FRAME, start), Duration::ZERO);
     }
 }

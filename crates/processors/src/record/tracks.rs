@@ -76,6 +76,10 @@ struct Track {
 /// participant), all on the call's timeline. Blocking I/O: use it on a blocking thread.
 pub struct AudioTracks {
     format: AudioFormat,
+    /// The call-timeline position of these tracks' first placed frame: their zero. (A `wav`
+    /// that changes format mid-call starts new tracks there, not with the call so far as
+    /// silence.)
+    origin: Option<Duration>,
     max_file_bytes: u64,
     tracks: Vec<Track>,
     /// Tracks closed by [`AudioTracks::stop`] (or a failed write), in order.
@@ -99,6 +103,7 @@ impl AudioTracks {
     pub fn new(format: AudioFormat) -> Self {
         AudioTracks {
             format,
+            origin: None,
             max_file_bytes: MAX_WAV_DATA_BYTES,
             tracks: Vec::new(),
             sealed: Vec::new(),
@@ -130,7 +135,8 @@ impl AudioTracks {
 
     /// Appends one frame of `pcm` (a whole number of samples in `self.format`), first filling
     /// its track with silence up to `position`, where the frame starts on the call's timeline
-    /// (`None`: right after the track's previous frame). Filling up to a position is always
+    /// (`None`: right after the track's previous frame), counted from the first placed frame
+    /// of these tracks. Filling up to a position is always
     /// done: the call's timeline bounds it (a clock anomaly is caught there, see
     /// [`mediagate_audio::CallTimeline`]), so a participant who joins late or is silent for
     /// long still lines up with the others, and no track is longer than the call's timeline.
@@ -196,6 +202,8 @@ impl AudioTracks {
         let format = self.format;
         let track = &mut self.tracks[index];
         if let Some(position) = position {
+            let origin = *self.origin.get_or_insert(position);
+            let position = position.saturating_sub(origin);
             let expected = u64::try_from(format.samples_for_micros(micros(position))).unwrap_or(0);
             let missing = expected.saturating_sub(track.summary.samples);
             if missing >= format.frame_samples() as u64 {
@@ -633,6 +641,21 @@ mod tests {
         let (summaries, _) = tracks.finish(&mut folder);
         assert_eq!(summaries[0].samples, 4 * 320);
         assert_eq!(summaries[0].gaps_filled, 0);
+        // Tracks started mid-call (a `wav` whose format changed) count from their first frame.
+        let mut tracks = AudioTracks::new(FORMAT);
+        for i in 0..3 {
+            tracks
+                .write_frame(
+                    &mut folder,
+                    &AudioSource::Mixed,
+                    at(1_800_000 + i * 20),
+                    &frame(1),
+                )
+                .unwrap();
+        }
+        let (summaries, _) = tracks.finish(&mut folder);
+        assert_eq!(summaries[0].samples, 3 * 320);
+        assert_eq!(summaries[0].leading_silence_samples, 0);
     }
 
     /// Frame `i` of a source: every sample says which frame it is and where in it.
