@@ -24,7 +24,7 @@ mod vad;
 
 pub use echo::Echo;
 pub use mediagate_pipeline::BuildError;
-pub use play::{Play, PlaySettings, load_clip};
+pub use play::{Play, PlaySettings, SharedClip, load_clip};
 pub use record::{DtmfWriter, TranscriptSettings, TranscriptWriter, Wav, WavSettings};
 pub use registry::{builtins, register};
 pub use tone::{Tone, ToneSettings};

@@ -1,9 +1,10 @@
 //! `play`: a WAV file into the call, at call start and/or on a DTMF key.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use mediagate_audio::{Clip, wav};
-use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
+use mediagate_pipeline::{Context, Event, Input, PlayError, Processor, ProcessorError};
 use serde::Deserialize;
 
 use crate::BuildError;
@@ -53,15 +54,76 @@ pub fn load_clip(path: &Path) -> Result<Clip, String> {
     Ok(clip)
 }
 
+/// A clip shared by every call of a route, with its renderings at the call rates it was
+/// played at: each rate is resampled once (on the first call at that rate), not per
+/// playback. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SharedClip {
+    clip: Clip,
+    rendered: Renderings,
+}
+
+/// (call rate, the clip's mono samples at that rate), at most [`MAX_RENDERINGS`], shared by
+/// the clones of a [`SharedClip`].
+type Renderings = Arc<Mutex<Vec<(u32, Arc<[i16]>)>>>;
+
+/// Call rates a [`SharedClip`] keeps a rendering for (the gateway accepts six).
+const MAX_RENDERINGS: usize = 8;
+
+impl SharedClip {
+    /// A clip, not rendered yet.
+    pub fn new(clip: Clip) -> Self {
+        SharedClip {
+            clip,
+            rendered: Arc::default(),
+        }
+    }
+
+    /// The clip in its own format.
+    pub fn clip(&self) -> &Clip {
+        &self.clip
+    }
+
+    /// Queues the clip, whole, at the call's rate ([`Context::play_clip`]'s result, made once
+    /// per rate and shared).
+    pub fn play(&self, ctx: &mut Context) -> Result<(), PlayError> {
+        if self.clip.format.channels() != 1 {
+            return ctx.play_clip(&self.clip);
+        }
+        let rate = ctx.call().format.sample_rate_hz();
+        let known = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(r, _)| *r == rate)
+            .map(|(_, samples)| Arc::clone(samples));
+        let samples = match known {
+            Some(samples) => samples,
+            None => {
+                // Made outside the lock: another call at another rate need not wait.
+                let samples: Arc<[i16]> = self.clip.at_rate(rate)?.samples().collect();
+                let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+                if rendered.len() < MAX_RENDERINGS && !rendered.iter().any(|(r, _)| *r == rate) {
+                    rendered.push((rate, Arc::clone(&samples)));
+                }
+                samples
+            }
+        };
+        ctx.play(&samples)
+    }
+}
+
 /// Plays a WAV file into the call, resampled to the call's rate ([`Context::play_clip`]): so a 24 kHz
 /// prompt plays correctly into a 16 kHz call, whole.
 ///
 /// The file is read and decoded once, when the route's factory is built at start-up (a
-/// factory clones this processor per call): the decoded samples are shared by reference
-/// count, never read or copied per call or per playback. Receives frames but ignores them.
+/// factory clones this processor per call), and resampled once per call rate
+/// ([`SharedClip`]): the samples are shared by reference count, never read or resampled per
+/// call or per playback. Receives frames but ignores them.
 #[derive(Debug, Clone)]
 pub struct Play {
-    clip: Clip,
+    clip: SharedClip,
     at_start: bool,
     on_dtmf: Option<String>,
     /// A full queue or a call without outbound audio was reported once already.
@@ -81,7 +143,7 @@ impl Play {
     /// Plays an already decoded clip (share one across calls by cloning it).
     pub fn with_clip(clip: Clip, at_start: bool, on_dtmf: Option<String>) -> Self {
         Play {
-            clip,
+            clip: SharedClip::new(clip),
             at_start,
             on_dtmf,
             warned: false,
@@ -94,7 +156,7 @@ impl Play {
     }
 
     fn play(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let played = ctx.play_clip(&self.clip);
+        let played = self.clip.play(ctx);
         crate::settings::skip_unplayable(played, &mut self.warned, ctx, "playback")
     }
 }

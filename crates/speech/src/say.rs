@@ -57,7 +57,7 @@
 //!
 //! A processor of your own (a bot) can speak any text with [`Voice::synthesize`] (or the
 //! shorthand [`synthesize`]) and play the [`Clip`] it returns with
-//! [`play_clip`](mediagate_processors::play_clip) (from a callback), or from a task holding a
+//! [`Context::play_clip`](mediagate_pipeline::Context::play_clip) (from a callback), or from a task holding a
 //! [`Playback`](mediagate_pipeline::processor::Playback) with `play_audio(&clip.pcm,
 //! clip.format)` then `end_stream()`. Synthesis **blocks** for a process
 //! run (tens of milliseconds per sentence): call it from an
@@ -77,11 +77,10 @@ mod espeak;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use mediagate_audio::Clip;
 use mediagate_pipeline::{Context, Event, Input, Processor, ProcessorError};
 use mediagate_pipeline::{Prototype, Registry};
-use mediagate_processors::BuildError;
 use mediagate_processors::settings::{invalid, parse, skip_unplayable};
+use mediagate_processors::{BuildError, SharedClip};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -154,9 +153,9 @@ struct Counters {
 /// or cuts audio and returns.
 #[derive(Debug, Clone)]
 pub struct Say {
-    greeting: Option<Clip>,
+    greeting: Option<SharedClip>,
     /// Keys in upper case.
-    on_dtmf: BTreeMap<String, Clip>,
+    on_dtmf: BTreeMap<String, SharedClip>,
     barge_in: bool,
     /// When the last prompt queued will have left the queue, unless cut.
     prompt_ends: Option<Instant>,
@@ -216,9 +215,9 @@ impl Say {
             })?;
             match key {
                 Some(key) => {
-                    on_dtmf.insert(key, clip);
+                    on_dtmf.insert(key, SharedClip::new(clip));
                 }
-                None => greeting = Some(clip),
+                None => greeting = Some(SharedClip::new(clip)),
             }
         }
         Ok(Say {
@@ -257,8 +256,8 @@ impl Say {
         self.play(&clip, ctx)
     }
 
-    fn play(&mut self, clip: &Clip, ctx: &mut Context) -> Result<(), ProcessorError> {
-        let played = ctx.play_clip(clip);
+    fn play(&mut self, clip: &SharedClip, ctx: &mut Context) -> Result<(), ProcessorError> {
+        let played = clip.play(ctx);
         if played.is_ok() {
             self.counters.prompts += 1;
             // Our audio is the last queued: it has gone out when the queue has.
