@@ -595,9 +595,13 @@ impl Pipeline {
         }
     }
 
-    /// Delivers events the processors emitted since the last call.
+    /// Delivers events the processors emitted since the last call: at most a queue's worth,
+    /// so a processor that emits in answer to every event cannot keep the socket task here.
     fn forward_emitted(&mut self) {
-        while let Ok(event) = self.events_rx.try_recv() {
+        for _ in 0..EVENT_QUEUE {
+            let Ok(event) = self.events_rx.try_recv() else {
+                return;
+            };
             self.push_event(event);
         }
     }
@@ -721,6 +725,15 @@ impl Ending {
         let waiting = std::mem::take(&mut self.waiting);
         let at = std::mem::take(&mut self.waiting_at);
         self.start(at.into_iter().zip(waiting).collect());
+    }
+
+    /// Sends `CallEnded` now to the processors that wait for the emitters, with what the
+    /// emitters said so far, without waiting for them to finish (the gateway is stopping: the
+    /// transcript writer finalizes its files with what it has).
+    pub fn release_now(&mut self) {
+        if !self.waiting.is_empty() {
+            self.release_waiting();
+        }
     }
 
     /// The next processor to finish, with its position in the pipeline; `None` when all have.

@@ -130,6 +130,8 @@ pub(crate) struct AppState {
     pub(crate) unfinalized: AtomicU64,
     /// The data dir's free space, read once a second (`recording.min_free_bytes`).
     pub(crate) disk: Arc<disk::DiskWatch>,
+    /// Transports that ended while some of their processors still work.
+    pub(crate) finishing: Arc<AtomicUsize>,
 }
 
 impl AppState {
@@ -142,13 +144,17 @@ impl AppState {
     }
 
     /// Calls live now: the registry's count, or with recording off (no registry), the open
-    /// WebSockets.
+    /// WebSockets; plus transports whose processors still work after they ended (a speech
+    /// engine's backlog holds its audio and state, so it counts against `limits.max_calls`
+    /// until done, as before processors finished on their own).
     pub(crate) fn live_calls(&self) -> usize {
-        if self.config.recording.enabled {
+        let finishing = self.finishing.load(Ordering::Relaxed);
+        let live = if self.config.recording.enabled {
             self.registry.live_calls()
         } else {
             self.metrics.websockets_open()
-        }
+        };
+        live.saturating_add(finishing)
     }
 }
 
@@ -230,6 +236,7 @@ impl Server {
             open_connections: Arc::new(AtomicUsize::new(0)),
             unfinalized: AtomicU64::new(0),
             disk: Arc::new(disk::DiskWatch::new()),
+            finishing: Arc::new(AtomicUsize::new(0)),
         });
         Ok(Server {
             listener,

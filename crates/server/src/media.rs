@@ -95,6 +95,11 @@ impl CallPipeline {
         })
     }
 
+    /// The connection whose counters the metrics list this pipeline under.
+    pub(crate) fn connection_id(&self) -> u64 {
+        self.connection_id
+    }
+
     /// Ends the call for the processors: each sees `CallEnded` and finishes on its own
     /// ([`Pipeline::end`]). The outbound queue stops: the transport is over.
     pub(crate) fn end(self) -> EndingPipeline {
@@ -146,6 +151,12 @@ impl EndingPipeline {
             }
             None => false,
         }
+    }
+
+    /// Releases the processors waiting for the emitters at once ([`Ending::release_now`]):
+    /// the gateway is stopping.
+    pub(crate) fn release_waiting(&mut self) {
+        self.ending.release_now();
     }
 
     /// Whether every processor has finished.

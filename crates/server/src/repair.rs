@@ -221,13 +221,29 @@ fn repair_session(dir: &Path, wavs: &[(PathBuf, WavRepair)], report: &mut Repair
     }
 }
 
-/// Rewrites `session.json` with `status: interrupted` and a `repair` note, if it says `live`
-/// (atomically: temporary file, then rename). Whether it did.
+/// Rewrites `session.json` with `status: interrupted` and a `repair` note, if it says `live`,
+/// or if a processor is still listed as working (the gateway stopped while a speech engine
+/// worked through the call's backlog: its transcript is incomplete); atomically: temporary
+/// file, then rename. Whether it did.
 fn mark_interrupted(session: &Path, wavs: &[(PathBuf, WavRepair)]) -> io::Result<bool> {
     let mut json: Value = serde_json::from_slice(&fs::read(session)?)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let live = serde_json::to_value(CallStatus::Live).map_err(io::Error::other)?;
-    if json.get("status") != Some(&live) {
+    let mut unfinished = false;
+    if let Some(transports) = json.get_mut("transports").and_then(Value::as_array_mut) {
+        for processor in transports
+            .iter_mut()
+            .filter_map(|t| t.get_mut("processors").and_then(Value::as_array_mut))
+            .flatten()
+        {
+            if processor.get("working") == Some(&Value::Bool(true)) {
+                processor["working"] = Value::Bool(false);
+                processor["interrupted"] = Value::Bool(true);
+                unfinished = true;
+            }
+        }
+    }
+    if json.get("status") != Some(&live) && !unfinished {
         return Ok(false);
     }
     let files: Vec<Value> = wavs
@@ -411,6 +427,33 @@ mod tests {
         let again = repair_dir(data.path()).unwrap();
         assert!(again.repaired.is_empty(), "{:?}", again.repaired);
         assert_eq!(again.failed.len(), 1);
+    }
+
+    #[test]
+    fn a_call_ended_while_its_engine_still_worked_is_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = json!({
+            "call_id": "c",
+            "status": "ended",
+            "transports": [{"processors": [
+                {"name": "wav"},
+                {"name": "whisper", "working": true},
+            ]}],
+        });
+        fs::write(dir.path().join("session.json"), json.to_string()).unwrap();
+        let report = repair_dir(dir.path()).unwrap();
+        assert_eq!(report.repaired.len(), 1, "{:?}", report.repaired);
+        let after = status(dir.path());
+        assert_eq!(after["status"], "interrupted");
+        let whisper = &after["transports"][0]["processors"][1];
+        assert_eq!(whisper["working"], false);
+        assert_eq!(whisper["interrupted"], true);
+        assert!(
+            after["transports"][0]["processors"][0]
+                .get("interrupted")
+                .is_none()
+        );
+        assert!(repair_dir(dir.path()).unwrap().repaired.is_empty());
     }
 
     #[test]

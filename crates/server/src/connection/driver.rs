@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::extract::ws::Message;
 use futures_util::{FutureExt, Stream, StreamExt};
-use mediagate_pipeline::{Dtmf, Event, Outgoing};
+use mediagate_pipeline::{Dtmf, EVENT_QUEUE, Event, Outgoing};
 use mediagate_protocol::Timestamp;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -88,6 +88,7 @@ impl Driver {
         S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         let shutdown = self.app.shutdown.clone();
+        let mut emitted_in_a_row = 0;
         loop {
             while let Some(action) = self.machine.poll_action() {
                 // The hot path, a frame, on its own small future: `execute`'s holds every
@@ -120,8 +121,14 @@ impl Driver {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 () = timer => Wake::Timeout,
-                event = emitted => Wake::Emitted(event),
+                // Events first, but the socket gets its turn after a queue's worth of them in a
+                // row: a processor that emits in answer to every event cannot starve it.
+                event = emitted, if emitted_in_a_row < EVENT_QUEUE => Wake::Emitted(event),
                 message = socket.next() => Wake::Message(message),
+            };
+            emitted_in_a_row = match wake {
+                Wake::Emitted(_) => emitted_in_a_row + 1,
+                _ => 0,
             };
             let now = Instant::now();
             match wake {
@@ -301,10 +308,22 @@ impl Driver {
         } = self;
         let mut report = machine.into_report();
         let mut end = end;
-        let mut ending = None;
+        // Processors still working after the settle (a speech engine with a backlog) are
+        // driven from here on by a task of their own, at once: it keeps forwarding what they
+        // emit while the writer closes and session.json is written, and updates session.json
+        // as each finishes once the transport's report is in place (`first_write`).
+        let (first_write, placed) = tokio::sync::oneshot::channel();
         if let Some(call) = pipeline {
             match end_pipeline(call, &app, &mut report).await {
-                Ok(call) => ending = Some(call),
+                Ok(ending) if ending.finished() => ending.publish(&app.metrics),
+                Ok(ending) => {
+                    let guard = FinishingGuard::new(&app);
+                    let tracker = app.tracker.clone();
+                    tracker.spawn(
+                        finish_in_background(Arc::clone(&app), ending, placed, guard)
+                            .instrument(tracing::Span::current()),
+                    );
+                }
                 Err(panic) => {
                     end = End {
                         reason: EndReason::InternalError,
@@ -323,44 +342,49 @@ impl Driver {
             code: end.code,
             detail: end.detail,
         });
-        let place = slot
-            .as_ref()
-            .map(|slot| (Arc::clone(&slot.folder), slot.transport_index));
-        if let Some(slot) = slot {
-            let registry = Arc::clone(&app.registry);
-            let written = tokio::task::spawn_blocking(move || {
-                {
-                    let mut call_report =
-                        slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(entry) = call_report.transports.get_mut(slot.transport_index) {
-                        *entry = report;
-                    }
-                }
-                registry.close(&slot, ended_at);
-                slot.folder.write_report()
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            if let Err(e) = written {
-                // The exit code will say so; `mediagate repair` marks the call afterwards.
-                app.unfinalized
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e, "cannot write session.json");
-            }
-        }
-        let Some(ending) = ending else {
+        let Some(slot) = slot else {
+            let _ = first_write.send(None);
             return;
         };
-        if ending.finished() {
-            ending.publish(&app.metrics);
-            return;
+        let place = (Arc::clone(&slot.folder), slot.transport_index);
+        let registry = Arc::clone(&app.registry);
+        let written = tokio::task::spawn_blocking(move || {
+            {
+                let mut call_report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(entry) = call_report.transports.get_mut(slot.transport_index) {
+                    *entry = report;
+                }
+            }
+            registry.close(&slot, ended_at);
+            slot.folder.write_report()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            // The exit code will say so; `mediagate repair` marks the call afterwards.
+            app.unfinalized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot write session.json");
         }
-        // Processors still working (a speech engine with a backlog): the call is over for
-        // everything else; each of them updates session.json when it finishes. Tracked, so a
-        // shutdown waits for them (within its finalize deadline).
-        let tracker = app.tracker.clone();
-        tracker
-            .spawn(finish_in_background(app, ending, place).instrument(tracing::Span::current()));
+        let _ = first_write.send(Some(place));
+    }
+}
+
+/// Counts a transport whose processors still work after it ended (`AppState::finishing`):
+/// they hold engine state and audio, so they count against `limits.max_calls` until done.
+struct FinishingGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl FinishingGuard {
+    fn new(app: &AppState) -> Self {
+        app.finishing
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        FinishingGuard(Arc::clone(&app.finishing))
+    }
+}
+
+impl Drop for FinishingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -376,6 +400,7 @@ async fn end_pipeline(
     report: &mut TransportReport,
 ) -> Result<EndingPipeline, String> {
     let deadline = tokio::time::Instant::now() + SETTLE;
+    let connection_id = call.connection_id();
     let settled = std::panic::AssertUnwindSafe(async move {
         let mut ending = call.end();
         ending.settle(deadline).await;
@@ -394,6 +419,8 @@ async fn end_pipeline(
         Err(panic) => {
             let message = super::panic_message(&*panic);
             app.metrics.panicked("connection");
+            // Its live counters leave the metrics; what it did is lost with the panic.
+            app.metrics.pipeline_ended(connection_id, &[], None);
             tracing::error!(panic = %Escaped(&message), "the call's pipeline panicked while finishing");
             Err(message)
         }
@@ -408,34 +435,56 @@ fn files_of(processors: &[mediagate_pipeline::ConsumerReport]) -> Vec<String> {
         .collect()
 }
 
-/// Waits for the processors still working after the transport's report was written, and
-/// updates it (session.json) as each finishes.
+/// Where a transport's report lives: the call's folder and the transport's index in it.
+type Place = (Arc<crate::session::CallFolder>, usize);
+
+/// Drives the processors still working after the transport ended until each has finished,
+/// and updates the transport's report (session.json) as each does, once `placed` says where
+/// it is (the first write done; `None`: the call keeps no files). When the gateway stops
+/// waiting for calls (`shutdown`), the processors that wait for emitters are released, so
+/// their files are finalized with what they have.
 async fn finish_in_background(
     app: Arc<AppState>,
     mut ending: EndingPipeline,
-    place: Option<(Arc<crate::session::CallFolder>, usize)>,
+    placed: tokio::sync::oneshot::Receiver<Option<Place>>,
+    _guard: FinishingGuard,
 ) {
     let finished = std::panic::AssertUnwindSafe(async {
-        while ending.next().await {
-            let Some((folder, index)) = &place else {
-                continue;
-            };
-            let (folder, index) = (Arc::clone(folder), *index);
-            let processors = ending.reports();
-            let written = tokio::task::spawn_blocking(move || {
-                {
-                    let mut call_report = folder.report.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(entry) = call_report.transports.get_mut(index) {
-                        entry.files = files_of(&processors);
-                        entry.processors = processors;
-                    }
+        let mut placed = Some(placed);
+        let mut place: Option<Place> = None;
+        let mut pending = false;
+        let shutdown = app.shutdown.clone();
+        let mut released = false;
+        loop {
+            let more = tokio::select! {
+                more = ending.next() => more,
+                () = shutdown.cancelled(), if !released => {
+                    released = true;
+                    ending.release_waiting();
+                    continue;
                 }
-                folder.write_report()
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            if let Err(e) = written {
-                tracing::error!(error = %e, "cannot update session.json");
+            };
+            if let Some(rx) = placed.as_mut() {
+                if let Ok(known) = rx.try_recv() {
+                    place = known;
+                    placed = None;
+                }
+            }
+            if !more {
+                break;
+            }
+            match &place {
+                Some(place) => write_update(&app, place, ending.reports(), false).await,
+                None => pending = true,
+            }
+        }
+        if let Some(rx) = placed {
+            place = rx.await.ok().flatten();
+            pending = true;
+        }
+        if let Some(place) = &place {
+            if pending || ending.finished() {
+                write_update(&app, place, ending.reports(), true).await;
             }
         }
         ending
@@ -451,6 +500,36 @@ async fn finish_in_background(
                 "a call's processors panicked while finishing"
             );
         }
+    }
+}
+
+/// Writes the transport's processors as they are now into session.json. A failed last write
+/// counts as an unfinalized call (the exit code says so).
+async fn write_update(
+    app: &AppState,
+    place: &Place,
+    processors: Vec<mediagate_pipeline::ConsumerReport>,
+    last: bool,
+) {
+    let (folder, index) = (Arc::clone(&place.0), place.1);
+    let written = tokio::task::spawn_blocking(move || {
+        {
+            let mut call_report = folder.report.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = call_report.transports.get_mut(index) {
+                entry.files = files_of(&processors);
+                entry.processors = processors;
+            }
+        }
+        folder.write_report()
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(e) = written {
+        if last {
+            app.unfinalized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::error!(error = %e, "cannot update session.json");
     }
 }
 

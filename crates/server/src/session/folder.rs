@@ -63,7 +63,12 @@ impl CallFolder {
             let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
             let number = self.snapshots.fetch_add(1, Ordering::Relaxed) + 1;
             let json = serde_json::to_vec_pretty(&*report).map_err(io::Error::other)?;
-            (number, json, report.status != CallStatus::Live)
+            // The reserve stays while a processor still works: its report is still to come.
+            let working = report
+                .transports
+                .iter()
+                .any(|t| t.processors.iter().any(|p| p.working));
+            (number, json, report.status != CallStatus::Live && !working)
         };
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         if *written > number {
