@@ -28,7 +28,7 @@ use crate::{
     ModelInstaller, Pass, Recognition, Recognizer, SpeechError, TranscriberFactory,
     TranscriberSettings,
 };
-use mel::{MelFrontEnd, N_FRAMES, N_MELS};
+use mel::{MelFrontEnd, N_MELS};
 use tokens::ByteDecoder;
 
 /// The registry name.
@@ -232,17 +232,22 @@ impl WhisperModel {
         decoding: &Decoding,
     ) -> Result<Recognition, SpeechError> {
         let began = std::time::Instant::now();
-        let mut mel = self.front.spectrogram(audio);
+        // A window as long as the utterance needs, from 10 s: the encoder's cost falls with it.
+        let window = mel::window_frames(audio.len());
+        let mut mel = self.front.spectrogram(audio, window);
         let mel_done = began.elapsed();
         let features =
-            StorageView::new(&[1, N_MELS, N_FRAMES], &mut mel, Device::CPU).map_err(failed)?;
+            StorageView::new(&[1, N_MELS, window], &mut mel, Device::CPU).map_err(failed)?;
         // Encode once; every decoding attempt below reuses it.
         let encoded = self.whisper.encode(&features, false).map_err(failed)?;
         let encoded_at = began.elapsed();
         tracing::debug!(?pass, ?mel_done, ?encoded_at, "whisper: utterance encoded");
         let secs = audio.len() as f64 / 16_000.0;
         // Speech runs at 2-4 tokens a second; 8 a second plus a margin is a generous cap.
-        let max_length = ((16.0 + secs * 8.0) as usize).min(440);
+        // CTranslate2 lets Whisper's decoder make at most half of `max_length` tokens (the
+        // other half is the prompt's room), so the cap is asked for twice over.
+        let max_length = (2.0 * (16.0 + secs * 8.0)) as usize;
+        let max_length = max_length.min(2 * 224);
         let temperatures: &[f32] = match pass {
             Pass::Partial => &TEMPERATURES[..1],
             Pass::Final => &TEMPERATURES,
