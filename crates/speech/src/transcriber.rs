@@ -198,9 +198,7 @@ impl TranscriberFactory {
         settings: TranscriberSettings,
         engine: impl Engine,
     ) -> Result<Self, BuildError> {
-        settings.validate(name)?;
-        let gate = EnergyGate::new(AudioFormat::mono(SAMPLE_RATE_HZ), settings.gate())
-            .map_err(|e| invalid(name, format!("utterances.{e}")))?;
+        let gate = checked_gate(name, &settings)?;
         Ok(TranscriberFactory {
             name: name.into(),
             settings,
@@ -211,17 +209,20 @@ impl TranscriberFactory {
 
     /// A transcriber with its own recognizer (for a call, or a file).
     pub fn transcriber(&self) -> Transcriber {
-        Transcriber {
-            name: Arc::clone(&self.name),
-            settings: self.settings.clone(),
-            gate: self.gate.clone(),
-            recognizer: self.engine.recognizer(),
-            sources: HashMap::new(),
-            last_partial: Duration::ZERO,
-            counters: Counters::default(),
-            lossless: false,
-        }
+        Transcriber::with_parts(
+            Arc::clone(&self.name),
+            self.settings.clone(),
+            self.gate.clone(),
+            self.engine.recognizer(),
+        )
     }
+}
+
+/// `settings` checked, and the closed energy gate they make. Errors name engine `name`.
+fn checked_gate(name: &str, settings: &TranscriberSettings) -> Result<EnergyGate, BuildError> {
+    settings.validate(name)?;
+    EnergyGate::new(AudioFormat::mono(SAMPLE_RATE_HZ), settings.gate())
+        .map_err(|e| invalid(name, format!("utterances.{e}")))
 }
 
 impl Factory for TranscriberFactory {
@@ -238,11 +239,24 @@ impl Transcriber {
         settings: TranscriberSettings,
         recognizer: Box<dyn Recognizer>,
     ) -> Result<Self, BuildError> {
-        settings.validate(name)?;
-        let gate = EnergyGate::new(AudioFormat::mono(SAMPLE_RATE_HZ), settings.gate())
-            .map_err(|e| invalid(name, format!("utterances.{e}")))?;
-        Ok(Transcriber {
-            name: name.into(),
+        let gate = checked_gate(name, &settings)?;
+        Ok(Transcriber::with_parts(
+            name.into(),
+            settings,
+            gate,
+            recognizer,
+        ))
+    }
+
+    /// A fresh transcriber of checked parts.
+    fn with_parts(
+        name: Arc<str>,
+        settings: TranscriberSettings,
+        gate: EnergyGate,
+        recognizer: Box<dyn Recognizer>,
+    ) -> Self {
+        Transcriber {
+            name,
             settings,
             gate,
             recognizer,
@@ -250,7 +264,7 @@ impl Transcriber {
             last_partial: Duration::ZERO,
             counters: Counters::default(),
             lossless: false,
-        })
+        }
     }
 
     /// The name its results carry as their source.
