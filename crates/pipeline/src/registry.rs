@@ -100,6 +100,16 @@ impl<'a> Settings<'a> {
         parse(self.name, self.value)
     }
 
+    /// For a processor that has no settings: `Ok` when none are given (`null` or `{}`), else
+    /// an error naming the first one.
+    pub fn none(&self) -> Result<(), BuildError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NoSettings {}
+        let NoSettings {} = self.parse()?;
+        Ok(())
+    }
+
     /// A [`BuildError::Settings`] for this processor.
     pub fn invalid(&self, reason: impl Into<String>) -> BuildError {
         invalid(self.name, reason)

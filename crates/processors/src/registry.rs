@@ -22,10 +22,7 @@ pub fn register(registry: &mut Registry) {
         Ok(|_: &CallInfo| Box::new(DtmfWriter::default()) as Box<dyn Processor>)
     });
     registry.register("echo", |settings| {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoSettings {}
-        let NoSettings {} = settings.parse()?;
+        settings.none()?;
         Ok(|_: &CallInfo| Box::new(Echo) as Box<dyn Processor>)
     });
     // The clip is read and decoded here, once: each call's `play` shares it by refcount.

@@ -35,10 +35,7 @@ struct DtmfLine<'a> {
 impl DtmfWriter {
     /// Builds it from its config table (it has no settings).
     pub fn from_settings(settings: &serde_json::Value) -> Result<Self, BuildError> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NoSettings {}
-        let NoSettings {} = crate::settings::parse("dtmf", settings)?;
+        mediagate_pipeline::Settings::new("dtmf", settings).none()?;
         Ok(DtmfWriter::default())
     }
 
