@@ -625,7 +625,6 @@ impl Pipeline {
         let (waiting_at, waiting) = waiting.into_iter().unzip();
         let mut ending = Ending {
             probes: names,
-            done: Vec::new(),
             waiting,
             waiting_at,
             finishing: JoinSet::new(),
@@ -633,7 +632,6 @@ impl Pipeline {
             emitters_left: 0,
             events_rx: self.events_rx,
         };
-        ending.done = vec![false; ending.probes.len()];
         ending.start(now);
         ending
     }
@@ -686,8 +684,6 @@ fn announce_detached(consumers: &mut [Consumer], names: Vec<Arc<str>>) {
 pub struct Ending {
     /// Every processor's probe, in pipeline order.
     probes: Vec<ConsumerProbe>,
-    /// Which have finished (and been reported).
-    done: Vec<bool>,
     /// Processors waiting for the emitters before their `CallEnded` (inboxes still open).
     waiting: Vec<Consumer>,
     /// Their positions in the pipeline (parallel to `waiting`).
@@ -767,7 +763,6 @@ impl Ending {
                         None => continue,
                     };
                     self.tasks.retain(|_, (running, _)| *running != at);
-                    self.done[at] = true;
                     if emitter {
                         self.emitters_left -= 1;
                         if self.emitters_left == 0 && !self.waiting.is_empty() {
@@ -780,14 +775,10 @@ impl Ending {
         }
     }
 
-    /// Reports of the processors still working (counters so far), in pipeline order.
-    pub fn working(&self) -> Vec<(usize, ConsumerReport)> {
-        self.probes
-            .iter()
-            .enumerate()
-            .filter(|(at, _)| !self.done[*at])
-            .map(|(at, probe)| (at, probe.working_report()))
-            .collect()
+    /// A report of the processor at `at` while it still works: its counters so far,
+    /// `working: true` ([`ConsumerProbe::working_report`]).
+    pub fn working_report(&self, at: usize) -> Option<ConsumerReport> {
+        self.probes.get(at).map(ConsumerProbe::working_report)
     }
 
     /// How many processors the call has.

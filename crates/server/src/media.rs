@@ -167,24 +167,10 @@ impl EndingPipeline {
     /// Every processor's report in pipeline order: a finished one's, or a snapshot of one
     /// still working (`working: true`).
     pub(crate) fn reports(&self) -> Vec<ConsumerReport> {
-        let mut working = self.ending.working().into_iter();
-        let mut next_working = working.next();
         self.reports
             .iter()
             .enumerate()
-            .filter_map(|(at, report)| match report {
-                Some(report) => Some(report.clone()),
-                None => match next_working.take() {
-                    Some((w, snapshot)) if w == at => {
-                        next_working = working.next();
-                        Some(snapshot)
-                    }
-                    other => {
-                        next_working = other;
-                        None
-                    }
-                },
-            })
+            .filter_map(|(at, report)| report.clone().or_else(|| self.ending.working_report(at)))
             .collect()
     }
 
