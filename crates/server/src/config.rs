@@ -514,10 +514,10 @@ impl Config {
             .map(String::as_str)
     }
 
-    /// Every pipeline the config defines, with the key it is under: `pipeline`, then each route.
-    pub fn pipelines(&self) -> impl Iterator<Item = (String, &PipelineConfig)> {
-        std::iter::once(("pipeline".to_owned(), &self.pipeline))
-            .chain(self.routes.iter().map(|(path, p)| (route_key(path), p)))
+    /// Every pipeline the config defines: `[pipeline]` (`None`), then each route (its path).
+    pub fn pipelines(&self) -> impl Iterator<Item = (Option<&str>, &PipelineConfig)> {
+        std::iter::once((None, &self.pipeline))
+            .chain(self.routes.iter().map(|(path, p)| (Some(path.as_str()), p)))
     }
 
     /// `limits.idle_timeout_secs` as a duration, `None` when disabled.
@@ -527,9 +527,12 @@ impl Config {
     }
 }
 
-/// The config key of route `path`: `routes."/ws/bot"`.
-pub(crate) fn route_key(path: &str) -> String {
-    format!("routes.\"{path}\"")
+/// The config key of a pipeline, for messages: `pipeline`, or `routes."/ws/bot"` for a route.
+pub(crate) fn pipeline_key(route: Option<&str>) -> String {
+    match route {
+        None => "pipeline".to_owned(),
+        Some(path) => format!("routes.\"{path}\""),
+    }
 }
 
 #[cfg(test)]

@@ -180,18 +180,22 @@ impl Server {
         let planned = tokio::task::spawn_blocking(move || {
             let pipelines = config
                 .pipelines()
-                .map(|(key, pipeline)| {
+                .map(|(route, pipeline)| {
                     let processors = pipeline
                         .processors
                         .iter()
                         .map(|name| (name.clone(), config.processor_settings(pipeline, name)))
                         .collect();
-                    (key, processors)
+                    (route.map(str::to_owned), processors)
                 })
                 .collect::<Vec<_>>();
-            let plans = registry
-                .plans(pipelines)
-                .map_err(|(key, source)| ServerError::Processor { key, source })?;
+            let plans =
+                registry
+                    .plans(pipelines)
+                    .map_err(|(route, source)| ServerError::Processor {
+                        key: config::pipeline_key(route.as_deref()),
+                        source,
+                    })?;
             Ok::<_, ServerError>((config, plans))
         })
         .await;

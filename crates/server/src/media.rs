@@ -1,13 +1,14 @@
 //! A call's processors: the pipeline the config names, its paced outbound queue (bidirectional
 //! media only), and the glue between the connection's messages and the pipeline.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mediagate_audio::AudioFormat;
 use mediagate_pipeline::{
-    CallInfo, ConsumerReport, Ending, OutboundQueue, Outgoing, PacerReport, Pipeline,
+    CallInfo, ConsumerReport, Ending, OutboundQueue, Outgoing, PacerReport, Pipeline, Plan,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -15,21 +16,36 @@ use tokio::task::JoinHandle;
 use crate::AppState;
 use crate::metrics::Metrics;
 
-/// Each pipeline's plan, by its config key (`pipeline`, `routes."/ws/bot"`), built once at
-/// start-up.
-pub(crate) struct Plans(Vec<(String, mediagate_pipeline::Plan)>);
+/// Each pipeline's plan, built once at start-up: `[pipeline]`'s, and each route's by path.
+pub(crate) struct Plans {
+    default: Plan,
+    routes: HashMap<String, Plan>,
+}
 
 impl Plans {
-    pub(crate) fn new(plans: Vec<(String, mediagate_pipeline::Plan)>) -> Self {
-        Plans(plans)
+    /// From [`Registry::plans`](mediagate_pipeline::Registry::plans) of
+    /// [`crate::Config::pipelines`]: `None` is `[pipeline]`, a path a route.
+    pub(crate) fn new(plans: Vec<(Option<String>, Plan)>) -> Self {
+        let mut default = Plan::default();
+        let mut routes = HashMap::new();
+        for (route, plan) in plans {
+            match route {
+                None => default = plan,
+                Some(path) => {
+                    routes.insert(path, plan);
+                }
+            }
+        }
+        Plans { default, routes }
     }
 
-    /// The plan of a call on `path`: its route's, else the default pipeline's.
-    fn for_path(&self, config: &crate::Config, path: &str) -> Option<&mediagate_pipeline::Plan> {
-        let key = config
+    /// The plan of a call on `path`: its route's ([`crate::Config::route_for`]), else
+    /// `[pipeline]`'s.
+    fn for_path(&self, config: &crate::Config, path: &str) -> &Plan {
+        config
             .route_for(path)
-            .map_or_else(|| "pipeline".to_owned(), crate::config::route_key);
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, plan)| plan)
+            .and_then(|route| self.routes.get(route))
+            .unwrap_or(&self.default)
     }
 }
 
@@ -57,7 +73,7 @@ impl CallPipeline {
     /// Makes this transport's processors from its route's factories; `None` when none are
     /// configured (then the call costs nothing here).
     pub(crate) fn start(app: &Arc<AppState>, target: PipelineTarget<'_>) -> Option<Self> {
-        let plan = app.plans.for_path(&app.config, target.path)?;
+        let plan = app.plans.for_path(&app.config, target.path);
         if plan.is_empty() {
             return None;
         }
