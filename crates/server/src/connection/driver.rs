@@ -452,7 +452,8 @@ async fn finish_in_background(
     let finished = std::panic::AssertUnwindSafe(async {
         let mut placed = Some(placed);
         let mut place: Option<Place> = None;
-        let mut pending = false;
+        // A processor finished that session.json does not show yet.
+        let mut unwritten = false;
         let shutdown = app.shutdown.clone();
         let mut released = false;
         loop {
@@ -473,19 +474,17 @@ async fn finish_in_background(
             if !more {
                 break;
             }
-            match &place {
-                Some(place) => write_update(&app, place, ending.reports(), false).await,
-                None => pending = true,
+            unwritten = true;
+            if let Some(place) = &place {
+                write_update(&app, place, ending.reports(), ending.finished()).await;
+                unwritten = false;
             }
         }
         if let Some(rx) = placed {
             place = rx.await.ok().flatten();
-            pending = true;
         }
-        if let Some(place) = &place {
-            if pending || ending.finished() {
-                write_update(&app, place, ending.reports(), true).await;
-            }
+        if let (true, Some(place)) = (unwritten, &place) {
+            write_update(&app, place, ending.reports(), true).await;
         }
         ending
     })
