@@ -143,7 +143,11 @@ type Builder =
 #[derive(Default)]
 pub struct Registry {
     builders: BTreeMap<String, Builder>,
+    metrics: Vec<MetricsHook>,
 }
+
+/// Adds a processor family's series to the gateway's Prometheus registry.
+type MetricsHook = Box<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync + 'static>;
 
 impl Registry {
     /// An empty registry.
@@ -162,6 +166,24 @@ impl Registry {
             name.to_owned(),
             Box::new(move |settings| Ok(Arc::new(build(settings)?) as Arc<dyn Factory>)),
         );
+    }
+
+    /// Registers series that registered processors keep (a speech engine's latency
+    /// histograms): `register` adds them to the gateway's Prometheus registry (the
+    /// `mediagate_` prefix is added) when the gateway binds. Their names must not clash with
+    /// another hook's.
+    pub fn register_metrics<M>(&mut self, register: M)
+    where
+        M: Fn(&mut prometheus_client::registry::Registry) + Send + Sync + 'static,
+    {
+        self.metrics.push(Box::new(register));
+    }
+
+    /// Adds every hook's series to `registry`.
+    pub fn metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        for hook in &self.metrics {
+            hook(registry);
+        }
     }
 
     /// Whether `name` is registered.

@@ -196,14 +196,16 @@ impl Server {
                         key: config::pipeline_key(route.as_deref()),
                         source,
                     })?;
-            Ok::<_, ServerError>((config, plans))
+            Ok::<_, ServerError>((config, plans, registry))
         })
         .await;
-        let (config, plans) = match planned {
+        let (config, plans, registry) = match planned {
             Ok(planned) => planned?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         let plans = Plans::new(plans);
+        let mut metrics = Metrics::default();
+        metrics.extend(|prometheus| registry.metrics(prometheus));
         let auth = auth::Authenticator::start(&config.auth, config.listen).await?;
         let data_dir = config.data_dir.clone();
         tokio::fs::create_dir_all(&data_dir)
@@ -231,7 +233,7 @@ impl Server {
             registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,
             plans,
-            metrics: Metrics::default(),
+            metrics,
             auth,
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),

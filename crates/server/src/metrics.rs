@@ -114,6 +114,13 @@ fn add(a: &mut ConsumerCounters, b: &ConsumerCounters) {
     a.max_callback_micros = a.max_callback_micros.max(b.max_callback_micros);
 }
 
+impl Metrics {
+    /// Lets `add` register more series (the processors' own, `Registry::register_metrics`).
+    pub(crate) fn extend(&mut self, add: impl FnOnce(&mut Registry)) {
+        add(&mut self.registry);
+    }
+}
+
 /// A snapshot of the gateway-wide counters, for `/healthz`.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct MetricsSnapshot {

@@ -8,6 +8,9 @@ pub enum Pass {
     Partial,
     /// The whole utterance, once it has ended: the result that is kept.
     Final,
+    /// A whole utterance of a call that was over capacity, transcribed after it hung up: kept
+    /// like a final, but a shared engine runs it behind every live call's work.
+    AfterCall,
 }
 
 /// One recognized word with its timing inside the utterance.
@@ -42,6 +45,10 @@ pub enum SpeechError {
     /// This utterance failed (a server went away, a decode error); the next may succeed.
     #[error("{0}")]
     Utterance(String),
+    /// The engine is too busy for this request: a partial that waited too long, or a queue
+    /// that is full. Nothing is wrong with the utterance.
+    #[error("the speech engine is busy")]
+    Busy,
 }
 
 /// A speech-to-text engine: one utterance of 16 kHz mono audio in, its text out.

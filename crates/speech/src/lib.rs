@@ -16,11 +16,13 @@
 
 mod engine;
 mod file;
+pub mod metrics;
 pub mod models;
 #[cfg(feature = "pocketsphinx")]
 pub mod pocketsphinx;
 pub mod realtime;
 pub mod say;
+pub mod scheduler;
 mod transcriber;
 pub mod wer;
 #[cfg(feature = "whisper")]
@@ -29,7 +31,10 @@ pub mod wyoming;
 
 pub use engine::{Engine, Pass, Recognition, RecognizedWord, Recognizer, SpeechError};
 pub use file::{FileError, FileTranscript, transcribe_wav};
-pub use transcriber::{SAMPLE_RATE_HZ, Transcriber, TranscriberFactory, TranscriberSettings};
+pub use metrics::{EngineMetrics, SpeechMetrics};
+pub use transcriber::{
+    Capacity, SAMPLE_RATE_HZ, Transcriber, TranscriberFactory, TranscriberSettings,
+};
 
 use mediagate_pipeline::{BuildError, Registry};
 
@@ -67,11 +72,21 @@ pub fn engine(
     settings: &serde_json::Value,
     installer: Option<&ModelInstaller>,
 ) -> Result<TranscriberFactory, BuildError> {
+    engine_counted(name, settings, installer, EngineMetrics::detached())
+}
+
+/// [`engine`], counting in `metrics`.
+fn engine_counted(
+    name: &str,
+    settings: &serde_json::Value,
+    installer: Option<&ModelInstaller>,
+    metrics: EngineMetrics,
+) -> Result<TranscriberFactory, BuildError> {
     #[cfg(not(feature = "whisper"))]
     let _ = installer;
-    match name {
+    let factory = match name {
         #[cfg(feature = "whisper")]
-        whisper::NAME => whisper::build(settings, installer),
+        whisper::NAME => return whisper::build(settings, installer, metrics),
         #[cfg(feature = "pocketsphinx")]
         pocketsphinx::NAME => pocketsphinx::build(settings),
         wyoming::NAME => wyoming::build(settings),
@@ -79,7 +94,8 @@ pub fn engine(
             name: other.to_owned(),
             known: engines().join(", "),
         }),
-    }
+    };
+    Ok(factory?.with_metrics(metrics))
 }
 
 /// A transcriber of engine `name` for one file or test: [`engine`]'s factory, used once.
@@ -95,12 +111,20 @@ pub fn build_transcriber(
 /// Adds the speech processors to `registry`: the engines this build has (with `installer`
 /// for a missing default model), `say` and `realtime`.
 pub fn register(registry: &mut Registry, installer: Option<ModelInstaller>) {
+    let metrics = SpeechMetrics::default();
     for name in engines() {
         let installer = installer.clone();
+        let metrics = metrics.clone();
         registry.register(name, move |settings| {
-            engine(name, settings.value(), installer.as_ref())
+            engine_counted(
+                name,
+                settings.value(),
+                installer.as_ref(),
+                metrics.engine(name),
+            )
         });
     }
+    registry.register_metrics(move |prometheus| metrics.register(prometheus));
     say::register(registry);
     realtime::register(registry);
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mediagate_audio::{
@@ -17,7 +18,8 @@ use mediagate_processors::BuildError;
 use mediagate_processors::settings::invalid;
 use serde::{Deserialize, Serialize};
 
-use crate::{Engine, Pass, Recognition, Recognizer};
+use crate::metrics::EngineMetrics;
+use crate::{Engine, Pass, Recognition, Recognizer, SpeechError};
 
 /// The rate every engine hears.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -104,9 +106,72 @@ impl TranscriberSettings {
     }
 }
 
+/// How many calls an engine transcribes live at once, and what becomes of the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capacity {
+    /// Calls transcribed live at once (`usize::MAX`: no limit).
+    pub max_live_calls: usize,
+    /// A call beyond the limit keeps its utterances and is transcribed after it hangs up;
+    /// `false`: it is not transcribed.
+    pub after_call: bool,
+    /// With `after_call`: most seconds of speech kept per call.
+    pub after_call_max_secs: u64,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            max_live_calls: usize::MAX,
+            after_call: false,
+            after_call_max_secs: 600,
+        }
+    }
+}
+
+/// A call's place among those transcribed live: given back when the transcriber is dropped.
+struct LiveSlot {
+    live: Arc<AtomicUsize>,
+    metrics: EngineMetrics,
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.live_call(false);
+    }
+}
+
+/// How a transcriber serves its call.
+enum Mode {
+    /// Results while the call goes on.
+    Live,
+    /// Over capacity: utterances kept, transcribed after the call.
+    AfterCall(Vec<Kept>),
+    /// Over capacity: not transcribed.
+    Off,
+}
+
+/// An utterance kept for after the call.
+struct Kept {
+    source: AudioSource,
+    start: i64,
+    samples: Vec<i16>,
+}
+
 /// What a transcriber did in a call (its `report` in session.json).
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Counters {
+    /// Transcribed while the call went on.
+    live: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_live_reason: Option<&'static str>,
+    /// Over capacity, transcribed after the call instead.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    after_call: bool,
+    /// Seconds of speech not kept for after the call (beyond `after_call_max_secs`).
+    #[serde(skip_serializing_if = "is_zero")]
+    after_call_dropped_secs: f64,
     utterances: u64,
     finals: u64,
     partials: u64,
@@ -115,6 +180,29 @@ struct Counters {
     errors: u64,
     audio_secs: f64,
     compute_secs: f64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            live: true,
+            not_live_reason: None,
+            after_call: false,
+            after_call_dropped_secs: 0.0,
+            utterances: 0,
+            finals: 0,
+            partials: 0,
+            partials_skipped: 0,
+            empty: 0,
+            errors: 0,
+            audio_secs: 0.0,
+            compute_secs: 0.0,
+        }
+    }
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// One source's utterance in the making.
@@ -178,6 +266,13 @@ pub struct Transcriber {
     counters: Counters,
     /// Wait for the engine rather than drop audio ([`Transcriber::lossless`]).
     lossless: bool,
+    mode: Mode,
+    /// Speech kept for after the call, in samples, and the most allowed.
+    kept_samples: usize,
+    max_kept_samples: usize,
+    /// Held while the call counts as live.
+    _slot: Option<LiveSlot>,
+    metrics: EngineMetrics,
 }
 
 /// A speech engine's factory: one per route, holding the engine (its model loaded once) and
@@ -189,6 +284,10 @@ pub struct TranscriberFactory {
     /// A closed gate of the settings, checked once.
     gate: EnergyGate,
     engine: Arc<dyn Engine>,
+    capacity: Capacity,
+    /// Calls transcribed live now.
+    live: Arc<AtomicUsize>,
+    metrics: EngineMetrics,
 }
 
 impl TranscriberFactory {
@@ -204,17 +303,84 @@ impl TranscriberFactory {
             settings,
             gate,
             engine: Arc::new(engine),
+            capacity: Capacity::default(),
+            live: Arc::default(),
+            metrics: EngineMetrics::detached(),
         })
     }
 
-    /// A transcriber with its own recognizer (for a call, or a file).
+    /// The same factory, transcribing at most `capacity.max_live_calls` calls live.
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The same factory, counting in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: EngineMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// A transcriber with its own recognizer, outside any capacity (for a file, a test).
     pub fn transcriber(&self) -> Transcriber {
-        Transcriber::with_parts(
+        let mut transcriber = Transcriber::with_parts(
             Arc::clone(&self.name),
             self.settings.clone(),
             self.gate.clone(),
             self.engine.recognizer(),
-        )
+        );
+        transcriber.metrics = self.metrics.clone();
+        transcriber
+    }
+
+    /// A place among the calls transcribed live, if one is free.
+    fn admit(&self) -> Option<LiveSlot> {
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity.max_live_calls).then_some(n + 1)
+            })
+            .ok()?;
+        self.metrics.live_call(true);
+        Some(LiveSlot {
+            live: Arc::clone(&self.live),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Call `call`'s transcriber: live if there is room, else as `capacity` says.
+    fn for_call(&self, call: &CallInfo) -> Transcriber {
+        let mut transcriber = self.transcriber();
+        if let Some(slot) = self.admit() {
+            transcriber._slot = Some(slot);
+            return transcriber;
+        }
+        let after_call = self.capacity.after_call;
+        tracing::warn!(
+            call_id = &*call.call_id,
+            engine = &*self.name,
+            max_concurrent_calls = self.capacity.max_live_calls,
+            after_call,
+            "call not transcribed live: the engine is at capacity{}",
+            if after_call {
+                "; it will be transcribed after it ends"
+            } else {
+                ""
+            }
+        );
+        self.metrics.not_live("capacity");
+        transcriber.counters.live = false;
+        transcriber.counters.not_live_reason = Some("capacity");
+        transcriber.counters.after_call = after_call;
+        if after_call {
+            transcriber.mode = Mode::AfterCall(Vec::new());
+            transcriber.max_kept_samples =
+                ms_to_samples(self.capacity.after_call_max_secs.saturating_mul(1_000));
+        } else {
+            transcriber.mode = Mode::Off;
+        }
+        transcriber
     }
 }
 
@@ -226,8 +392,8 @@ fn checked_gate(name: &str, settings: &TranscriberSettings) -> Result<EnergyGate
 }
 
 impl Factory for TranscriberFactory {
-    fn make(&self, _call: &CallInfo) -> Box<dyn Processor> {
-        Box::new(self.transcriber())
+    fn make(&self, call: &CallInfo) -> Box<dyn Processor> {
+        Box::new(self.for_call(call))
     }
 }
 
@@ -264,6 +430,11 @@ impl Transcriber {
             last_partial: Duration::ZERO,
             counters: Counters::default(),
             lossless: false,
+            mode: Mode::Live,
+            kept_samples: 0,
+            max_kept_samples: 0,
+            _slot: None,
+            metrics: EngineMetrics::detached(),
         }
     }
 
@@ -286,33 +457,42 @@ impl Transcriber {
         Some(micros.saturating_mul(i64::from(SAMPLE_RATE_HZ)) / 1_000_000)
     }
 
-    /// Runs the engine on `source`'s utterance and tells the call.
-    fn recognize(&mut self, source: &AudioSource, pass: Pass, ctx: &mut Context) {
-        let Some(seg) = self.sources.get(source) else {
-            return;
-        };
-        let (start, len) = (seg.start, seg.utterance.len());
+    /// Runs the engine on `source`'s utterance `samples`, which starts `start` samples into
+    /// the call, and tells the call.
+    fn recognize(
+        &mut self,
+        source: &AudioSource,
+        start: i64,
+        samples: &[f32],
+        pass: Pass,
+        ctx: &mut Context,
+    ) {
         let began = Instant::now();
-        let result = self.recognizer.recognize(&seg.utterance, pass);
+        let result = self.recognizer.recognize(samples, pass);
         let took = began.elapsed();
         self.counters.compute_secs += took.as_secs_f64();
-        if pass == Pass::Partial {
-            self.last_partial = took;
+        match pass {
+            Pass::Partial => self.last_partial = took,
+            Pass::Final => self.metrics.final_latency(took),
+            Pass::AfterCall => {}
         }
         match result {
             Ok(recognition) => {
                 if recognition.text.trim().is_empty() {
-                    if pass == Pass::Final {
+                    if pass != Pass::Partial {
                         self.counters.empty += 1;
                     }
                     return;
                 }
                 match pass {
                     Pass::Partial => self.counters.partials += 1,
-                    Pass::Final => self.counters.finals += 1,
+                    Pass::Final | Pass::AfterCall => self.counters.finals += 1,
                 }
-                let transcript = self.transcript(source, start, len, recognition, pass);
+                let transcript = self.transcript(source, start, samples.len(), recognition, pass);
                 ctx.emit(Event::Transcript(Arc::new(transcript)));
+            }
+            Err(SpeechError::Busy) if pass == Pass::Partial => {
+                self.counters.partials_skipped += 1;
             }
             Err(e) => {
                 self.counters.errors += 1;
@@ -341,7 +521,7 @@ impl Transcriber {
             source: Arc::clone(&self.name),
             status: match pass {
                 Pass::Partial => TranscriptStatus::Partial,
-                Pass::Final => TranscriptStatus::Final,
+                Pass::Final | Pass::AfterCall => TranscriptStatus::Final,
             },
             text: recognition.text.trim().to_owned(),
             start_ms,
@@ -371,12 +551,32 @@ impl Transcriber {
             return;
         };
         let voiced = seg.voiced;
-        if voiced >= min_voiced && !seg.utterance.is_empty() {
+        // Taken for the engine's call, handed back emptied: one buffer per source.
+        let utterance = std::mem::take(&mut seg.utterance);
+        let start = seg.start;
+        if voiced >= min_voiced && !utterance.is_empty() {
             self.counters.utterances += 1;
-            self.counters.audio_secs += seg.utterance.len() as f64 / f64::from(SAMPLE_RATE_HZ);
-            self.recognize(source, Pass::Final, ctx);
+            self.counters.audio_secs += utterance.len() as f64 / f64::from(SAMPLE_RATE_HZ);
+            match &mut self.mode {
+                Mode::Live => self.recognize(source, start, &utterance, Pass::Final, ctx),
+                Mode::AfterCall(kept) => {
+                    if self.kept_samples + utterance.len() <= self.max_kept_samples {
+                        self.kept_samples += utterance.len();
+                        kept.push(Kept {
+                            source: source.clone(),
+                            start,
+                            samples: utterance.iter().map(|&x| to_pcm16(x)).collect(),
+                        });
+                    } else {
+                        self.counters.after_call_dropped_secs +=
+                            utterance.len() as f64 / f64::from(SAMPLE_RATE_HZ);
+                    }
+                }
+                Mode::Off => {}
+            }
         }
         if let Some(seg) = self.sources.get_mut(source) {
+            seg.utterance = utterance;
             seg.utterance.clear();
             seg.voiced = 0;
             seg.partial_at = 0;
@@ -440,12 +640,20 @@ fn samples_to_ms(samples: i64) -> u64 {
     u64::try_from(samples).unwrap_or(0).saturating_mul(1_000) / u64::from(SAMPLE_RATE_HZ)
 }
 
+/// A sample in [-1, 1] as PCM16 (what the engine was given came from PCM16: exact).
+fn to_pcm16(x: f32) -> i16 {
+    (x * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16
+}
+
 fn ms_to_samples(ms: u64) -> usize {
     usize::try_from(ms * u64::from(SAMPLE_RATE_HZ) / 1000).unwrap_or(usize::MAX)
 }
 
 impl Processor for Transcriber {
     fn input(&self) -> Input {
+        if let Mode::Off = self.mode {
+            return Input::events_only();
+        }
         Input {
             frames: true,
             sample_rate_hz: Some(SAMPLE_RATE_HZ),
@@ -499,7 +707,8 @@ impl Processor for Transcriber {
     }
 
     fn flush(&mut self, ctx: &mut Context) -> Result<(), ProcessorError> {
-        if self.settings.partial_interval_ms == 0 || !self.recognizer.partials() {
+        let live = matches!(self.mode, Mode::Live);
+        if !live || self.settings.partial_interval_ms == 0 || !self.recognizer.partials() {
             return Ok(());
         }
         let interval = ms_to_samples(self.settings.partial_interval_ms);
@@ -521,7 +730,13 @@ impl Processor for Transcriber {
                 self.last_partial /= 2;
                 continue;
             }
-            self.recognize(&source, Pass::Partial, ctx);
+            if let Some(seg) = self.sources.get_mut(&source) {
+                let (start, utterance) = (seg.start, std::mem::take(&mut seg.utterance));
+                self.recognize(&source, start, &utterance, Pass::Partial, ctx);
+                if let Some(seg) = self.sources.get_mut(&source) {
+                    seg.utterance = utterance;
+                }
+            }
         }
         Ok(())
     }
@@ -535,6 +750,22 @@ impl Processor for Transcriber {
             .collect();
         for source in speaking {
             self.end_utterance(&source, ctx);
+        }
+        // A call over capacity: what it said, now that it is over, behind live work.
+        if let Mode::AfterCall(kept) = std::mem::replace(&mut self.mode, Mode::Off) {
+            let mut samples = Vec::new();
+            for utterance in kept {
+                samples.clear();
+                samples.extend(utterance.samples.iter().map(|&s| f32::from(s) / 32_768.0));
+                self.recognize(
+                    &utterance.source,
+                    utterance.start,
+                    &samples,
+                    Pass::AfterCall,
+                    ctx,
+                );
+            }
+            self.kept_samples = 0;
         }
         Ok(())
     }

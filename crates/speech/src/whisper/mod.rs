@@ -17,15 +17,20 @@ mod tokens;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
+use ct2rs::sys::{
+    ComputeType, Config, Device, StorageView, Whisper, WhisperGenerationResult, WhisperOptions,
+};
 use mediagate_pipeline::BuildError;
 use mediagate_pipeline::registry::{invalid, parse};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::EngineMetrics;
 use crate::models;
+use crate::scheduler::{BatchEngine, Scheduler, SchedulerSettings};
 use crate::{
-    ModelInstaller, Pass, Recognition, Recognizer, SpeechError, TranscriberFactory,
+    Capacity, ModelInstaller, Pass, Recognition, Recognizer, SpeechError, TranscriberFactory,
     TranscriberSettings,
 };
 use mel::{MelFrontEnd, N_MELS};
@@ -42,6 +47,9 @@ const BEST_OF: usize = 3;
 const MAX_COMPRESSION_RATIO: f64 = 2.4;
 /// Below this mean log-probability per token the model doubts its own text.
 const MIN_AVG_LOGPROB: f32 = -1.0;
+/// Calls one replica transcribes live, with finals on time (`mediagate bench --speech
+/// --find-max`, BENCHMARKS.md): the default `max_concurrent_calls` is this many per replica.
+pub const CALLS_PER_REPLICA: usize = 4;
 /// Above this "no speech" probability (with a doubtful text), the utterance was not speech.
 const NO_SPEECH: f32 = 0.6;
 
@@ -59,8 +67,24 @@ pub struct WhisperSettings {
     pub language: String,
     /// Weights in memory: `int8` (default: fastest on CPU), `int16`, `float32`.
     pub compute_type: String,
-    /// CPU threads for decoding; `0`: one per core.
+    /// CPU threads for decoding, all replicas together; `0`: one per core.
     pub threads: usize,
+    /// Copies of the model decoding at once, each with `threads / replicas` threads; `0`: one
+    /// per thread (the fastest for many concurrent calls: small matrices gain little from a
+    /// second thread).
+    pub replicas: usize,
+    /// Most utterances of different calls decoded together in one batch. Default 4.
+    pub max_batch: usize,
+    /// Calls transcribed live at once; the calls beyond are not (see `after_call`), so that
+    /// the others keep their latency. `0` (default): as many as this machine keeps up with,
+    /// measured: [`CALLS_PER_REPLICA`] per replica.
+    pub max_concurrent_calls: usize,
+    /// A call over `max_concurrent_calls` is transcribed after it hangs up (its utterances
+    /// kept in memory meanwhile), instead of not at all. Default false.
+    pub after_call: bool,
+    /// With `after_call`: most seconds of speech kept per call for after it; the rest is
+    /// counted, not transcribed. Default 600 (19 MB per call).
+    pub after_call_max_secs: u64,
     /// Beam width of final results (partials decode greedily). Default 5.
     pub beam_size: usize,
     /// No n-gram of this many tokens repeats within a result; `0`: off. Default 3.
@@ -77,6 +101,11 @@ impl Default for WhisperSettings {
             language: "en".into(),
             compute_type: "int8".into(),
             threads: 0,
+            replicas: 0,
+            max_batch: 4,
+            max_concurrent_calls: 0,
+            after_call: false,
+            after_call_max_secs: 600,
             beam_size: 5,
             no_repeat_ngram_size: 3,
             utterances: TranscriberSettings::default(),
@@ -101,6 +130,25 @@ impl WhisperSettings {
                 ));
             }
         })
+    }
+
+    /// Replicas and threads per replica.
+    fn threads(&self) -> Result<(usize, usize), BuildError> {
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let replicas = match self.replicas {
+            0 => threads,
+            n => n,
+        };
+        if replicas > threads || replicas > 64 {
+            return Err(invalid(
+                NAME,
+                format!("replicas ({replicas}) must be at most threads ({threads}) and 64"),
+            ));
+        }
+        Ok((replicas, threads / replicas))
     }
 
     /// The model directory, installing the default model with `installer` if allowed and
@@ -153,31 +201,32 @@ impl WhisperSettings {
     }
 }
 
-/// A loaded model, shared by every call that uses it.
+/// A loaded model: CTranslate2 replicas of Whisper, shared by every call that uses it
+/// through a [`Scheduler`].
 pub struct WhisperModel {
     whisper: Whisper,
     front: MelFrontEnd,
     decoder: ByteDecoder,
     prompt: Vec<String>,
+    decoding: Decoding,
 }
 
 impl WhisperModel {
-    /// Loads the model in `dir`.
+    /// Loads the model in `dir` as `replicas` copies of `threads_per_replica` threads each.
     pub fn load(
         dir: &Path,
         compute_type: ComputeType,
-        threads: usize,
+        replicas: usize,
+        threads_per_replica: usize,
         language: &str,
+        decoding: Decoding,
     ) -> Result<Self, SpeechError> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        } else {
-            threads
-        };
         let config = Config {
             device: Device::CPU,
             compute_type,
-            num_threads_per_replica: threads,
+            // One replica per index; on a CPU every index is the same device.
+            device_indices: vec![0; replicas.max(1)],
+            num_threads_per_replica: threads_per_replica.max(1),
             ..Config::default()
         };
         let whisper = Whisper::new(dir, config).map_err(|e| {
@@ -206,102 +255,174 @@ impl WhisperModel {
             front: MelFrontEnd::new(),
             decoder: ByteDecoder::new(),
             prompt,
+            decoding,
         })
     }
 
-    /// The model `settings` choose, installed first if allowed and needed. Blocking: once
-    /// per route, at start-up.
-    fn for_settings(
-        settings: &WhisperSettings,
-        installer: Option<&ModelInstaller>,
-    ) -> Result<WhisperModel, BuildError> {
-        WhisperModel::load(
-            &settings.model_dir(installer)?,
-            settings.compute_type()?,
-            settings.threads,
-            &settings.language,
-        )
-        .map_err(|e| invalid(NAME, e.to_string()))
-    }
-
-    /// Transcribes one utterance (16 kHz mono, at most 30 s).
-    pub fn transcribe(
-        &self,
-        audio: &[f32],
-        pass: Pass,
-        decoding: &Decoding,
-    ) -> Result<Recognition, SpeechError> {
-        let began = std::time::Instant::now();
-        // A window as long as the utterance needs, from 10 s: the encoder's cost falls with it.
-        let window = mel::window_frames(audio.len());
-        let mut mel = self.front.spectrogram(audio, window);
-        let mel_done = began.elapsed();
-        let features =
-            StorageView::new(&[1, N_MELS, window], &mut mel, Device::CPU).map_err(failed)?;
-        // Encode once; every decoding attempt below reuses it.
-        let encoded = self.whisper.encode(&features, false).map_err(failed)?;
-        let encoded_at = began.elapsed();
-        tracing::debug!(?pass, ?mel_done, ?encoded_at, "whisper: utterance encoded");
-        let secs = audio.len() as f64 / 16_000.0;
+    /// The options of one decoding attempt at `temperature`, for utterances of up to `secs`.
+    fn options(&self, pass: Pass, temperature: f32, secs: f64) -> WhisperOptions {
+        let greedy = temperature == 0.0;
         // Speech runs at 2-4 tokens a second; 8 a second plus a margin is a generous cap.
         // CTranslate2 lets Whisper's decoder make at most half of `max_length` tokens (the
         // other half is the prompt's room), so the cap is asked for twice over.
-        let max_length = (2.0 * (16.0 + secs * 8.0)) as usize;
-        let max_length = max_length.min(2 * 224);
-        let temperatures: &[f32] = match pass {
-            Pass::Partial => &TEMPERATURES[..1],
-            Pass::Final => &TEMPERATURES,
+        let max_length = ((2.0 * (16.0 + secs * 8.0)) as usize).min(2 * 224);
+        WhisperOptions {
+            beam_size: match (pass, greedy) {
+                (Pass::Partial, _) | (_, false) => 1,
+                _ => self.decoding.beam_size.max(1),
+            },
+            num_hypotheses: if greedy { 1 } else { BEST_OF },
+            sampling_topk: if greedy { 1 } else { 0 },
+            sampling_temperature: if greedy { 1.0 } else { temperature },
+            no_repeat_ngram_size: self.decoding.no_repeat_ngram_size,
+            max_length,
+            return_scores: true,
+            return_no_speech_prob: true,
+            ..WhisperOptions::default()
+        }
+    }
+
+    /// What one result of an attempt says: a text to keep, nothing (silence, a doubtful
+    /// partial), or a final worth decoding again at a higher temperature.
+    fn judge(&self, result: &WhisperGenerationResult, pass: Pass) -> Verdict {
+        let Some(attempt) = Attempt::best(&self.decoder, result) else {
+            return Verdict::Done(Recognition::default());
         };
-        let mut fallback: Option<Attempt> = None;
-        for &temperature in temperatures {
-            let greedy = temperature == 0.0;
-            let options = WhisperOptions {
-                beam_size: match (pass, greedy) {
-                    (Pass::Final, true) => decoding.beam_size.max(1),
-                    _ => 1,
-                },
-                num_hypotheses: if greedy { 1 } else { BEST_OF },
-                sampling_topk: if greedy { 1 } else { 0 },
-                sampling_temperature: if greedy { 1.0 } else { temperature },
-                no_repeat_ngram_size: decoding.no_repeat_ngram_size,
-                max_length,
-                return_scores: true,
-                return_no_speech_prob: true,
-                ..WhisperOptions::default()
-            };
+        if result.no_speech_prob > NO_SPEECH && attempt.avg_logprob < MIN_AVG_LOGPROB {
+            return Verdict::Done(Recognition::default());
+        }
+        if attempt.passes() {
+            return Verdict::Done(attempt.into_recognition());
+        }
+        if pass == Pass::Partial {
+            return Verdict::Done(Recognition::default());
+        }
+        Verdict::Retry(attempt)
+    }
+
+    /// The temperature fallback of one final whose greedy result failed the guards:
+    /// `encoded` is its encoder output alone.
+    fn fall_back(
+        &self,
+        encoded: &StorageView<'_>,
+        secs: f64,
+        pass: Pass,
+        first: Attempt,
+    ) -> Result<Recognition, SpeechError> {
+        let mut best = first;
+        for &temperature in &TEMPERATURES[1..] {
+            let options = self.options(pass, temperature, secs);
             let results = self
                 .whisper
-                .generate(&encoded, std::slice::from_ref(&self.prompt), &options)
+                .generate(encoded, std::slice::from_ref(&self.prompt), &options)
                 .map_err(failed)?;
-            tracing::debug!(temperature, elapsed = ?began.elapsed(), "whisper: decoded");
-            let Some(result) = results.into_iter().next() else {
+            let Some(result) = results.first() else {
                 return Err(SpeechError::Utterance("whisper returned nothing".into()));
             };
-            let Some(attempt) = Attempt::best(&self.decoder, &result) else {
-                return Ok(Recognition::default());
-            };
-            if result.no_speech_prob > NO_SPEECH && attempt.avg_logprob < MIN_AVG_LOGPROB {
-                return Ok(Recognition::default());
-            }
-            if attempt.passes() {
-                return Ok(attempt.into_recognition());
-            }
-            if pass == Pass::Partial {
-                return Ok(Recognition::default());
-            }
-            if fallback
-                .as_ref()
-                .is_none_or(|f| attempt.avg_logprob > f.avg_logprob)
-            {
-                fallback = Some(attempt);
+            match self.judge(result, pass) {
+                Verdict::Done(recognition) => return Ok(recognition),
+                Verdict::Retry(attempt) => {
+                    if attempt.avg_logprob > best.avg_logprob {
+                        best = attempt;
+                    }
+                }
             }
         }
         // Nothing passed: keep the likeliest text unless it is a loop.
-        Ok(fallback
-            .filter(|f| f.compression_ratio <= MAX_COMPRESSION_RATIO)
+        Ok(Some(best)
+            .filter(|b| b.compression_ratio <= MAX_COMPRESSION_RATIO)
             .map(Attempt::into_recognition)
             .unwrap_or_default())
     }
+
+    /// Encodes `utterances` (16 kHz mono, at most 30 s each) in one window of `window`
+    /// frames: `[batch, window / 2, d_model]`.
+    fn encode(
+        &self,
+        utterances: &[&[f32]],
+        window: usize,
+    ) -> Result<StorageView<'static>, SpeechError> {
+        let mut mel = Vec::with_capacity(utterances.len() * N_MELS * window);
+        for audio in utterances {
+            mel.extend(self.front.spectrogram(audio, window));
+        }
+        let features = StorageView::new(&[utterances.len(), N_MELS, window], &mut mel, Device::CPU)
+            .map_err(failed)?;
+        self.whisper.encode(&features, false).map_err(failed)
+    }
+
+    /// Transcribes `utterances`, all of one window, as one batch: one encoder pass and one
+    /// greedy or beam decode for all; a final that fails the guards is decoded again alone.
+    fn transcribe_batch(
+        &self,
+        utterances: &[&[f32]],
+        pass: Pass,
+    ) -> Result<Vec<Result<Recognition, SpeechError>>, SpeechError> {
+        let began = std::time::Instant::now();
+        let window = self.batch_key(utterances.iter().map(|u| u.len()).max().unwrap_or(0));
+        let encoded = self.encode(utterances, window)?;
+        let encoded_at = began.elapsed();
+        let longest = utterances.iter().map(|u| u.len()).max().unwrap_or(0);
+        let secs = longest as f64 / 16_000.0;
+        let prompts = vec![self.prompt.clone(); utterances.len()];
+        let results = self
+            .whisper
+            .generate(&encoded, &prompts, &self.options(pass, 0.0, secs))
+            .map_err(failed)?;
+        tracing::debug!(?pass, batch = utterances.len(), window, ?encoded_at, elapsed = ?began.elapsed(), "whisper: batch decoded");
+        if results.len() != utterances.len() {
+            return Err(SpeechError::Utterance(format!(
+                "whisper returned {} results for {} utterances",
+                results.len(),
+                utterances.len()
+            )));
+        }
+        Ok(results
+            .iter()
+            .zip(utterances)
+            .map(|(result, audio)| match self.judge(result, pass) {
+                Verdict::Done(recognition) => Ok(recognition),
+                Verdict::Retry(attempt) => {
+                    let single = self.encode(&[audio], window)?;
+                    self.fall_back(&single, audio.len() as f64 / 16_000.0, pass, attempt)
+                }
+            })
+            .collect())
+    }
+}
+
+impl BatchEngine for WhisperModel {
+    /// The encoder window, in 5 s steps from 10 s: utterances of one step share batches.
+    fn batch_key(&self, samples: usize) -> usize {
+        mel::window_frames(samples)
+            .div_ceil(WINDOW_STEP_FRAMES)
+            .saturating_mul(WINDOW_STEP_FRAMES)
+            .min(mel::N_FRAMES)
+    }
+
+    fn recognize_batch(
+        &self,
+        utterances: &[&[f32]],
+        pass: Pass,
+    ) -> Vec<Result<Recognition, SpeechError>> {
+        match self.transcribe_batch(utterances, pass) {
+            Ok(results) => results,
+            Err(e) => utterances
+                .iter()
+                .map(|_| Err(SpeechError::Utterance(e.to_string())))
+                .collect(),
+        }
+    }
+}
+
+/// Encoder windows come in steps of this many frames (5 s), so that utterances of about the
+/// same length batch together.
+const WINDOW_STEP_FRAMES: usize = 500;
+
+/// What the guards made of one result.
+enum Verdict {
+    Done(Recognition),
+    Retry(Attempt),
 }
 
 /// A decoding error from ct2rs (an `anyhow::Error`, taken as text).
@@ -318,7 +439,7 @@ struct Attempt {
 
 impl Attempt {
     /// The likeliest of `result`'s hypotheses.
-    fn best(decoder: &ByteDecoder, result: &ct2rs::sys::WhisperGenerationResult) -> Option<Self> {
+    fn best(decoder: &ByteDecoder, result: &WhisperGenerationResult) -> Option<Self> {
         result
             .sequences
             .iter()
@@ -363,7 +484,7 @@ fn compression_ratio(text: &str) -> f64 {
     text.len() as f64 / compressed.max(1) as f64
 }
 
-/// Decoding knobs a call uses.
+/// Decoding knobs.
 #[derive(Debug, Clone)]
 pub struct Decoding {
     /// Beam width for finals.
@@ -372,15 +493,14 @@ pub struct Decoding {
     pub no_repeat_ngram_size: usize,
 }
 
-/// A call's recognizer: the shared model and its decoding settings.
+/// A call's recognizer: its utterances go through the shared scheduler.
 struct WhisperRecognizer {
-    model: Arc<WhisperModel>,
-    decoding: Decoding,
+    scheduler: Arc<Scheduler>,
 }
 
 impl Recognizer for WhisperRecognizer {
     fn recognize(&mut self, samples: &[f32], pass: Pass) -> Result<Recognition, SpeechError> {
-        self.model.transcribe(samples, pass, &self.decoding)
+        self.scheduler.recognize(samples, pass)
     }
 
     fn partials(&self) -> bool {
@@ -389,29 +509,75 @@ impl Recognizer for WhisperRecognizer {
 }
 
 /// Builds the `whisper` factory from its settings: loads the model (first installing it with
-/// `installer`, when it is missing and `download = true`), once; each call's recognizer shares
-/// it. Blocking: call it off the async threads.
+/// `installer`, when it is missing and `download = true`) and starts its scheduler, once;
+/// every call's recognizer shares them. Blocking: call it off the async threads.
 pub fn build(
     value: &serde_json::Value,
     installer: Option<&ModelInstaller>,
+    metrics: EngineMetrics,
 ) -> Result<TranscriberFactory, BuildError> {
     let settings: WhisperSettings = parse(NAME, value)?;
     settings.compute_type()?;
     if settings.beam_size > 16 {
         return Err(invalid(NAME, "beam_size must be at most 16"));
     }
+    if !(1..=16).contains(&settings.max_batch) {
+        return Err(invalid(NAME, "max_batch must be 1..=16"));
+    }
     settings.utterances.validate(NAME)?;
-    let model = Arc::new(WhisperModel::for_settings(&settings, installer)?);
-    let decoding = Decoding {
-        beam_size: settings.beam_size,
-        no_repeat_ngram_size: settings.no_repeat_ngram_size,
+    let (replicas, threads) = settings.threads()?;
+    let dir = settings.model_dir(installer)?;
+    let model = WhisperModel::load(
+        &dir,
+        settings.compute_type()?,
+        replicas,
+        threads,
+        &settings.language,
+        Decoding {
+            beam_size: settings.beam_size,
+            no_repeat_ngram_size: settings.no_repeat_ngram_size,
+        },
+    )
+    .map_err(|e| invalid(NAME, e.to_string()))?;
+    let scheduler = Arc::new(
+        Scheduler::start(
+            Arc::new(model),
+            SchedulerSettings {
+                workers: replicas,
+                max_batch: settings.max_batch,
+                partial_max_age: Duration::from_millis(
+                    (settings.utterances.partial_interval_ms / 2).max(100),
+                ),
+                ..SchedulerSettings::default()
+            },
+            metrics.clone(),
+        )
+        .map_err(|e| invalid(NAME, e.to_string()))?,
+    );
+    let capacity = Capacity {
+        max_live_calls: match settings.max_concurrent_calls {
+            0 => CALLS_PER_REPLICA * replicas,
+            n => n,
+        },
+        after_call: settings.after_call,
+        after_call_max_secs: settings.after_call_max_secs,
     };
-    TranscriberFactory::new(NAME, settings.utterances, move || {
+    tracing::info!(
+        model = %dir.display(),
+        replicas,
+        threads_per_replica = threads,
+        max_batch = settings.max_batch,
+        max_concurrent_calls = capacity.max_live_calls,
+        after_call = capacity.after_call,
+        "whisper ready"
+    );
+    Ok(TranscriberFactory::new(NAME, settings.utterances, move || {
         Box::new(WhisperRecognizer {
-            model: Arc::clone(&model),
-            decoding: decoding.clone(),
+            scheduler: Arc::clone(&scheduler),
         }) as Box<dyn Recognizer>
-    })
+    })?
+    .with_capacity(capacity)
+    .with_metrics(metrics))
 }
 
 #[cfg(test)]
@@ -431,12 +597,17 @@ mod tests {
         for bad in [
             serde_json::json!({"compute_type": "int3"}),
             serde_json::json!({"beam_size": 99}),
+            serde_json::json!({"max_batch": 0}),
+            serde_json::json!({"threads": 1, "replicas": 2}),
             serde_json::json!({"model_dir": "/nonexistent"}),
             serde_json::json!({"utterances": {"max_utterance_secs": 60}}),
             serde_json::json!({"modle_dir": "/x"}),
         ] {
             assert!(
-                matches!(build(&bad, None), Err(BuildError::Settings { .. })),
+                matches!(
+                    build(&bad, None, EngineMetrics::detached()),
+                    Err(BuildError::Settings { .. })
+                ),
                 "{bad}"
             );
         }
