@@ -165,7 +165,7 @@ pub enum WyomingError {
     #[error("server error: {0}")]
     Server(String),
     /// Every server is down, each waiting out its backoff: the utterance went nowhere.
-    #[error("all {servers} servers are down (each is tried again after its backoff)")]
+    #[error("no server is up ({servers} down, each tried again after its backoff)")]
     AllDown {
         /// How many servers there are.
         servers: usize,

@@ -320,11 +320,7 @@ mod tests {
                     let end = Instant::now() + Duration::from_secs(60);
                     while !stop.load(Ordering::SeqCst) && Instant::now() < end {
                         match listener.accept() {
-                            Ok((stream, _)) => {
-                                if answer(stream, name) {
-                                    served.fetch_add(1, Ordering::SeqCst);
-                                }
-                            }
+                            Ok((stream, _)) => answer(stream, name, &served),
                             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                                 std::thread::sleep(Duration::from_millis(2));
                             }
@@ -364,9 +360,9 @@ mod tests {
         }
     }
 
-    /// Reads one request up to its `audio-stop` and answers `text`; whether it did.
-    fn answer(stream: TcpStream, text: &str) -> bool {
-        let served = || -> Result<(), WyomingError> {
+    /// Reads one request up to its `audio-stop`, counts it in `served` and answers `text`.
+    fn answer(stream: TcpStream, text: &str, served: &AtomicUsize) {
+        let serve = || -> Result<(), WyomingError> {
             stream
                 .set_nonblocking(false)
                 .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(5))))
@@ -374,10 +370,12 @@ mod tests {
             let mut input = BufReader::new(&stream);
             let mut budget = MAX_ANSWER_BYTES;
             while read_event(&mut input, &mut budget)?.0 != "audio-stop" {}
+            // Counted before the answer goes: a client that has it sees the count.
+            served.fetch_add(1, Ordering::SeqCst);
             write_event(&mut &stream, "transcript", &json!({ "text": text }), &[])
                 .map_err(WyomingError::Send)
         };
-        served().is_ok()
+        let _ = serve();
     }
 
     /// A pool of `servers` whose utterances have 2 s each.
@@ -454,6 +452,39 @@ mod tests {
     }
 
     #[test]
+    fn a_server_that_hangs_up_mid_request_costs_no_utterance() {
+        // It takes the connection, reads the first bytes of the request and hangs up.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("tcp://{}", listener.local_addr().unwrap());
+        let hangs_up = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut start = [0; 16];
+            std::io::Read::read_exact(&mut stream, &mut start).unwrap();
+        });
+        let b = FakeServer::start("b");
+        let timeouts = Timeouts::default();
+        let pool = ServerPool::new(vec![
+            (
+                uri.clone(),
+                WyomingClient::new(&uri, None, timeouts).unwrap(),
+            ),
+            (
+                b.uri(),
+                WyomingClient::new(&b.uri(), None, timeouts).unwrap(),
+            ),
+        ]);
+        // A second of audio: more than the sockets' buffers hold once the server is gone.
+        assert_eq!(pool.transcribe(&[0.1; 16_000]).unwrap(), "b");
+        hangs_up.join().unwrap();
+        assert_eq!(b.served(), 1);
+        assert_eq!(
+            pool.transcribe(&UTTERANCE).unwrap(),
+            "b",
+            "the first is down"
+        );
+    }
+
+    #[test]
     fn with_every_server_down_the_utterance_fails_clearly() {
         let (mut a, mut b) = (FakeServer::start("a"), FakeServer::start("b"));
         let pool = pool(&[&a, &b]);
@@ -474,11 +505,11 @@ mod tests {
         assert!(matches!(err, WyomingError::AllDown { servers: 2 }), "{err}");
         assert_eq!(
             err.to_string(),
-            "all 2 servers are down (each is tried again after its backoff)"
+            "no server is up (2 down, each tried again after its backoff)"
         );
         let recognized = PoolRecognizer(Arc::new(pool)).recognize(&UTTERANCE, Pass::Final);
         assert!(
-            matches!(&recognized, Err(SpeechError::Utterance(e)) if e.starts_with("wyoming: all 2")),
+            matches!(&recognized, Err(SpeechError::Utterance(e)) if e.starts_with("wyoming: no server is up")),
             "{recognized:?}"
         );
     }
