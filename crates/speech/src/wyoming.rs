@@ -1,7 +1,8 @@
 //! `wyoming`: speech-to-text on any [Wyoming](https://github.com/OHF-Voice/wyoming) ASR server
 //! (`wyoming-faster-whisper`, `wyoming-whisper-cpp`, Home Assistant's add-ons…).
 //!
-//! Each utterance the [`Transcriber`] cuts goes to the server on a TCP connection of its own:
+//! Each utterance the [`Transcriber`](crate::Transcriber) cuts goes to a server on a TCP
+//! connection of its own:
 //! `transcribe`, `audio-start`, `audio-chunk`s of 16 kHz PCM16 mono, `audio-stop`; the server
 //! answers with one `transcript`. On the wire every event is a JSON header line (`type`,
 //! `version`, and the lengths of what follows), then its JSON data, then its binary payload.
@@ -12,9 +13,23 @@
 //! [pipeline.settings.wyoming]
 //! uri = "tcp://127.0.0.1:10300"
 //! ```
+//!
+//! Capacity grows with more servers (on other machines): `uris` lists them, and one
+//! [`ServerPool`] per route spreads every call's utterances over them, each to the server with
+//! the fewest in flight (ties in turn). A server that cannot be reached, times out or hangs up
+//! is left alone for a backoff (1 s, doubling up to 30 s, then probed by a real utterance) and
+//! the utterance goes to another server with what is left of its deadline; only when no
+//! server is left does the utterance fail (counted in `errors`). Each server going down or
+//! coming back is logged once.
+//!
+//! ```toml
+//! [pipeline.settings.wyoming]
+//! uris = ["tcp://10.0.0.7:10300", "tcp://10.0.0.8:10300"]
+//! ```
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mediagate_pipeline::BuildError;
@@ -22,10 +37,11 @@ use mediagate_pipeline::registry::{invalid, parse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{
-    Pass, Recognition, Recognizer, SAMPLE_RATE_HZ, SpeechError, TranscriberFactory,
-    TranscriberSettings,
-};
+use crate::{Recognizer, SAMPLE_RATE_HZ, TranscriberFactory, TranscriberSettings};
+
+mod pool;
+
+pub use pool::{Attempt, FIRST_BACKOFF, MAX_BACKOFF, PoolRecognizer, ServerPool};
 
 /// The registry name.
 pub const NAME: &str = "wyoming";
@@ -44,8 +60,12 @@ pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WyomingSettings {
-    /// The server: `tcp://host:port`. Required.
+    /// The server: `tcp://host:port`. One server; `uris` for several. One of the two is
+    /// required.
     pub uri: Option<String>,
+    /// The servers, `tcp://host:port` each: utterances are spread over them, and one that
+    /// goes away is skipped. Not empty, no repeats.
+    pub uris: Option<Vec<String>>,
     /// The language to transcribe (`en`), if the server should not guess.
     pub language: Option<String>,
     /// Longest wait for the TCP connection. Default 5 s.
@@ -63,6 +83,7 @@ impl Default for WyomingSettings {
     fn default() -> Self {
         WyomingSettings {
             uri: None,
+            uris: None,
             language: None,
             connect_timeout_secs: 5,
             timeout_secs: 10,
@@ -143,6 +164,19 @@ pub enum WyomingError {
     /// The server answered with an `error` event.
     #[error("server error: {0}")]
     Server(String),
+    /// Every server is down, each waiting out its backoff: the utterance went nowhere.
+    #[error("no server is up ({servers} down, each tried again after its backoff)")]
+    AllDown {
+        /// How many servers there are.
+        servers: usize,
+    },
+    /// No server gave the utterance its transcript: each one tried, in order (a second only
+    /// when the first could not be reached).
+    #[error("{}", pool::describe(.attempts))]
+    Failed {
+        /// The servers tried and their errors.
+        attempts: Vec<Attempt>,
+    },
 }
 
 impl WyomingError {
@@ -161,6 +195,20 @@ impl WyomingError {
             }
             _ => self,
         }
+    }
+
+    /// Whether the server could not be reached, timed out or hung up: it is marked down and
+    /// the utterance tried on another. Otherwise it answered, if wrongly.
+    fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            WyomingError::Resolve(_)
+                | WyomingError::Connect(_)
+                | WyomingError::Deadline { .. }
+                | WyomingError::Send(_)
+                | WyomingError::Receive(_)
+                | WyomingError::Closed
+        )
     }
 }
 
@@ -390,25 +438,36 @@ fn read_event(input: &mut impl BufRead, budget: &mut u64) -> Result<(String, Val
     Ok((kind, data))
 }
 
-impl Recognizer for WyomingClient {
-    fn recognize(&mut self, samples: &[f32], _pass: Pass) -> Result<Recognition, SpeechError> {
-        let text = self
-            .transcribe(samples)
-            .map_err(|e| SpeechError::Utterance(format!("wyoming {}: {e}", self.address)))?;
-        Ok(Recognition {
-            text,
-            ..Recognition::default()
-        })
-    }
-}
-
 /// Builds the `wyoming` factory from its settings. Connects to nothing until speech comes.
 pub fn build(value: &Value) -> Result<TranscriberFactory, BuildError> {
     let settings: WyomingSettings = parse(NAME, value)?;
-    let uri = settings
-        .uri
-        .as_deref()
-        .ok_or_else(|| invalid(NAME, "uri is required (tcp://host:port of the server)"))?;
+    let listed = settings.uris.is_some();
+    let uris = match (settings.uri, settings.uris) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                NAME,
+                "set uri (one server) or uris (a list of servers), not both",
+            ));
+        }
+        (Some(uri), None) => vec![uri],
+        (None, Some(uris)) if uris.is_empty() => {
+            return Err(invalid(NAME, "uris must list at least one server"));
+        }
+        (None, Some(uris)) => uris,
+        (None, None) => {
+            return Err(invalid(
+                NAME,
+                "uri or uris is required (tcp://host:port of each server)",
+            ));
+        }
+    };
+    if let Some((i, uri)) = uris
+        .iter()
+        .enumerate()
+        .find(|(i, uri)| uris[..*i].contains(uri))
+    {
+        return Err(invalid(NAME, format!("uris[{i}] repeats `{uri}`")));
+    }
     if !(1..=60).contains(&settings.connect_timeout_secs) {
         return Err(invalid(NAME, "connect_timeout_secs must be 1..=60"));
     }
@@ -423,10 +482,18 @@ pub fn build(value: &Value) -> Result<TranscriberFactory, BuildError> {
         base: Duration::from_secs(settings.timeout_secs),
         audio_factor: settings.timeout_audio_factor,
     };
-    let client =
-        WyomingClient::new(uri, settings.language, timeouts).map_err(|e| invalid(NAME, e))?;
+    let clients = uris
+        .into_iter()
+        .enumerate()
+        .map(|(i, uri)| {
+            let client = WyomingClient::new(&uri, settings.language.clone(), timeouts)
+                .map_err(|e| invalid(NAME, if listed { format!("uris[{i}]: {e}") } else { e }))?;
+            Ok((uri, client))
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let pool = Arc::new(ServerPool::new(clients));
     TranscriberFactory::new(NAME, settings.utterances, move || {
-        Box::new(client.clone()) as Box<dyn Recognizer>
+        Box::new(PoolRecognizer(Arc::clone(&pool))) as Box<dyn Recognizer>
     })
 }
 
@@ -523,7 +590,27 @@ mod tests {
         ] {
             assert!(build(&bad).is_err(), "{bad}");
         }
+        for (bad, says) in [
+            (json!({}), "uri or uris is required"),
+            (json!({"uris": []}), "uris must list at least one server"),
+            (
+                json!({"uri": "tcp://x:1", "uris": ["tcp://y:1"]}),
+                "uri (one server) or uris",
+            ),
+            (
+                json!({"uris": ["tcp://x:1", "tcp://y"]}),
+                "uris[1]: uri `tcp://y`",
+            ),
+            (
+                json!({"uris": ["tcp://x:1", "tcp://y:1", "tcp://x:1"]}),
+                "uris[2] repeats `tcp://x:1`",
+            ),
+        ] {
+            let err = build(&bad).err().unwrap().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
         assert!(build(&json!({"uri": "tcp://127.0.0.1:10300"})).is_ok());
+        assert!(build(&json!({"uris": ["tcp://127.0.0.1:10300", "tcp://[::1]:10300"]})).is_ok());
     }
 
     #[test]
