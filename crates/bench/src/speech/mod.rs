@@ -36,6 +36,7 @@ use crate::BenchError;
 use crate::load::call_url;
 use crate::procstat::{self, ProcSample};
 use calls::Progress;
+use results::{SessionState, Transcript};
 use tally::CallResults;
 
 pub use clips::{ClipSpan, REFERENCES_FILE, SpeechClip, load_clips};
@@ -146,82 +147,26 @@ fn histogram() -> Histogram<u64> {
 /// Runs the calls, waits for their transcripts, and reports.
 pub async fn run(config: SpeechConfig) -> Result<SpeechReport, BenchError> {
     config.validate()?;
-    let prepared = {
-        let c = config.clone();
-        tokio::task::spawn_blocking(move || {
-            let clips = load_clips(&c.clips, c.rate_hz)?;
-            let gap_ms = u64::try_from(c.clip_gap.as_millis()).unwrap_or(u64::MAX);
-            let min_ms = u64::try_from(c.duration.as_millis()).unwrap_or(u64::MAX);
-            let (plans, tape) = clips::prepare(&clips, gap_ms, min_ms, c.calls, c.rate_hz);
-            Ok::<_, BenchError>((clips, plans, tape))
-        })
-        .await
-        .map_err(|e| BenchError::Config(e.to_string()))??
-    };
-    let (clips, plans, tape) = prepared;
-    let tape = Arc::new(tape);
+    let (clips, plans, tape) = prepare(&config).await?;
     let run_id = Timestamp::now().unix_micros() / 1_000;
     let ids: Vec<String> = (0..config.calls)
         .map(|i| format!("speech-{run_id}-{i}"))
         .collect();
-
+    let progress = Progress::new(config.progress);
     let me = std::process::id();
     let sample = |pid: Option<u32>| pid.and_then(|p| procstat::sample(p).ok());
     let (gateway_start, me_start) = (sample(config.gateway_pid), sample(Some(me)));
-    let counters = Arc::new(calls::Counters::default());
     let start = Instant::now();
-    let tasks: Vec<_> = plans
-        .iter()
-        .zip(&ids)
-        .enumerate()
-        .map(|(i, (plan, id))| {
-            let offset = config.ramp.mul_f64(i as f64 / config.calls as f64);
-            tokio::spawn(calls::call(
-                call_url(&config.url, id),
-                start + offset,
-                Arc::clone(&tape),
-                plan.clone(),
-                Arc::clone(&counters),
-            ))
-        })
-        .collect();
-    let progress = Progress::new(config.progress);
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        outcomes.push(progress.wait(task, &counters, config.calls).await);
-    }
-    drop(tape);
+    let outcomes = stream(&config, &ids, &plans, tape, &progress).await;
     let stream_secs = start.elapsed().as_secs_f64();
     let (gateway_streamed, me_streamed) = (sample(config.gateway_pid), sample(Some(me)));
     if outcomes.iter().all(|o| !o.connected) {
         let first_error = outcomes.iter().find_map(|o| o.error.clone());
         return Err(BenchError::no_connection(&config.url, first_error));
     }
-
     progress.say("waiting for the transcripts");
-    let folders: Vec<PathBuf> = ids.iter().map(|id| config.recordings.join(id)).collect();
-    let (states, waited) =
-        results::wait_until_finished(folders.clone(), config.transcript_wait).await;
+    let (states, waited, transcripts) = collect(&config, &ids).await?;
     let gateway_end = sample(config.gateway_pid);
-    let transcripts = {
-        let names: Vec<Vec<String>> = states
-            .iter()
-            .map(|s| {
-                s.as_ref()
-                    .map(|s| s.transcripts.clone())
-                    .unwrap_or_default()
-            })
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            folders
-                .iter()
-                .zip(&names)
-                .map(|(folder, names)| results::read_transcripts(folder, names))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| BenchError::Config(e.to_string()))?
-    };
     progress.finish();
 
     let calls = CallResults {
@@ -234,15 +179,10 @@ pub async fn run(config: SpeechConfig) -> Result<SpeechReport, BenchError> {
     let mut report = calls.report(&clips, &config);
     report.stream_secs = stream_secs;
     report.transcripts_wait_secs = waited.as_secs_f64();
-    report.gateway = match (
-        gateway_start,
-        gateway_streamed,
-        gateway_end,
-        config.gateway_pid,
-    ) {
-        (Some(s), Some(m), Some(e), Some(pid)) => {
-            Some(gateway_cpu(pid, s, m, e, stream_secs, report.speech_secs))
-        }
+    report.gateway = match (gateway_start, gateway_streamed, gateway_end) {
+        (Some(s), Some(m), Some(e)) => config
+            .gateway_pid
+            .map(|pid| gateway_cpu(pid, [s, m, e], stream_secs, report.speech_secs)),
         _ => None,
     };
     report.generator_cores = match (me_start, me_streamed) {
@@ -252,18 +192,97 @@ pub async fn run(config: SpeechConfig) -> Result<SpeechReport, BenchError> {
     Ok(report)
 }
 
+/// Reads the clips and lays out the calls and their tape, on a blocking thread.
+async fn prepare(
+    config: &SpeechConfig,
+) -> Result<(Vec<SpeechClip>, Vec<clips::CallPlan>, clips::Tape), BenchError> {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let clips = load_clips(&c.clips, c.rate_hz)?;
+        let gap_ms = u64::try_from(c.clip_gap.as_millis()).unwrap_or(u64::MAX);
+        let min_ms = u64::try_from(c.duration.as_millis()).unwrap_or(u64::MAX);
+        let (plans, tape) = clips::prepare(&clips, gap_ms, min_ms, c.calls, c.rate_hz);
+        Ok((clips, plans, tape))
+    })
+    .await
+    .map_err(|e| BenchError::Config(e.to_string()))?
+}
+
+/// Plays every call (call `i` named `ids[i]`, starting `i / calls` into the ramp) and waits
+/// until all have hung up.
+async fn stream(
+    config: &SpeechConfig,
+    ids: &[String],
+    plans: &[clips::CallPlan],
+    tape: clips::Tape,
+    progress: &Progress,
+) -> Vec<calls::CallOutcome> {
+    let tape = Arc::new(tape);
+    let counters = Arc::new(calls::Counters::default());
+    let start = Instant::now();
+    let tasks: Vec<_> = plans
+        .iter()
+        .zip(ids)
+        .enumerate()
+        .map(|(i, (plan, id))| {
+            let offset = config.ramp.mul_f64(i as f64 / config.calls as f64);
+            tokio::spawn(calls::call(
+                call_url(&config.url, id),
+                start + offset,
+                Arc::clone(&tape),
+                plan.clone(),
+                Arc::clone(&counters),
+            ))
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(progress.wait(task, &counters, config.calls).await);
+    }
+    outcomes
+}
+
+/// Each call's session.json once finished (or the wait ran out), how long that took, and its
+/// transcript lines.
+async fn collect(
+    config: &SpeechConfig,
+    ids: &[String],
+) -> Result<(Vec<Option<SessionState>>, Duration, Vec<Transcript>), BenchError> {
+    let folders: Vec<PathBuf> = ids.iter().map(|id| config.recordings.join(id)).collect();
+    let (states, waited) =
+        results::wait_until_finished(folders.clone(), config.transcript_wait).await;
+    let names: Vec<Vec<String>> = states
+        .iter()
+        .map(|s| {
+            s.as_ref()
+                .map(|s| s.transcripts.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let transcripts = tokio::task::spawn_blocking(move || {
+        folders
+            .iter()
+            .zip(&names)
+            .map(|(folder, names)| results::read_transcripts(folder, names))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| BenchError::Config(e.to_string()))?;
+    Ok((states, waited, transcripts))
+}
+
 fn cpu_secs(from: ProcSample, to: ProcSample) -> f64 {
     to.cpu_micros.saturating_sub(from.cpu_micros) as f64 / 1e6
 }
 
+/// The gateway's CPU from `[start, streamed, end]` samples.
 fn gateway_cpu(
     pid: u32,
-    start: ProcSample,
-    streamed: ProcSample,
-    end: ProcSample,
+    samples: [ProcSample; 3],
     stream_secs: f64,
     speech_secs: f64,
 ) -> SpeechCpu {
+    let [start, streamed, end] = samples;
     let total = cpu_secs(start, end);
     SpeechCpu {
         pid,

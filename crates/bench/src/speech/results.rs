@@ -175,11 +175,11 @@ pub(crate) fn parse_transcript(text: &str) -> (Vec<TranscriptLine>, usize) {
     (lines, bad)
 }
 
+/// A call's transcript lines and how many lines did not parse, or why it could not be read.
+pub(crate) type Transcript = Result<(Vec<TranscriptLine>, usize), String>;
+
 /// Reads the transcript files `names` of a call folder, in order. **Blocking**.
-pub(crate) fn read_transcripts(
-    folder: &Path,
-    names: &[String],
-) -> Result<(Vec<TranscriptLine>, usize), String> {
+pub(crate) fn read_transcripts(folder: &Path, names: &[String]) -> Transcript {
     let names: Vec<&str> = if names.is_empty() {
         vec!["transcript.jsonl"]
     } else {
