@@ -386,15 +386,17 @@ impl Target {
         } else {
             bail!("say what to bench: --url URL, --self, or --reference-echo");
         };
-        Target::spawn(command, &addr, what, scratch).await
+        Target::spawn(command, &addr, what, scratch, Duration::from_secs(10)).await
     }
 
-    /// Starts `command` (this executable, told to listen on `addr`) and waits until it does.
+    /// Starts `command` (this executable, told to listen on `addr`) and waits until it does,
+    /// for at most `ready_within`.
     async fn spawn(
         mut command: Command,
         addr: &str,
         what: String,
         scratch: Option<PathBuf>,
+        ready_within: Duration,
     ) -> anyhow::Result<Target> {
         let child = command
             .stdin(Stdio::null())
@@ -408,13 +410,13 @@ impl Target {
             child: Some(child),
             scratch,
         };
-        target.wait_ready(addr).await?;
+        target.wait_ready(addr, ready_within).await?;
         Ok(target)
     }
 
     /// Waits until the child accepts connections (or has died).
-    async fn wait_ready(&mut self, addr: &str) -> anyhow::Result<()> {
-        for _ in 0..200 {
+    async fn wait_ready(&mut self, addr: &str, within: Duration) -> anyhow::Result<()> {
+        for _ in 0..within.as_millis().div_ceil(50) {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(());
             }
@@ -425,7 +427,10 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("the gateway did not listen on {addr} within 10 s")
+        bail!(
+            "the gateway did not listen on {addr} within {} s",
+            within.as_secs()
+        )
     }
 }
 

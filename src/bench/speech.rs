@@ -16,6 +16,8 @@ use crate::emulate::parse_time;
 
 /// The pipeline of a `--self` gateway under `--speech` when `--pipeline` is not given.
 const DEFAULT_PIPELINE: [&str; 3] = ["wav", "transcript", "whisper"];
+/// How long a `--self` gateway may take to listen.
+const READY_WITHIN: Duration = Duration::from_secs(300);
 
 /// The arguments only `--speech` takes.
 #[derive(clap::Args, Debug)]
@@ -260,7 +262,9 @@ async fn start(args: &BenchArgs) -> anyhow::Result<(Target, PathBuf)> {
     let what = format!("mediagate, pipeline {}", pipeline.join(","));
     // Kept when the user named the recordings dir.
     let scratch = args.speech.recordings.is_none().then_some(scratch);
-    let target = Target::spawn(command, &addr, what, scratch).await?;
+    // A speech engine loads its model before the gateway listens (installing it first, when
+    // missing and allowed).
+    let target = Target::spawn(command, &addr, what, scratch, READY_WITHIN).await?;
     Ok((target, recordings))
 }
 
