@@ -1,7 +1,10 @@
 //! `mediagate bench`: the command-line front of `mediagate-bench`. It benches a gateway at a
 //! URL, or starts one itself (`--self`, this binary's `serve` with a chosen pipeline; or
 //! `--reference-echo`, the bare echo server) as a child process on a free port, so that its CPU
-//! and memory are measured apart from the generator's.
+//! and memory are measured apart from the generator's. `--speech` benches a speech pipeline
+//! instead ([`speech`]).
+
+mod speech;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,8 +24,9 @@ pub(crate) struct BenchArgs {
     /// Start this mediagate as a child process on a free local port and bench it.
     #[arg(long = "self")]
     self_gateway: bool,
-    /// With --self: its pipeline, comma-separated (`echo`, `echo,wav`, `echo,wav,vad`...).
-    #[arg(long, value_delimiter = ',', default_value = "echo")]
+    /// With --self: its pipeline, comma-separated (`echo`, `echo,wav`, `echo,wav,vad`...)
+    /// [default: echo; with --speech wav,transcript,whisper].
+    #[arg(long, value_delimiter = ',')]
     pipeline: Vec<String>,
     /// Bench the bare reference echo server instead (a child process): the floor to compare with.
     #[arg(long, conflicts_with = "self_gateway")]
@@ -31,10 +35,11 @@ pub(crate) struct BenchArgs {
     /// from /proc.
     #[arg(long)]
     gateway_pid: Option<u32>,
-    /// Concurrent calls.
-    #[arg(long, default_value_t = 100)]
-    calls: usize,
-    /// Measured time, after the ramp and the warm-up (`30s`, `15m`, `1h`).
+    /// Concurrent calls [default: 100; with --speech 2].
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Measured time, after the ramp and the warm-up (`30s`, `15m`, `1h`); with --speech, how
+    /// long each call plays (whole clips, at least this long).
     #[arg(long, default_value = "30s", value_parser = parse_span)]
     duration: Duration,
     /// Calls connect spread over this long.
@@ -89,6 +94,8 @@ pub(crate) struct BenchArgs {
     /// test, `--duration 1h --fail-if-rss-grows`.
     #[arg(long)]
     fail_if_rss_grows: bool,
+    #[command(flatten)]
+    speech: speech::SpeechArgs,
 }
 
 /// Arguments of the hidden `mediagate reference-echo`.
@@ -119,10 +126,13 @@ pub(crate) async fn reference_echo(args: ReferenceEchoArgs) -> anyhow::Result<()
 
 /// Runs `mediagate bench`.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.speech.speech {
+        return speech::run(args).await;
+    }
     let target = Target::start(&args).await?;
     let base = BenchConfig {
         url: target.url.clone(),
-        calls: args.calls,
+        calls: args.calls.unwrap_or(100),
         duration: args.duration,
         ramp: args.ramp,
         warmup: args.warmup,
@@ -156,7 +166,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         reports
     } else {
-        vec![once(&base, args.calls, args.json).await?]
+        vec![once(&base, base.calls, args.json).await?]
     };
     if let Some(path) = &args.chart {
         std::fs::write(path, mediagate_bench::sweep_svg(&reports, &target.what))
@@ -344,7 +354,7 @@ impl Target {
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let (mut command, what, scratch) = if args.reference_echo {
+        let (command, what, scratch) = if args.reference_echo {
             let mut command = Command::new(&exe);
             command.args(["--log", "warn", "reference-echo", "--listen", &addr]);
             if let Some(n) = args.reference_drop_every {
@@ -357,25 +367,42 @@ impl Target {
             std::fs::create_dir_all(&scratch)
                 .with_context(|| format!("cannot create {}", scratch.display()))?;
             let config = scratch.join("mediagate.toml");
+            let pipeline = if args.pipeline.is_empty() {
+                vec!["echo".to_owned()]
+            } else {
+                args.pipeline.clone()
+            };
             std::fs::write(
                 &config,
-                self_config(&addr, &scratch.join("data"), &args.pipeline),
+                self_config(&addr, &scratch.join("data"), &pipeline),
             )
             .with_context(|| format!("cannot write {}", config.display()))?;
             let mut command = Command::new(&exe);
             command
                 .args(["--log", "warn", "serve", "--config"])
                 .arg(&config);
-            let what = format!("mediagate, pipeline {}", args.pipeline.join(","));
+            let what = format!("mediagate, pipeline {}", pipeline.join(","));
             (command, what, Some(scratch))
         } else {
             bail!("say what to bench: --url URL, --self, or --reference-echo");
         };
+        Target::spawn(command, &addr, what, scratch, Duration::from_secs(10)).await
+    }
+
+    /// Starts `command` (this executable, told to listen on `addr`) and waits until it does,
+    /// for at most `ready_within`.
+    async fn spawn(
+        mut command: Command,
+        addr: &str,
+        what: String,
+        scratch: Option<PathBuf>,
+        ready_within: Duration,
+    ) -> anyhow::Result<Target> {
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
+            .with_context(|| format!("cannot start {:?}", command.get_program()))?;
         let mut target = Target {
             url: format!("ws://{addr}/ws"),
             pid: Some(child.id()),
@@ -383,13 +410,13 @@ impl Target {
             child: Some(child),
             scratch,
         };
-        target.wait_ready(&addr).await?;
+        target.wait_ready(addr, ready_within).await?;
         Ok(target)
     }
 
     /// Waits until the child accepts connections (or has died).
-    async fn wait_ready(&mut self, addr: &str) -> anyhow::Result<()> {
-        for _ in 0..200 {
+    async fn wait_ready(&mut self, addr: &str, within: Duration) -> anyhow::Result<()> {
+        for _ in 0..within.as_millis().div_ceil(50) {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(());
             }
@@ -400,7 +427,10 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("the gateway did not listen on {addr} within 10 s")
+        bail!(
+            "the gateway did not listen on {addr} within {} s",
+            within.as_secs()
+        )
     }
 }
 

@@ -1,9 +1,11 @@
-//! A self-contained SVG chart of a sweep: echo latency (p50, p99) and gateway CPU against the
-//! number of calls. No dependency: a few lines, polylines and labels.
+//! A self-contained SVG chart of a sweep: echo latency (p50, p99), or finals latency (p50, p95)
+//! for a speech sweep, and gateway CPU against the number of calls. No dependency: a few lines,
+//! polylines and labels.
 
 use std::fmt::Write as _;
 
 use crate::BenchReport;
+use crate::speech::{FinalsLatency, SpeechReport};
 
 const WIDTH: f64 = 720.0;
 const PANEL: f64 = 220.0;
@@ -28,6 +30,57 @@ pub fn sweep_svg(reports: &[BenchReport], title: &str) -> String {
         .iter()
         .map(|r| (r.calls as f64, r.gateway.map(|g| g.cores)))
         .collect();
+    two_panels(
+        &format!("mediagate bench: {title}"),
+        max_calls,
+        (
+            "echo round trip (ms)",
+            &[("p50", "#1f77b4", &p50), ("p99", "#d62728", &p99)],
+        ),
+        ("gateway CPU (cores)", &[("cores", "#2ca02c", &cores)]),
+    )
+}
+
+/// The chart of a speech sweep (one point per run, by calls): finals latency after the
+/// utterance (p50, p95) and the gateway's cores while streaming, titled `title`.
+pub fn speech_sweep_svg(reports: &[SpeechReport], title: &str) -> String {
+    let mut points: Vec<&SpeechReport> = reports.iter().collect();
+    points.sort_by_key(|r| r.calls);
+    let max_calls = points.iter().map(|r| r.calls).max().unwrap_or(1).max(1) as f64;
+    let latency = |pick: fn(&FinalsLatency) -> f64| -> Vec<(f64, Option<f64>)> {
+        points
+            .iter()
+            .map(|r| {
+                (
+                    r.calls as f64,
+                    r.finals_latency.as_ref().map(|l| pick(l) / 1e3),
+                )
+            })
+            .collect()
+    };
+    let (p50, p95) = (latency(|l| l.p50_ms), latency(|l| l.p95_ms));
+    let cores: Vec<(f64, Option<f64>)> = points
+        .iter()
+        .map(|r| (r.calls as f64, r.gateway.map(|g| g.streaming_cores)))
+        .collect();
+    two_panels(
+        &format!("mediagate bench --speech: {title}"),
+        max_calls,
+        (
+            "finals after the end of the utterance (s)",
+            &[("p50", "#1f77b4", &p50), ("p95", "#d62728", &p95)],
+        ),
+        (
+            "gateway CPU while streaming (cores)",
+            &[("cores", "#2ca02c", &cores)],
+        ),
+    )
+}
+
+type Panel<'a> = (&'a str, &'a [Series<'a>]);
+
+/// An SVG of two panels sharing the calls axis.
+fn two_panels(title: &str, max_calls: f64, top: Panel<'_>, bottom: Panel<'_>) -> String {
     let height = 2.0 * PANEL + 110.0;
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
@@ -35,22 +88,10 @@ pub fn sweep_svg(reports: &[BenchReport], title: &str) -> String {
     let _ = write!(
         svg,
         r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="15">{}</text>"#,
-        escape(&format!("mediagate bench: {title}"))
+        escape(title)
     );
-    panel(
-        &mut svg,
-        40.0,
-        "echo round trip (ms)",
-        max_calls,
-        &[("p50", "#1f77b4", &p50), ("p99", "#d62728", &p99)],
-    );
-    panel(
-        &mut svg,
-        70.0 + PANEL,
-        "gateway CPU (cores)",
-        max_calls,
-        &[("cores", "#2ca02c", &cores)],
-    );
+    panel(&mut svg, 40.0, top.0, max_calls, top.1);
+    panel(&mut svg, 70.0 + PANEL, bottom.0, max_calls, bottom.1);
     let _ = write!(
         svg,
         r#"<text x="{}" y="{}" text-anchor="middle">concurrent calls</text></svg>"#,

@@ -14,6 +14,10 @@
 //!
 //! Every message is encoded before the clock starts, as one of 256 stamped variants shared by
 //! all calls (a refcount per send, no allocation or encoding per frame).
+//!
+//! [`speech`] (`mediagate bench --speech`) loads a gateway's speech pipeline instead: real-time
+//! calls of real speech, scored from the transcripts the gateway wrote (finals latency after
+//! each utterance, word error rate, partial rate, CPU, calls transcribed live).
 
 mod chart;
 mod frames;
@@ -22,10 +26,11 @@ mod procstat;
 mod reference;
 mod report;
 mod rss;
+pub mod speech;
 
 use std::path::PathBuf;
 
-pub use chart::sweep_svg;
+pub use chart::{speech_sweep_svg, sweep_svg};
 pub use frames::STAMPS;
 pub use load::{BenchConfig, Mode, run};
 pub use procstat::{ProcSample, ProcessUsage, sample};
@@ -47,6 +52,14 @@ pub enum BenchError {
         /// Why.
         reason: String,
     },
+    /// Speech clips or their references cannot be used.
+    #[error("cannot use speech clips at {path}: {reason}")]
+    Clips {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Not one call connected.
     #[error("no call could connect to {url}: {reason}")]
     NoConnection {
@@ -55,4 +68,14 @@ pub enum BenchError {
         /// The first call's error.
         reason: String,
     },
+}
+
+impl BenchError {
+    /// [`BenchError::NoConnection`] to `url`, with the first call's error if any.
+    pub(crate) fn no_connection(url: &str, first_error: Option<String>) -> Self {
+        BenchError::NoConnection {
+            url: url.to_owned(),
+            reason: first_error.unwrap_or_else(|| "unknown".to_owned()),
+        }
+    }
 }

@@ -307,14 +307,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     }
     let connected = outcomes.iter().filter(|o| o.connected).count();
     if connected == 0 {
-        let reason = outcomes
-            .iter()
-            .find_map(|o| o.error.clone())
-            .unwrap_or_else(|| "unknown".to_owned());
-        return Err(BenchError::NoConnection {
-            url: config.url.clone(),
-            reason,
-        });
+        let first_error = outcomes.iter().find_map(|o| o.error.clone());
+        return Err(BenchError::no_connection(&config.url, first_error));
     }
 
     let mut frames_count = FrameCounts::default();
@@ -407,10 +401,10 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     })
 }
 
-/// `url` with `callId=bench-N` added to its query.
-fn call_url(url: &str, index: usize) -> String {
+/// `url` with `callId=<call_id>` added to its query.
+pub(crate) fn call_url(url: &str, call_id: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}callId=bench-{index}")
+    format!("{url}{separator}callId={call_id}")
 }
 
 async fn call(
@@ -422,7 +416,7 @@ async fn call(
     mut phase: watch::Receiver<Phase>,
 ) -> CallOutcome {
     tokio::time::sleep_until(start_at).await;
-    let url = call_url(&config.url, index);
+    let url = call_url(&config.url, &format!("bench-{index}"));
     let socket = match connect_async_with_config(url.as_str(), None, true).await {
         Ok((socket, _)) => socket,
         Err(e) => {
@@ -701,8 +695,11 @@ mod tests {
 
     #[test]
     fn call_urls_keep_the_query() {
-        assert_eq!(call_url("ws://h/ws", 3), "ws://h/ws?callId=bench-3");
-        assert_eq!(call_url("ws://h/ws?x=1", 0), "ws://h/ws?x=1&callId=bench-0");
+        assert_eq!(call_url("ws://h/ws", "bench-3"), "ws://h/ws?callId=bench-3");
+        assert_eq!(
+            call_url("ws://h/ws?x=1", "bench-0"),
+            "ws://h/ws?x=1&callId=bench-0"
+        );
     }
 
     #[test]
