@@ -61,10 +61,69 @@ pub trait Recognizer: Send + 'static {
     /// Transcribes `samples` (16 kHz, mono, in [-1, 1]): the utterance from its start.
     fn recognize(&mut self, samples: &[f32], pass: Pass) -> Result<Recognition, SpeechError>;
 
+    /// Starts a partial result of `samples` without waiting for it, if this engine can: the
+    /// transcriber goes on with the call's audio (and cuts the utterance's end on time) while
+    /// the engine works, and collects the result later. `None` (the default): it cannot, and
+    /// partials are asked for with [`Recognizer::recognize`].
+    fn start_partial(&mut self, samples: &[f32]) -> Option<Pending> {
+        let _ = samples;
+        None
+    }
+
     /// Whether [`Pass::Partial`] results are worth asking for. An engine that only answers a
     /// whole utterance (a Wyoming server) says `false` and is only asked for finals.
     fn partials(&self) -> bool {
         false
+    }
+}
+
+/// A result on its way ([`Recognizer::start_partial`]). Dropping it gives it up: an engine
+/// that has not started on it yet never will.
+#[derive(Debug)]
+pub struct Pending {
+    answer: std::sync::mpsc::Receiver<Result<Recognition, SpeechError>>,
+    given_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Pending {
+    /// A result that `answer` will carry; `given_up` is set when it is dropped.
+    pub fn new(
+        answer: std::sync::mpsc::Receiver<Result<Recognition, SpeechError>>,
+        given_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        Pending { answer, given_up }
+    }
+
+    /// A result that is already there.
+    pub fn ready(result: Result<Recognition, SpeechError>) -> Self {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let _ = reply.send(result);
+        Pending::new(answer, std::sync::Arc::default())
+    }
+
+    /// Waits for the result.
+    pub fn wait(self) -> Result<Recognition, SpeechError> {
+        self.answer
+            .recv()
+            .unwrap_or_else(|_| Err(SpeechError::Utterance("the speech engine stopped".into())))
+    }
+
+    /// The result, if it has come (an engine that went away answers an error).
+    pub fn try_result(&self) -> Option<Result<Recognition, SpeechError>> {
+        match self.answer.try_recv() {
+            Ok(result) => Some(result),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(SpeechError::Utterance(
+                "the speech engine stopped".into(),
+            ))),
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.given_up
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

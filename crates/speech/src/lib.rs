@@ -29,7 +29,7 @@ pub mod wer;
 pub mod whisper;
 pub mod wyoming;
 
-pub use engine::{Engine, Pass, Recognition, RecognizedWord, Recognizer, SpeechError};
+pub use engine::{Engine, Pass, Pending, Recognition, RecognizedWord, Recognizer, SpeechError};
 pub use file::{FileError, FileTranscript, transcribe_wav};
 pub use metrics::{EngineMetrics, SpeechMetrics};
 pub use transcriber::{

@@ -17,13 +17,14 @@
 //! when the utterance's result is ready, or at once when the queue is full.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::EngineMetrics;
-use crate::{Pass, Recognition, SpeechError};
+use crate::{Pass, Pending, Recognition, SpeechError};
 
 /// An engine that can transcribe several utterances in one call.
 pub trait BatchEngine: Send + Sync + 'static {
@@ -88,6 +89,14 @@ struct Job {
     key: usize,
     queued: Instant,
     reply: SyncSender<Result<Recognition, SpeechError>>,
+    /// Set when the caller no longer wants the result: the job is dropped unrun.
+    given_up: Arc<AtomicBool>,
+}
+
+impl Job {
+    fn given_up(&self) -> bool {
+        self.given_up.load(Ordering::Acquire)
+    }
 }
 
 /// The queue, under one lock (never held while an engine runs).
@@ -167,7 +176,14 @@ impl Scheduler {
     /// Transcribes `samples` in `pass`'s lane, blocking until the result. A partial dropped
     /// as stale, or any request that finds the queue full, is [`SpeechError::Busy`].
     pub fn recognize(&self, samples: &[f32], pass: Pass) -> Result<Recognition, SpeechError> {
+        self.submit(samples, pass)?.wait()
+    }
+
+    /// Queues `samples` in `pass`'s lane and returns at once: the result comes through the
+    /// [`Pending`] (dropping it gives the job up). A full queue is [`SpeechError::Busy`].
+    pub fn submit(&self, samples: &[f32], pass: Pass) -> Result<Pending, SpeechError> {
         let (reply, answer) = sync_channel(1);
+        let given_up = Arc::new(AtomicBool::new(false));
         let lane = Lane::of(pass);
         {
             let mut queue = self.shared.lock();
@@ -182,12 +198,11 @@ impl Scheduler {
                 key: self.shared.engine.batch_key(samples.len()),
                 queued: Instant::now(),
                 reply,
+                given_up: Arc::clone(&given_up),
             });
         }
         self.shared.wake.notify_one();
-        answer
-            .recv()
-            .unwrap_or_else(|_| Err(SpeechError::Utterance("the speech engine stopped".into())))
+        Ok(Pending::new(answer, given_up))
     }
 }
 
@@ -203,7 +218,10 @@ impl Drop for Scheduler {
 
 /// What a worker takes next: a lane and its jobs.
 fn next_batch(shared: &Shared, queue: &mut Queue) -> Option<(Lane, Vec<Job>)> {
-    // Stale partials are dropped before anything is picked.
+    // Jobs given up, and stale partials, are dropped before anything is picked.
+    for jobs in &mut queue.lanes {
+        jobs.retain(|job| !job.given_up());
+    }
     let now = Instant::now();
     let max_age = shared.settings.partial_max_age;
     let partials = &mut queue.lanes[Lane::Partial as usize];
@@ -517,6 +535,37 @@ mod tests {
             p.join().unwrap().unwrap();
         }
         assert_eq!(engine.most_running.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_job_given_up_before_it_starts_never_runs() {
+        let engine = Fake::new(Duration::from_millis(60));
+        let scheduler = scheduler(
+            &engine,
+            SchedulerSettings {
+                workers: 1,
+                max_batch: 1,
+                partial_max_age: Duration::from_secs(10),
+                ..SchedulerSettings::default()
+            },
+        );
+        let busy = scheduler.submit(&[1.0; 10], Pass::Final).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        let abandoned = scheduler.submit(&[2.0; 10], Pass::Partial).unwrap();
+        let kept = scheduler.submit(&[3.0; 20], Pass::Partial).unwrap();
+        drop(abandoned);
+        let began = Instant::now();
+        let result = loop {
+            if let Some(result) = kept.try_result() {
+                break result;
+            }
+            assert!(began.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(result.unwrap().text, "3 20");
+        assert_eq!(busy.try_result().unwrap().unwrap().text, "1 10");
+        let batches = engine.batches.lock().unwrap();
+        assert_eq!(batches.len(), 2, "{batches:?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use mediagate_processors::settings::invalid;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::EngineMetrics;
-use crate::{Engine, Pass, Recognition, Recognizer, SpeechError};
+use crate::{Engine, Pass, Pending, Recognition, Recognizer, SpeechError};
 
 /// The rate every engine hears.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -223,6 +223,9 @@ struct Segmenter {
     voiced: usize,
     /// Utterance length at the last partial.
     partial_at: usize,
+    /// A partial the engine is working on (engines that take them without waiting), and the
+    /// utterance length it is of.
+    pending: Option<(Pending, usize)>,
 }
 
 impl Segmenter {
@@ -236,6 +239,7 @@ impl Segmenter {
             start: 0,
             voiced: 0,
             partial_at: 0,
+            pending: None,
         }
     }
 }
@@ -476,6 +480,20 @@ impl Transcriber {
             Pass::Final => self.metrics.final_latency(took),
             Pass::AfterCall => {}
         }
+        self.deliver(source, start, samples.len(), result, pass, ctx);
+    }
+
+    /// Tells the call what the engine made of `source`'s utterance of `len` samples from
+    /// `start`, and counts it.
+    fn deliver(
+        &mut self,
+        source: &AudioSource,
+        start: i64,
+        len: usize,
+        result: Result<Recognition, SpeechError>,
+        pass: Pass,
+        ctx: &mut Context,
+    ) {
         match result {
             Ok(recognition) => {
                 if recognition.text.trim().is_empty() {
@@ -488,7 +506,7 @@ impl Transcriber {
                     Pass::Partial => self.counters.partials += 1,
                     Pass::Final | Pass::AfterCall => self.counters.finals += 1,
                 }
-                let transcript = self.transcript(source, start, samples.len(), recognition, pass);
+                let transcript = self.transcript(source, start, len, recognition, pass);
                 ctx.emit(Event::Transcript(Arc::new(transcript)));
             }
             Err(SpeechError::Busy) if pass == Pass::Partial => {
@@ -503,6 +521,22 @@ impl Transcriber {
                     "speech recognition failed"
                 );
             }
+        }
+    }
+
+    /// Emits the partials the engine has finished since the last look.
+    fn collect_partials(&mut self, ctx: &mut Context) {
+        let ready: Vec<_> = self
+            .sources
+            .iter_mut()
+            .filter_map(|(source, seg)| {
+                let result = seg.pending.as_ref()?.0.try_result()?;
+                let (_, len) = seg.pending.take()?;
+                Some((source.clone(), seg.start, len, result))
+            })
+            .collect();
+        for (source, start, len, result) in ready {
+            self.deliver(&source, start, len, result, Pass::Partial, ctx);
         }
     }
 
@@ -551,6 +585,8 @@ impl Transcriber {
             return;
         };
         let voiced = seg.voiced;
+        // A partial still on its way is of no use once the final is asked for.
+        seg.pending = None;
         // Taken for the engine's call, handed back emptied: one buffer per source.
         let utterance = std::mem::take(&mut seg.utterance);
         let start = seg.start;
@@ -711,6 +747,7 @@ impl Processor for Transcriber {
         if !live || self.settings.partial_interval_ms == 0 || !self.recognizer.partials() {
             return Ok(());
         }
+        self.collect_partials(ctx);
         let interval = ms_to_samples(self.settings.partial_interval_ms);
         let due: Vec<AudioSource> = self
             .sources
@@ -723,6 +760,15 @@ impl Processor for Transcriber {
         for source in due {
             if let Some(seg) = self.sources.get_mut(&source) {
                 seg.partial_at = seg.utterance.len();
+                // An engine that takes partials without waiting: one at a time per source.
+                if seg.pending.is_some() {
+                    self.counters.partials_skipped += 1;
+                    continue;
+                }
+                if let Some(pending) = self.recognizer.start_partial(&seg.utterance) {
+                    seg.pending = Some((pending, seg.utterance.len()));
+                    continue;
+                }
             }
             // An engine slower than half the interval would fall behind the call: skip.
             if self.last_partial.as_millis() > u128::from(self.settings.partial_interval_ms / 2) {

@@ -30,8 +30,8 @@ use crate::metrics::EngineMetrics;
 use crate::models;
 use crate::scheduler::{BatchEngine, Scheduler, SchedulerSettings};
 use crate::{
-    Capacity, ModelInstaller, Pass, Recognition, Recognizer, SpeechError, TranscriberFactory,
-    TranscriberSettings,
+    Capacity, ModelInstaller, Pass, Pending, Recognition, Recognizer, SpeechError,
+    TranscriberFactory, TranscriberSettings,
 };
 use mel::{MelFrontEnd, N_MELS};
 use tokens::ByteDecoder;
@@ -501,6 +501,14 @@ struct WhisperRecognizer {
 impl Recognizer for WhisperRecognizer {
     fn recognize(&mut self, samples: &[f32], pass: Pass) -> Result<Recognition, SpeechError> {
         self.scheduler.recognize(samples, pass)
+    }
+
+    fn start_partial(&mut self, samples: &[f32]) -> Option<Pending> {
+        Some(
+            self.scheduler
+                .submit(samples, Pass::Partial)
+                .unwrap_or_else(|e| Pending::ready(Err(e))),
+        )
     }
 
     fn partials(&self) -> bool {
