@@ -378,17 +378,34 @@ mod tests {
         )
     }
 
+    /// A scheduler of `workers` workers, batches of `max_batch`, partials stale after `age`.
+    fn with(engine: &Arc<Fake>, workers: usize, max_batch: usize, age: Duration) -> Arc<Scheduler> {
+        scheduler(
+            engine,
+            SchedulerSettings {
+                workers,
+                max_batch,
+                partial_max_age: age,
+                ..SchedulerSettings::default()
+            },
+        )
+    }
+
+    /// A caller on a thread of its own: `len` samples of `value`, in `pass`'s lane.
+    fn ask(
+        scheduler: &Arc<Scheduler>,
+        value: f32,
+        len: usize,
+        pass: Pass,
+    ) -> std::thread::JoinHandle<Result<Recognition, SpeechError>> {
+        let scheduler = Arc::clone(scheduler);
+        std::thread::spawn(move || scheduler.recognize(&vec![value; len], pass))
+    }
+
     #[test]
     fn concurrent_callers_get_their_own_results_in_shared_batches() {
         let engine = Fake::new(Duration::from_millis(30));
-        let scheduler = scheduler(
-            &engine,
-            SchedulerSettings {
-                workers: 1,
-                max_batch: 4,
-                ..SchedulerSettings::default()
-            },
-        );
+        let scheduler = with(&engine, 1, 4, Duration::from_millis(500));
         let callers: Vec<_> = (0..12)
             .map(|i| {
                 let scheduler = Arc::clone(&scheduler);
@@ -417,15 +434,16 @@ mod tests {
         let scheduler = scheduler(&engine, SchedulerSettings::default());
         let callers: Vec<_> = (0..8)
             .map(|i| {
-                let scheduler = Arc::clone(&scheduler);
-                std::thread::spawn(move || {
-                    let samples = vec![1.0; if i % 2 == 0 { 500 } else { 2_500 }];
-                    scheduler.recognize(&samples, Pass::Final).unwrap();
-                })
+                ask(
+                    &scheduler,
+                    1.0,
+                    if i % 2 == 0 { 500 } else { 2_500 },
+                    Pass::Final,
+                )
             })
             .collect();
         for caller in callers {
-            caller.join().unwrap();
+            caller.join().unwrap().unwrap();
         }
         for (_, batch) in engine.batches.lock().unwrap().iter() {
             assert!(
@@ -438,27 +456,13 @@ mod tests {
     #[test]
     fn stale_partials_are_dropped_and_finals_still_run() {
         let engine = Fake::new(Duration::from_millis(100));
-        let scheduler = scheduler(
-            &engine,
-            SchedulerSettings {
-                workers: 1,
-                max_batch: 1,
-                partial_max_age: Duration::from_millis(50),
-                ..SchedulerSettings::default()
-            },
-        );
+        let scheduler = with(&engine, 1, 1, Duration::from_millis(50));
         // A final keeps the only worker busy for 100 ms; the partials queued behind it are
         // stale by then.
-        let busy = {
-            let scheduler = Arc::clone(&scheduler);
-            std::thread::spawn(move || scheduler.recognize(&[1.0; 10], Pass::Final))
-        };
+        let busy = ask(&scheduler, 1.0, 10, Pass::Final);
         std::thread::sleep(Duration::from_millis(20));
         let partials: Vec<_> = (0..3)
-            .map(|_| {
-                let scheduler = Arc::clone(&scheduler);
-                std::thread::spawn(move || scheduler.recognize(&[2.0; 10], Pass::Partial))
-            })
+            .map(|_| ask(&scheduler, 2.0, 10, Pass::Partial))
             .collect();
         assert!(busy.join().unwrap().is_ok());
         for partial in partials {
@@ -470,26 +474,12 @@ mod tests {
     #[test]
     fn finals_go_before_after_call_work_and_partials() {
         let engine = Fake::new(Duration::from_millis(60));
-        let scheduler = scheduler(
-            &engine,
-            SchedulerSettings {
-                workers: 1,
-                max_batch: 1,
-                partial_max_age: Duration::from_secs(10),
-                ..SchedulerSettings::default()
-            },
-        );
-        let blocker = {
-            let scheduler = Arc::clone(&scheduler);
-            std::thread::spawn(move || scheduler.recognize(&[0.0; 10], Pass::Final))
-        };
+        let scheduler = with(&engine, 1, 1, Duration::from_secs(10));
+        let blocker = ask(&scheduler, 0.0, 10, Pass::Final);
         std::thread::sleep(Duration::from_millis(20));
         let mut waiting = Vec::new();
         for pass in [Pass::Partial, Pass::AfterCall, Pass::Final] {
-            let scheduler = Arc::clone(&scheduler);
-            waiting.push(std::thread::spawn(move || {
-                scheduler.recognize(&[0.0; 10], pass)
-            }));
+            waiting.push(ask(&scheduler, 0.0, 10, pass));
             std::thread::sleep(Duration::from_millis(5));
         }
         blocker.join().unwrap().unwrap();
@@ -506,20 +496,9 @@ mod tests {
     #[test]
     fn partials_leave_one_worker_for_finals() {
         let engine = Fake::new(Duration::from_millis(80));
-        let scheduler = scheduler(
-            &engine,
-            SchedulerSettings {
-                workers: 2,
-                max_batch: 1,
-                partial_max_age: Duration::from_secs(10),
-                ..SchedulerSettings::default()
-            },
-        );
+        let scheduler = with(&engine, 2, 1, Duration::from_secs(10));
         let partials: Vec<_> = (0..4)
-            .map(|_| {
-                let scheduler = Arc::clone(&scheduler);
-                std::thread::spawn(move || scheduler.recognize(&[0.0; 10], Pass::Partial))
-            })
+            .map(|_| ask(&scheduler, 0.0, 10, Pass::Partial))
             .collect();
         std::thread::sleep(Duration::from_millis(20));
         let began = Instant::now();
@@ -540,15 +519,7 @@ mod tests {
     #[test]
     fn a_job_given_up_before_it_starts_never_runs() {
         let engine = Fake::new(Duration::from_millis(60));
-        let scheduler = scheduler(
-            &engine,
-            SchedulerSettings {
-                workers: 1,
-                max_batch: 1,
-                partial_max_age: Duration::from_secs(10),
-                ..SchedulerSettings::default()
-            },
-        );
+        let scheduler = with(&engine, 1, 1, Duration::from_secs(10));
         let busy = scheduler.submit(&[1.0; 10], Pass::Final).unwrap();
         std::thread::sleep(Duration::from_millis(10));
         let abandoned = scheduler.submit(&[2.0; 10], Pass::Partial).unwrap();
@@ -580,15 +551,9 @@ mod tests {
                 ..SchedulerSettings::default()
             },
         );
-        let running = {
-            let scheduler = Arc::clone(&scheduler);
-            std::thread::spawn(move || scheduler.recognize(&[0.0; 10], Pass::Final))
-        };
+        let running = ask(&scheduler, 0.0, 10, Pass::Final);
         std::thread::sleep(Duration::from_millis(30));
-        let queued = {
-            let scheduler = Arc::clone(&scheduler);
-            std::thread::spawn(move || scheduler.recognize(&[0.0; 10], Pass::Final))
-        };
+        let queued = ask(&scheduler, 0.0, 10, Pass::Final);
         std::thread::sleep(Duration::from_millis(30));
         let began = Instant::now();
         assert!(matches!(
@@ -605,10 +570,7 @@ mod tests {
         let engine = Fake::new(Duration::from_millis(20));
         let scheduler = scheduler(&engine, SchedulerSettings::default());
         let callers: Vec<_> = (0..3)
-            .map(|_| {
-                let scheduler = Arc::clone(&scheduler);
-                std::thread::spawn(move || scheduler.recognize(&[0.0; 10], Pass::Final))
-            })
+            .map(|_| ask(&scheduler, 0.0, 10, Pass::Final))
             .collect();
         drop(scheduler);
         for caller in callers {
