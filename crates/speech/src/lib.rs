@@ -14,6 +14,15 @@
 //!
 //! [`register`] adds all of these to a [`Registry`].
 
+#[cfg(all(
+    feature = "whisper",
+    not(any(feature = "prebuilt-ctranslate2", feature = "ctranslate2-from-source"))
+))]
+compile_error!(
+    "the `whisper` feature needs CTranslate2: add `prebuilt-ctranslate2` (the PyPI wheel's \
+     library, x86_64 Linux) or `ctranslate2-from-source` (cmake and a C++17 compiler)"
+);
+
 mod engine;
 mod file;
 pub mod metrics;
