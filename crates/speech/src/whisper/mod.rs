@@ -348,9 +348,9 @@ impl WhisperModel {
     }
 
     /// The words of each kept text of a batch, timed on its own audio: `kept[i]` was decoded
-    /// from `utterances[i]`, row `i` of `encoded` (a window of `window` mel frames). One alignment pass for the whole batch
-    /// (rows with nothing to time align an empty text); if it fails, the texts go without
-    /// word times (logged), not the results.
+    /// from `utterances[i]`, row `i` of `encoded` (a window of `window` mel frames). One
+    /// alignment pass for the whole batch (rows with nothing to time align an empty text); if
+    /// it fails, the texts go without word times (logged), not the results.
     fn word_times(
         &self,
         encoded: &StorageView<'_>,
@@ -455,8 +455,7 @@ impl WhisperModel {
         }
         let verdicts: Vec<Verdict> = results.iter().map(|r| self.judge(r, pass)).collect();
         // Only finals are timed: a partial must stay cheap.
-        let timed = pass != Pass::Partial;
-        let mut words = if timed {
+        let mut words = if pass != Pass::Partial {
             let kept: Vec<Option<&Attempt>> = verdicts
                 .iter()
                 .map(|v| match v {
@@ -476,21 +475,32 @@ impl WhisperModel {
             .map(|((verdict, audio), words)| match verdict {
                 Verdict::Keep(attempt) => Ok(attempt.into_recognition(words)),
                 Verdict::Silent => Ok(Recognition::default()),
-                Verdict::Retry(attempt) => {
-                    let single = self.encode(&[audio], window)?;
-                    let secs = audio.len() as f64 / 16_000.0;
-                    let Some(attempt) = self.fall_back(&single, secs, pass, attempt)? else {
-                        return Ok(Recognition::default());
-                    };
-                    let words = if timed {
-                        self.word_times(&single, window, &[audio], &[Some(&attempt)])
-                    } else {
-                        Vec::new()
-                    };
-                    Ok(attempt.into_recognition(words.into_iter().next().unwrap_or_default()))
-                }
+                Verdict::Retry(attempt) => self.retry(audio, window, pass, attempt),
             })
             .collect())
+    }
+
+    /// A final whose greedy result failed the guards, decoded again alone (its own encoding
+    /// in a window of `window` frames) and, if kept, timed on that encoding.
+    fn retry(
+        &self,
+        audio: &[f32],
+        window: usize,
+        pass: Pass,
+        first: Attempt,
+    ) -> Result<Recognition, SpeechError> {
+        let single = self.encode(&[audio], window)?;
+        let secs = audio.len() as f64 / 16_000.0;
+        let Some(attempt) = self.fall_back(&single, secs, pass, first)? else {
+            return Ok(Recognition::default());
+        };
+        let words = if pass == Pass::Partial {
+            Vec::new()
+        } else {
+            let mut timed = self.word_times(&single, window, &[audio], &[Some(&attempt)]);
+            timed.pop().unwrap_or_default()
+        };
+        Ok(attempt.into_recognition(words))
     }
 }
 
@@ -555,9 +565,9 @@ impl Attempt {
             .iter()
             .zip(&result.sequences_ids)
             .zip(result.scores.iter().copied().chain(std::iter::repeat(0.0)))
-            .map(|((tokens, ids), score)| {
-                let text = decoder.decode(tokens);
-                let (pieces, ids) = tokens
+            .map(|((sequence, ids), score)| {
+                let text = decoder.decode(sequence);
+                let (pieces, ids) = sequence
                     .iter()
                     .zip(ids)
                     .filter(|(token, _)| !tokens::is_special(token))
@@ -565,7 +575,7 @@ impl Attempt {
                     .unzip();
                 // CTranslate2's score is the log-probability divided by the length (length
                 // penalty 1); Whisper's mean counts the end token too.
-                let n = tokens.len() as f32;
+                let n = sequence.len() as f32;
                 Attempt {
                     compression_ratio: compression_ratio(&text),
                     avg_logprob: score * n / (n + 1.0),
