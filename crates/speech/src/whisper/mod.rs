@@ -729,6 +729,71 @@ mod tests {
         assert!(compression_ratio(&looped) > MAX_COMPRESSION_RATIO);
     }
 
+    /// The committed recordings of read speech, 16 kHz mono.
+    fn read_speech() -> Vec<Vec<f32>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/speech/librivox");
+        ["austen-0880", "austen-0890", "austen-0930"]
+            .iter()
+            .map(|name| {
+                hound::WavReader::open(dir.join(format!("{name}.wav")))
+                    .and_then(|wav| {
+                        wav.into_samples::<i16>()
+                            .map(|s| s.map(|s| f32::from(s) / 32_768.0))
+                            .collect()
+                    })
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Needs the default model (`mediagate models install`).
+    #[test]
+    fn a_batch_is_timed_as_its_utterances_are_alone_and_partials_are_not() {
+        let decoding = Decoding {
+            beam_size: 5,
+            no_repeat_ngram_size: 3,
+        };
+        let dir = models::default_model_dir();
+        let model = WhisperModel::load(&dir, ComputeType::INT8, 1, 2, "en", decoding)
+            .unwrap_or_else(|e| panic!("{e} (run `mediagate models install`)"));
+        let clips = read_speech();
+        let utterances: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let batch = model.recognize_batch(&utterances, Pass::Final);
+        assert_eq!(batch.len(), clips.len());
+        for (together, audio) in batch.iter().zip(&utterances) {
+            let together = together.as_ref().unwrap_or_else(|e| panic!("{e}"));
+            let alone = model.recognize_batch(&[audio], Pass::Final).remove(0);
+            let alone = alone.unwrap_or_else(|e| panic!("{e}"));
+            assert!(!together.words.is_empty(), "{together:?}");
+            let words: Vec<&str> = together.words.iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(words.join(" "), together.text, "{together:?}");
+            let secs = audio.len() as f64 / 16_000.0;
+            let mut last_end = 0.0;
+            for w in &together.words {
+                assert!(
+                    last_end <= w.start_secs && w.start_secs <= w.end_secs,
+                    "{w:?}"
+                );
+                assert!(w.end_secs <= secs, "{w:?} after {secs} s");
+                last_end = w.end_secs;
+            }
+            // Rows of different lengths in one alignment pass: each timed on its own frames.
+            assert_eq!(alone.text, together.text);
+            assert_eq!(alone.words.len(), together.words.len());
+            for (a, b) in alone.words.iter().zip(&together.words) {
+                assert!((a.start_secs - b.start_secs).abs() <= 0.05, "{a:?} {b:?}");
+            }
+        }
+        // Partials stay cheap: no alignment, no words.
+        for partial in model.recognize_batch(&utterances, Pass::Partial) {
+            let partial = partial.unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                !partial.text.is_empty() && partial.words.is_empty(),
+                "{partial:?}"
+            );
+        }
+    }
+
     #[test]
     fn bad_settings_are_refused_before_any_model_is_loaded() {
         for bad in [
