@@ -8,8 +8,11 @@
 #![cfg(all(feature = "whisper", feature = "pocketsphinx"))]
 #![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{references, speech_dir};
 use mediagate_pocketsphinx::{Config, Decoder};
 use mediagate_speech::{build_transcriber, transcribe_wav};
 use serde_json::json;
@@ -18,17 +21,7 @@ use serde_json::json;
 const MAX_MEDIAN_ERROR_SECS: f64 = 0.1;
 
 fn librivox() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/speech/librivox")
-}
-
-/// The recordings and what they say, from their references.txt.
-fn references() -> Vec<(String, String)> {
-    std::fs::read_to_string(librivox().join("references.txt"))
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(name, text)| (name.to_owned(), text.to_owned()))
-        .collect()
+    speech_dir().join("librivox")
 }
 
 /// A word as both sides spell it: lower case, letters, digits and apostrophes only.
