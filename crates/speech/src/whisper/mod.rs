@@ -27,6 +27,7 @@ use std::time::Duration;
 use ct2rs::sys::{
     ComputeType, Config, Device, StorageView, Whisper, WhisperGenerationResult, WhisperOptions,
 };
+use mediagate_audio::{AudioFormat, EnergyGate, GateChange, GateSettings};
 use mediagate_pipeline::BuildError;
 use mediagate_pipeline::registry::{invalid, parse};
 use serde::{Deserialize, Serialize};
@@ -216,6 +217,8 @@ pub struct WhisperModel {
     /// The ids of the prompt's tokens before `<|notimestamps|>`, which alignment adds itself.
     start_sequence: Vec<usize>,
     decoding: Decoding,
+    /// What counts as voice: an utterance's first word starts no earlier ([`Self::with_voice`]).
+    voice: Option<GateSettings>,
 }
 
 impl WhisperModel {
@@ -270,7 +273,35 @@ impl WhisperModel {
             prompt,
             start_sequence,
             decoding,
+            voice: None,
         })
+    }
+
+    /// Times an utterance's first word from where `gate` first opens in it, at the latest
+    /// (the transcriber's own gate: what it keeps before the voice, its pre-roll, is not
+    /// speech). The alignment alone starts the first word at the first frame.
+    pub fn with_voice(mut self, gate: GateSettings) -> Self {
+        self.voice = Some(gate);
+        self
+    }
+
+    /// Seconds into `audio` where the voice gate first opens; 0 without a gate, or if it
+    /// never opens.
+    fn voice_onset_secs(&self, audio: &[f32]) -> f64 {
+        let Some(settings) = self.voice else {
+            return 0.0;
+        };
+        let Ok(mut gate) = EnergyGate::new(AudioFormat::mono(16_000), settings) else {
+            return 0.0;
+        };
+        audio
+            .iter()
+            .filter_map(|s| gate.push_sample((s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16))
+            .find_map(|window| match window.change {
+                Some(GateChange::Started { at_sample }) => Some(at_sample as f64 / 16_000.0),
+                _ => None,
+            })
+            .unwrap_or(0.0)
     }
 
     /// The options of one decoding attempt at `temperature`, for utterances of up to `secs`.
@@ -404,7 +435,7 @@ impl WhisperModel {
                     &self.decoder,
                     &attempt.pieces,
                     alignment.alignments.iter().map(|a| (a.token_x, a.frame_x)),
-                    audio.len() as f64 / 16_000.0,
+                    self.voice_onset_secs(audio)..audio.len() as f64 / 16_000.0,
                 );
             }
         }
@@ -675,7 +706,8 @@ pub fn build(
             no_repeat_ngram_size: settings.no_repeat_ngram_size,
         },
     )
-    .map_err(|e| invalid(NAME, e.to_string()))?;
+    .map_err(|e| invalid(NAME, e.to_string()))?
+    .with_voice(settings.utterances.gate());
     let scheduler = Arc::new(
         Scheduler::start(
             Arc::new(model),

@@ -13,7 +13,8 @@
 //! transformers#36632: "timestamp token is end of token time"). Taken as starts, the jumps
 //! came out 120 ms late (median, on the LibriVox clips against PocketSphinx's forced
 //! alignment, `tests/word_times.rs`, as late as faster-whisper's); the middles, 60 ms either
-//! way.
+//! way. And the path begins at the first frame, so the first word would start with the
+//! utterance, pre-roll and all: it starts where the voice does instead (50 ms).
 
 use crate::RecognizedWord;
 
@@ -43,13 +44,15 @@ struct Timed {
 ///
 /// `pieces` are the text tokens as the vocabulary writes them (byte-level BPE, no special
 /// tokens); `path` is the alignment: `(token, encoder frame)` pairs in order, where token
-/// `pieces.len()` is the end of text. Times are seconds from the start of the utterance,
-/// clamped to `0..=secs` and in order. A path that does not cover every token gives no words.
+/// `pieces.len()` is the end of text. Times are seconds from the start of the utterance, in
+/// order, inside `speech` (the first word starts no earlier than the voice: the path begins
+/// at the first frame whatever is there; nothing ends after the utterance). A path that does
+/// not cover every token gives no words.
 pub(super) fn timed_words(
     decoder: &ByteDecoder,
     pieces: &[String],
     path: impl IntoIterator<Item = (i64, i64)>,
-    secs: f64,
+    speech: std::ops::Range<f64>,
 ) -> Vec<RecognizedWord> {
     let Some(starts) = token_starts(pieces.len(), path) else {
         return Vec::new();
@@ -59,6 +62,10 @@ pub(super) fn timed_words(
     words.retain(|w| !w.text.trim().is_empty());
     let mut words = join_continuations(words);
     trim_long_words(&mut words);
+    if let Some(first) = words.first_mut() {
+        first.start = first.start.max(speech.start.min(first.end));
+    }
+    let secs = speech.end;
     let mut last_end = 0.0_f64;
     words
         .into_iter()
@@ -229,7 +236,7 @@ mod tests {
         let d = ByteDecoder::new();
         // " Hello, wonder ful world." — "ful" continues a word, "," and "." close one.
         let tokens = pieces(&["ĠHello", ",", "Ġwonder", "ful", "Ġworld", "."]);
-        let words = timed_words(&d, &tokens, path(&[10, 30, 35, 50, 60, 80, 85]), 5.0);
+        let words = timed_words(&d, &tokens, path(&[10, 30, 35, 50, 60, 80, 85]), 0.0..5.0);
         // Each token from the middle of the previous token's stretch of the path.
         assert_eq!(
             texts_and_times(&words),
@@ -245,12 +252,12 @@ mod tests {
     fn opening_marks_join_the_next_word() {
         let d = ByteDecoder::new();
         let tokens = pieces(&["ĠHe", "Ġsaid", "Ġ\"", "yes", "\"", "."]);
-        let words = timed_words(&d, &tokens, path(&[0, 10, 20, 30, 35, 45, 50]), 5.0);
+        let words = timed_words(&d, &tokens, path(&[0, 10, 20, 30, 35, 45, 50]), 0.0..5.0);
         let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(texts, ["He", "said", "\"yes\"."]);
         // A word after a mark without a space joins the one before.
         let tokens = pieces(&["Ġcold", "-", "he", "arted", "Ġman"]);
-        let words = timed_words(&d, &tokens, path(&[0, 10, 12, 15, 20, 30]), 1.0);
+        let words = timed_words(&d, &tokens, path(&[0, 10, 12, 15, 20, 30]), 0.0..1.0);
         let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(texts, ["cold-hearted", "man"]);
         assert_eq!(words[0].start_secs, 0.0);
@@ -262,7 +269,7 @@ mod tests {
         // "one two three four five": 2.5 s of path on "one" and on "two", then half a second
         // each.
         let tokens = pieces(&["Ġone", "Ġtwo", "Ġthree", "Ġfour", "Ġfive"]);
-        let words = timed_words(&d, &tokens, path(&[0, 125, 250, 275, 300, 325]), 7.0);
+        let words = timed_words(&d, &tokens, path(&[0, 125, 250, 275, 300, 325]), 0.0..7.0);
         // No word lasts more than twice the median (at most 0.7 s): the rest is silence.
         for w in &words {
             assert!(w.end_secs - w.start_secs <= 1.4 + 1e-9, "{w:?}");
@@ -270,7 +277,7 @@ mod tests {
         assert!(words[2].start_secs - words[1].end_secs >= 1.0, "{words:?}");
         // A long first word loses its start, the silence before the speech.
         let tokens = pieces(&["Ġone", "Ġtwo", "Ġthree", "Ġfour"]);
-        let words = timed_words(&d, &tokens, path(&[0, 150, 175, 200, 225]), 5.0);
+        let words = timed_words(&d, &tokens, path(&[0, 150, 175, 200, 225]), 0.0..5.0);
         let (start, end) = (words[0].start_secs, words[0].end_secs);
         assert!(start > 0.0 && end - start <= 1.4 + 1e-9, "{words:?}");
     }
@@ -280,7 +287,7 @@ mod tests {
         let d = ByteDecoder::new();
         let tokens = pieces(&["Ġa", "Ġb", "Ġc"]);
         // The path runs past the utterance's 1 s (into the window's padding).
-        let words = timed_words(&d, &tokens, path(&[20, 40, 70, 90]), 1.0);
+        let words = timed_words(&d, &tokens, path(&[20, 40, 70, 90]), 0.0..1.0);
         let mut last = 0.0;
         for w in &words {
             assert!(last <= w.start_secs && w.start_secs <= w.end_secs && w.end_secs <= 1.0);
@@ -290,11 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn the_first_word_starts_with_the_voice() {
+        let d = ByteDecoder::new();
+        let tokens = pieces(&["Ġone", "Ġtwo"]);
+        // The path starts "one" at the first frame; the voice begins at 0.3 s.
+        let words = timed_words(&d, &tokens, path(&[0, 40, 60]), 0.3..2.0);
+        assert_eq!(
+            texts_and_times(&words),
+            [("one", 0.3, 0.4), ("two", 0.4, 1.0)]
+        );
+        // A voice that begins after the word's end makes it start at its end, no later.
+        let words = timed_words(&d, &tokens, path(&[0, 40, 60]), 0.7..2.0);
+        assert_eq!(
+            texts_and_times(&words),
+            [("one", 0.4, 0.4), ("two", 0.4, 1.0)]
+        );
+    }
+
+    #[test]
     fn a_path_that_skips_a_token_gives_no_words() {
         let d = ByteDecoder::new();
         let tokens = pieces(&["Ġa", "Ġb", "Ġc"]);
-        assert!(timed_words(&d, &tokens, [(0, 0), (2, 5), (3, 9)], 1.0).is_empty());
-        assert!(timed_words(&d, &tokens, [(0, 0), (1, 5)], 1.0).is_empty());
-        assert!(timed_words(&d, &[], [(0, 3)], 1.0).is_empty());
+        assert!(timed_words(&d, &tokens, [(0, 0), (2, 5), (3, 9)], 0.0..1.0).is_empty());
+        assert!(timed_words(&d, &tokens, [(0, 0), (1, 5)], 0.0..1.0).is_empty());
+        assert!(timed_words(&d, &[], [(0, 3)], 0.0..1.0).is_empty());
     }
 }
