@@ -9,19 +9,19 @@
 //! One difference: a token's time is not where the path reaches its row, but the middle of
 //! the previous token's stretch of the path. The attention row of a token is the decoder
 //! deciding to write it, which it does once the token has been heard: the stretch of frames
-//! a row takes is centred on the token's end, not its start (Hugging Face found the same,
-//! transformers#36632: "timestamp token is end of token time"). Taken as starts, the jumps
-//! came out 120 ms late (median, on the LibriVox clips against PocketSphinx's forced
-//! alignment, `tests/word_times.rs`, as late as faster-whisper's); the middles, 60 ms either
-//! way. And the path begins at the first frame, so the first word would start with the
-//! utterance, pre-roll and all: it starts where the voice does instead (50 ms).
+//! a row takes is centred on the token's end, not its start (Hugging Face's Whisper pipeline
+//! reads these times as token ends too, transformers#36632). Taken as starts, the jumps came
+//! out 120 ms late (median error, on the LibriVox clips against PocketSphinx's forced
+//! alignment, `tests/word_times.rs`; faster-whisper's are as late); the middles, 60 ms, late
+//! and early alike. And the path begins at the first frame, so the first word would start
+//! with the utterance, pre-roll and all: it starts where the voice does instead (50 ms).
 
 use crate::RecognizedWord;
 
 use super::tokens::ByteDecoder;
 
 /// Seconds per encoder frame: the alignment's time step.
-pub(super) const SECS_PER_FRAME: f64 = 0.02;
+const SECS_PER_FRAME: f64 = 0.02;
 /// The median filter over the attention weights (faster-whisper's width).
 pub(super) const MEDIAN_FILTER_WIDTH: i64 = 7;
 /// Punctuation that belongs to the word after it.
