@@ -134,10 +134,20 @@ async fn a_call_on_the_default_pipeline_is_transcribed_by_the_embedded_engine() 
         score.words
     );
 
-    // The same three lines in the WebVTT file.
+    // The same words in the WebVTT file, in cues cut at sentences and pauses.
     let vtt = std::fs::read_to_string(call.join("transcript.vtt")).unwrap();
-    for text in &heard {
-        assert!(vtt.contains(text), "{text:?} not in {vtt}");
+    let blocks: Vec<&str> = vtt.split("\n\n").skip(1).collect();
+    assert!(blocks.len() >= heard.len(), "{vtt}");
+    let cued: Vec<&str> = blocks.iter().filter_map(|b| b.lines().nth(2)).collect();
+    assert_eq!(cued.join(" "), heard.join(" "), "{vtt}");
+    // Each final carries its words, on the call's timeline inside the utterance.
+    for last in &finals {
+        let words = last["words"].as_array().unwrap();
+        assert!(!words.is_empty(), "{last}");
+        for w in words {
+            assert!(secs(last, "start_ms") <= secs(w, "start_ms"), "{last}");
+            assert!(secs(w, "end_ms") <= secs(last, "end_ms"), "{last}");
+        }
     }
 }
 

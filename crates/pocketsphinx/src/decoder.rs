@@ -8,6 +8,9 @@ use std::sync::{Mutex, Once};
 use crate::sys;
 use crate::{Config, Error};
 
+/// The name of the search [`Decoder::align`] adds for the time of one alignment.
+const ALIGN_SEARCH: &CStr = c"mediagate_align";
+
 /// Turns sphinxbase's logging off, once, before the first decoder loads.
 static QUIET: Once = Once::new();
 /// Held while a decoder loads: `ps_init` writes a process-wide setting (the debug level), so
@@ -215,6 +218,96 @@ impl Decoder {
         if samples.is_empty() {
             return Ok(Hypothesis::default());
         }
+        self.run(samples)
+    }
+
+    /// Aligns a known text to one whole utterance (forced alignment): the hypothesis holds
+    /// `words`, in order, each with where it was spoken (silences between them are allowed
+    /// and left out). Every word must be in the dictionary (lower case for the Debian one):
+    /// [`Error::Align`] names the first that is not. Blocking, about as costly as
+    /// [`Decoder::decode`].
+    ///
+    /// The decoder's own search (its language model) is restored afterwards, so the decoder
+    /// can go on decoding.
+    pub fn align<S: AsRef<str>>(
+        &mut self,
+        samples: &[i16],
+        words: &[S],
+    ) -> Result<Hypothesis, Error> {
+        let grammar = self.alignment_grammar(words)?;
+        if samples.is_empty() {
+            return Err(Error::Align("no audio".into()));
+        }
+        let ps = self.raw.as_ptr();
+        // SAFETY: `ps` is live and used by this thread alone (`&mut self`); the name is
+        // owned by the decoder and copied at once, before any call that could change it.
+        let previous = unsafe { sys::ps_get_search(ps) };
+        // SAFETY: as above: null or a NUL-terminated string of the decoder's, copied here.
+        let previous =
+            (!previous.is_null()).then(|| unsafe { CStr::from_ptr(previous) }.to_owned());
+        // SAFETY: `ps` is live; both strings are valid NUL-terminated C strings the call
+        // only reads (the grammar is parsed and copied into the new search).
+        if unsafe { sys::ps_set_jsgf_string(ps, ALIGN_SEARCH.as_ptr(), grammar.as_ptr()) } < 0 {
+            return Err(Error::Align("the text's grammar was refused".into()));
+        }
+        // SAFETY: as above; the search of that name was just added.
+        let result = if unsafe { sys::ps_set_search(ps, ALIGN_SEARCH.as_ptr()) } < 0 {
+            Err(Error::Align("cannot switch to the text's grammar".into()))
+        } else {
+            self.run(samples)
+        };
+        if let Some(previous) = previous {
+            // SAFETY: `ps` is live; `previous` names a search the decoder still holds (we
+            // only added one).
+            unsafe { sys::ps_set_search(ps, previous.as_ptr()) };
+        }
+        // SAFETY: `ps` is live; the alignment search is no longer the current one (or the
+        // decoder had none before), and nothing of ours points into it.
+        unsafe { sys::ps_unset_search(ps, ALIGN_SEARCH.as_ptr()) };
+        result
+    }
+
+    /// A JSGF grammar that accepts `words` in order, and nothing else.
+    fn alignment_grammar<S: AsRef<str>>(&mut self, words: &[S]) -> Result<CString, Error> {
+        if words.is_empty() {
+            return Err(Error::Align("no words".into()));
+        }
+        let mut grammar = String::from("#JSGF V1.0;\ngrammar mediagate;\npublic <text> =");
+        for word in words {
+            let word = word.as_ref();
+            // JSGF tokens: no spaces, quotes or grammar syntax; dictionary words are letters,
+            // digits, apostrophes and a few marks.
+            if word.is_empty()
+                || !word
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '\'' | '-' | '_' | '.'))
+            {
+                return Err(Error::Align(format!("`{word}` is not a dictionary word")));
+            }
+            let c_word = CString::new(word).map_err(|_| Error::Align("a NUL byte".into()))?;
+            // SAFETY: `self.raw` is live and used by this thread alone; `c_word` is a valid C
+            // string the call only reads. The answer is null or a string the library
+            // allocated for us, which we free at once with its own allocator.
+            let known = unsafe {
+                let phones = sys::ps_lookup_word(self.raw.as_ptr(), c_word.as_ptr());
+                let known = !phones.is_null();
+                if known {
+                    sys::ckd_free(phones.cast());
+                }
+                known
+            };
+            if !known {
+                return Err(Error::Align(format!("`{word}` is not in the dictionary")));
+            }
+            grammar.push(' ');
+            grammar.push_str(word);
+        }
+        grammar.push_str(";\n");
+        CString::new(grammar).map_err(|_| Error::Align("a NUL byte".into()))
+    }
+
+    /// Decodes one utterance with the current search.
+    fn run(&mut self, samples: &[i16]) -> Result<Hypothesis, Error> {
         let ps = self.raw.as_ptr();
         // SAFETY: `ps` is a live decoder, used by this thread alone (`&mut self`). A new
         // stream resets the front end's noise estimate, so an utterance decodes the same
@@ -403,6 +496,48 @@ mod tests {
         );
         // The decoder is reusable: the same audio again gives the same words.
         assert_eq!(decoder.decode(&samples).unwrap(), hypothesis);
+    }
+
+    #[test]
+    fn a_known_text_is_aligned_and_the_decoder_still_decodes() {
+        let samples = go_forward();
+        let mut decoder = decoder();
+        let free = decoder.decode(&samples).unwrap();
+        let aligned = decoder
+            .align(&samples, &["go", "forward", "ten", "meters"])
+            .unwrap();
+        let words: Vec<&str> = aligned.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words, ["go", "forward", "ten", "meters"], "{aligned:?}");
+        // Forced and free decoding agree on where the words are, to a few frames.
+        for (a, f) in aligned.words.iter().zip(&free.words) {
+            assert!((a.start_secs - f.start_secs).abs() < 0.1, "{a:?} {f:?}");
+        }
+        for pair in aligned.words.windows(2) {
+            assert!(pair[0].end_secs <= pair[1].start_secs + 1e-9, "{pair:?}");
+        }
+        // A text it was not told is aligned all the same, word for word.
+        let forced = decoder
+            .align(&samples, &["go", "back", "ten", "meters"])
+            .unwrap();
+        assert_eq!(forced.words.len(), 4, "{forced:?}");
+        // And its own language model is back.
+        assert_eq!(decoder.decode(&samples).unwrap(), free);
+    }
+
+    #[test]
+    fn words_outside_the_dictionary_are_refused_by_name() {
+        let mut decoder = decoder();
+        let samples = go_forward();
+        for bad in [&["go", "qzxvwk"][..], &["go forward"], &["<s>"], &[]] {
+            assert!(
+                matches!(decoder.align(&samples, bad), Err(Error::Align(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            decoder.decode(&samples).unwrap().text,
+            "go forward ten meters"
+        );
     }
 
     #[test]

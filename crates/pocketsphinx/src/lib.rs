@@ -5,7 +5,8 @@
 //! One [`Decoder`] holds one loaded model set (acoustic model, language model, dictionary:
 //! about 0.4 s and 90 MB of memory to load with the Debian models) and decodes one utterance
 //! at a time: 16 kHz mono PCM in, a [`Hypothesis`] out (the text, the decoder's posterior
-//! probability, and each word with its times). Nothing here knows about calls or pipelines;
+//! probability, and each word with its times), or aligns a known text to it
+//! ([`Decoder::align`]: where each word was spoken). Nothing here knows about calls or pipelines;
 //! `mediagate-speech` runs it as its `pocketsphinx` engine.
 //!
 //! ```no_run
@@ -93,6 +94,10 @@ pub enum Error {
         /// The dictionary.
         dict: PathBuf,
     },
+    /// A text cannot be aligned ([`Decoder::align`]): a word not in the dictionary, no
+    /// words, no audio. The decoder is fine.
+    #[error("pocketsphinx cannot align the text: {0}")]
+    Align(String),
     /// Decoding one utterance failed; the decoder should be dropped.
     #[error("pocketsphinx: {0}")]
     Decode(&'static str),

@@ -1,6 +1,6 @@
 //! The few C functions this crate calls, declared by hand from the headers of Debian's
 //! 0.8+5prealpha (`/usr/include/pocketsphinx/pocketsphinx.h`, `sphinxbase/cmd_ln.h`,
-//! `sphinxbase/err.h`, `sphinxbase/logmath.h`). In this version `ps_start_utt` and
+//! `ps_search.h`, `sphinxbase/err.h`, `sphinxbase/logmath.h`, `sphinxbase/ckd_alloc.h`). In this version `ps_start_utt` and
 //! `ps_seg_iter` take the decoder alone (older releases took an utterance id and a score
 //! pointer), and sphinxbase's `int32` and `int16` are C `int` and `short`.
 
@@ -74,6 +74,21 @@ unsafe extern "C" {
         out_lscr: *mut i32,
         out_lback: *mut i32,
     ) -> i32;
+    /// The word's phones, allocated (free with `ckd_free`), or null if it is not in the
+    /// dictionary.
+    pub(crate) fn ps_lookup_word(ps: *mut PsDecoder, word: *const c_char) -> *mut c_char;
+    /// Adds (or replaces) the search `name` from a JSGF grammar (`ps_search.h`).
+    pub(crate) fn ps_set_jsgf_string(
+        ps: *mut PsDecoder,
+        name: *const c_char,
+        jsgf_string: *const c_char,
+    ) -> c_int;
+    /// Makes the search `name` the current one.
+    pub(crate) fn ps_set_search(ps: *mut PsDecoder, name: *const c_char) -> c_int;
+    /// The current search's name, owned by the decoder.
+    pub(crate) fn ps_get_search(ps: *mut PsDecoder) -> *const c_char;
+    /// Removes the search `name` and frees it.
+    pub(crate) fn ps_unset_search(ps: *mut PsDecoder, name: *const c_char) -> c_int;
 }
 
 #[link(name = "sphinxbase")]
@@ -91,4 +106,6 @@ unsafe extern "C" {
     /// `FILE *stream`; null turns sphinxbase's logging off, process-wide.
     pub(crate) fn err_set_logfp(stream: *mut c_void);
     pub(crate) fn logmath_exp(lmath: *mut LogMath, logb_p: c_int) -> f64;
+    /// Frees what sphinxbase allocated (`ps_lookup_word`'s answer).
+    pub(crate) fn ckd_free(ptr: *mut c_void);
 }

@@ -96,7 +96,7 @@ impl TranscriberSettings {
     }
 
     /// The energy gate these settings describe (at [`SAMPLE_RATE_HZ`], mono).
-    fn gate(&self) -> GateSettings {
+    pub(crate) fn gate(&self) -> GateSettings {
         let ms = |ms: u64| u32::try_from(ms).unwrap_or(u32::MAX);
         GateSettings {
             threshold_dbfs: self.threshold_dbfs,

@@ -7,28 +7,17 @@
 #![cfg(feature = "pocketsphinx")]
 #![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{references, speech_dir};
 use mediagate_speech::wer::Score;
 use mediagate_speech::{FileTranscript, build_transcriber, transcribe_wav};
 use serde_json::json;
 
 /// Corpus WER the engine must stay under on human read speech.
 const MAX_WER: f64 = 0.45;
-
-fn speech_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/speech")
-}
-
-/// The recordings of read speech and what they say, from their references.txt.
-fn references() -> Vec<(String, String)> {
-    std::fs::read_to_string(speech_dir().join("librivox/references.txt"))
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(name, text)| (name.to_owned(), text.to_owned()))
-        .collect()
-}
 
 async fn transcribe(path: &Path) -> FileTranscript {
     let transcriber = build_transcriber("pocketsphinx", &json!({}), None).unwrap();

@@ -10,9 +10,14 @@
 //!   above 2.4) or that the model itself doubts (mean log-probability below -1) is decoded
 //!   again at rising temperatures; if none passes, the utterance is dropped, not written;
 //! - "no speech": a result the model thinks is silence, with low probability, is dropped.
+//!
+//! Finals carry word times ([`words`]): the decoded text aligned to the audio through the
+//! model's alignment heads, in one more decoder pass over the same encoder output (partials
+//! skip it).
 
 mod mel;
 mod tokens;
+mod words;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,7 @@ use std::time::Duration;
 use ct2rs::sys::{
     ComputeType, Config, Device, StorageView, Whisper, WhisperGenerationResult, WhisperOptions,
 };
+use mediagate_audio::{AudioFormat, EnergyGate, GateChange, GateSettings};
 use mediagate_pipeline::BuildError;
 use mediagate_pipeline::registry::{invalid, parse};
 use serde::{Deserialize, Serialize};
@@ -30,7 +36,7 @@ use crate::metrics::EngineMetrics;
 use crate::models;
 use crate::scheduler::{BatchEngine, Scheduler, SchedulerSettings};
 use crate::{
-    Capacity, ModelInstaller, Pass, Pending, Recognition, Recognizer, SpeechError,
+    Capacity, ModelInstaller, Pass, Pending, Recognition, RecognizedWord, Recognizer, SpeechError,
     TranscriberFactory, TranscriberSettings,
 };
 use mel::{MelFrontEnd, N_MELS};
@@ -208,7 +214,11 @@ pub struct WhisperModel {
     front: MelFrontEnd,
     decoder: ByteDecoder,
     prompt: Vec<String>,
+    /// The ids of the prompt's tokens before `<|notimestamps|>`, which alignment adds itself.
+    start_sequence: Vec<usize>,
     decoding: Decoding,
+    /// What counts as voice: an utterance's first word starts no earlier ([`Self::with_voice`]).
+    voice: Option<GateSettings>,
 }
 
 impl WhisperModel {
@@ -249,14 +259,49 @@ impl WhisperModel {
                 dir.display()
             )));
         }
+        let vocabulary = std::fs::read_to_string(dir.join("vocabulary.txt")).map_err(|e| {
+            SpeechError::Setup(format!("cannot read {}/vocabulary.txt: {e}", dir.display()))
+        })?;
+        let start: Vec<&str> = prompt.iter().map(String::as_str).collect();
+        let start_sequence = tokens::vocabulary_ids(&vocabulary, &start)
+            .map_err(|e| SpeechError::Setup(format!("{}: {e}", dir.display())))?;
         prompt.push("<|notimestamps|>".to_owned());
         Ok(WhisperModel {
             whisper,
             front: MelFrontEnd::new(),
             decoder: ByteDecoder::new(),
             prompt,
+            start_sequence,
             decoding,
+            voice: None,
         })
+    }
+
+    /// Times an utterance's first word from where `gate` first opens in it, at the latest
+    /// (the transcriber's own gate: what it keeps before the voice, its pre-roll, is not
+    /// speech). The alignment alone starts the first word at the first frame.
+    pub fn with_voice(mut self, gate: GateSettings) -> Self {
+        self.voice = Some(gate);
+        self
+    }
+
+    /// Seconds into `audio` where the voice gate first opens; 0 without a gate, or if it
+    /// never opens.
+    fn voice_onset_secs(&self, audio: &[f32]) -> f64 {
+        let Some(settings) = self.voice else {
+            return 0.0;
+        };
+        let Ok(mut gate) = EnergyGate::new(AudioFormat::mono(16_000), settings) else {
+            return 0.0;
+        };
+        audio
+            .iter()
+            .filter_map(|s| gate.push_sample((s * 32_768.0).clamp(-32_768.0, 32_767.0) as i16))
+            .find_map(|window| match window.change {
+                Some(GateChange::Started { at_sample }) => Some(at_sample as f64 / 16_000.0),
+                _ => None,
+            })
+            .unwrap_or(0.0)
     }
 
     /// The options of one decoding attempt at `temperature`, for utterances of up to `secs`.
@@ -286,16 +331,16 @@ impl WhisperModel {
     /// partial), or a final worth decoding again at a higher temperature.
     fn judge(&self, result: &WhisperGenerationResult, pass: Pass) -> Verdict {
         let Some(attempt) = Attempt::best(&self.decoder, result) else {
-            return Verdict::Done(Recognition::default());
+            return Verdict::Silent;
         };
         if result.no_speech_prob > NO_SPEECH && attempt.avg_logprob < MIN_AVG_LOGPROB {
-            return Verdict::Done(Recognition::default());
+            return Verdict::Silent;
         }
         if attempt.passes() {
-            return Verdict::Done(attempt.into_recognition());
+            return Verdict::Keep(attempt);
         }
         if pass == Pass::Partial {
-            return Verdict::Done(Recognition::default());
+            return Verdict::Silent;
         }
         Verdict::Retry(attempt)
     }
@@ -308,7 +353,7 @@ impl WhisperModel {
         secs: f64,
         pass: Pass,
         first: Attempt,
-    ) -> Result<Recognition, SpeechError> {
+    ) -> Result<Option<Attempt>, SpeechError> {
         let mut best = first;
         for &temperature in &TEMPERATURES[1..] {
             let options = self.options(pass, temperature, secs);
@@ -320,7 +365,8 @@ impl WhisperModel {
                 return Err(SpeechError::Utterance("whisper returned nothing".into()));
             };
             match self.judge(result, pass) {
-                Verdict::Done(recognition) => return Ok(recognition),
+                Verdict::Keep(attempt) => return Ok(Some(attempt)),
+                Verdict::Silent => return Ok(None),
                 Verdict::Retry(attempt) => {
                     if attempt.avg_logprob > best.avg_logprob {
                         best = attempt;
@@ -329,10 +375,71 @@ impl WhisperModel {
             }
         }
         // Nothing passed: keep the likeliest text unless it is a loop.
-        Ok(Some(best)
-            .filter(|b| b.compression_ratio <= MAX_COMPRESSION_RATIO)
-            .map(Attempt::into_recognition)
-            .unwrap_or_default())
+        Ok(Some(best).filter(|b| b.compression_ratio <= MAX_COMPRESSION_RATIO))
+    }
+
+    /// The words of each kept text of a batch, timed on its own audio: `kept[i]` was decoded
+    /// from `utterances[i]`, row `i` of `encoded` (a window of `window` mel frames). One
+    /// alignment pass for the whole batch (rows with nothing to time align an empty text); if
+    /// it fails, the texts go without word times (logged), not the results.
+    fn word_times(
+        &self,
+        encoded: &StorageView<'_>,
+        window: usize,
+        utterances: &[&[f32]],
+        kept: &[Option<&Attempt>],
+    ) -> Vec<Vec<RecognizedWord>> {
+        let mut words = vec![Vec::new(); kept.len()];
+        if kept.iter().all(|k| k.is_none_or(|a| a.ids.is_empty())) {
+            return words;
+        }
+        let text_tokens: Vec<Vec<usize>> = kept
+            .iter()
+            .map(|k| k.map(|a| a.ids.clone()).unwrap_or_default())
+            .collect();
+        // Mel frames of real audio in each row: attention to the padding is left out.
+        let num_frames: Vec<usize> = utterances
+            .iter()
+            .map(|audio| (audio.len() / mel::HOP).min(window))
+            .collect();
+        let began = std::time::Instant::now();
+        let alignments = match self.whisper.align(
+            encoded,
+            &self.start_sequence,
+            &text_tokens,
+            &num_frames,
+            words::MEDIAN_FILTER_WIDTH,
+        ) {
+            Ok(alignments) if alignments.len() == kept.len() => alignments,
+            Ok(alignments) => {
+                tracing::warn!(
+                    rows = kept.len(),
+                    results = alignments.len(),
+                    "whisper: alignment returned the wrong number of rows; finals without word times"
+                );
+                return words;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "whisper: alignment failed; finals without word times");
+                return words;
+            }
+        };
+        tracing::debug!(batch = kept.len(), elapsed = ?began.elapsed(), "whisper: words aligned");
+        for ((slot, attempt), (alignment, audio)) in words
+            .iter_mut()
+            .zip(kept)
+            .zip(alignments.iter().zip(utterances))
+        {
+            if let Some(attempt) = attempt {
+                *slot = words::timed_words(
+                    &self.decoder,
+                    &attempt.pieces,
+                    alignment.alignments.iter().map(|a| (a.token_x, a.frame_x)),
+                    self.voice_onset_secs(audio)..audio.len() as f64 / 16_000.0,
+                );
+            }
+        }
+        words
     }
 
     /// Encodes `utterances` (16 kHz mono, at most 30 s each) in one window of `window`
@@ -377,17 +484,54 @@ impl WhisperModel {
                 utterances.len()
             )));
         }
-        Ok(results
-            .iter()
+        let verdicts: Vec<Verdict> = results.iter().map(|r| self.judge(r, pass)).collect();
+        // Only finals are timed: a partial must stay cheap.
+        let mut words = if pass != Pass::Partial {
+            let kept: Vec<Option<&Attempt>> = verdicts
+                .iter()
+                .map(|v| match v {
+                    Verdict::Keep(attempt) => Some(attempt),
+                    _ => None,
+                })
+                .collect();
+            self.word_times(&encoded, window, utterances, &kept)
+        } else {
+            Vec::new()
+        };
+        words.resize(utterances.len(), Vec::new());
+        Ok(verdicts
+            .into_iter()
             .zip(utterances)
-            .map(|(result, audio)| match self.judge(result, pass) {
-                Verdict::Done(recognition) => Ok(recognition),
-                Verdict::Retry(attempt) => {
-                    let single = self.encode(&[audio], window)?;
-                    self.fall_back(&single, audio.len() as f64 / 16_000.0, pass, attempt)
-                }
+            .zip(words)
+            .map(|((verdict, audio), words)| match verdict {
+                Verdict::Keep(attempt) => Ok(attempt.into_recognition(words)),
+                Verdict::Silent => Ok(Recognition::default()),
+                Verdict::Retry(attempt) => self.retry(audio, window, pass, attempt),
             })
             .collect())
+    }
+
+    /// A final whose greedy result failed the guards, decoded again alone (its own encoding
+    /// in a window of `window` frames) and, if kept, timed on that encoding.
+    fn retry(
+        &self,
+        audio: &[f32],
+        window: usize,
+        pass: Pass,
+        first: Attempt,
+    ) -> Result<Recognition, SpeechError> {
+        let single = self.encode(&[audio], window)?;
+        let secs = audio.len() as f64 / 16_000.0;
+        let Some(attempt) = self.fall_back(&single, secs, pass, first)? else {
+            return Ok(Recognition::default());
+        };
+        let words = if pass == Pass::Partial {
+            Vec::new()
+        } else {
+            let mut timed = self.word_times(&single, window, &[audio], &[Some(&attempt)]);
+            timed.pop().unwrap_or_default()
+        };
+        Ok(attempt.into_recognition(words))
     }
 }
 
@@ -421,7 +565,11 @@ const WINDOW_STEP_FRAMES: usize = 500;
 
 /// What the guards made of one result.
 enum Verdict {
-    Done(Recognition),
+    /// A text to keep.
+    Keep(Attempt),
+    /// Nothing: silence, or a doubtful partial.
+    Silent,
+    /// A final worth decoding again at a higher temperature.
     Retry(Attempt),
 }
 
@@ -430,9 +578,12 @@ fn failed(e: impl std::fmt::Display) -> SpeechError {
     SpeechError::Utterance(format!("whisper: {e}"))
 }
 
-/// One decoded hypothesis and the numbers the guards look at.
+/// One decoded hypothesis, its tokens (for word times) and the numbers the guards look at.
 struct Attempt {
     text: String,
+    /// The text tokens (no special ones) as the vocabulary writes them, and their ids.
+    pieces: Vec<String>,
+    ids: Vec<usize>,
     avg_logprob: f32,
     compression_ratio: f64,
 }
@@ -443,16 +594,25 @@ impl Attempt {
         result
             .sequences
             .iter()
+            .zip(&result.sequences_ids)
             .zip(result.scores.iter().copied().chain(std::iter::repeat(0.0)))
-            .map(|(tokens, score)| {
-                let text = decoder.decode(tokens);
+            .map(|((sequence, ids), score)| {
+                let text = decoder.decode(sequence);
+                let (pieces, ids) = sequence
+                    .iter()
+                    .zip(ids)
+                    .filter(|(token, _)| !tokens::is_special(token))
+                    .map(|(token, id)| (token.clone(), *id))
+                    .unzip();
                 // CTranslate2's score is the log-probability divided by the length (length
                 // penalty 1); Whisper's mean counts the end token too.
-                let n = tokens.len() as f32;
+                let n = sequence.len() as f32;
                 Attempt {
                     compression_ratio: compression_ratio(&text),
                     avg_logprob: score * n / (n + 1.0),
                     text,
+                    pieces,
+                    ids,
                 }
             })
             .max_by(|a, b| a.avg_logprob.total_cmp(&b.avg_logprob))
@@ -462,11 +622,11 @@ impl Attempt {
         self.compression_ratio <= MAX_COMPRESSION_RATIO && self.avg_logprob >= MIN_AVG_LOGPROB
     }
 
-    fn into_recognition(self) -> Recognition {
+    fn into_recognition(self, words: Vec<RecognizedWord>) -> Recognition {
         Recognition {
             text: self.text.trim().to_owned(),
             confidence: Some(f64::from(self.avg_logprob.exp()).clamp(0.0, 1.0)),
-            words: Vec::new(),
+            words,
         }
     }
 }
@@ -546,7 +706,8 @@ pub fn build(
             no_repeat_ngram_size: settings.no_repeat_ngram_size,
         },
     )
-    .map_err(|e| invalid(NAME, e.to_string()))?;
+    .map_err(|e| invalid(NAME, e.to_string()))?
+    .with_voice(settings.utterances.gate());
     let scheduler = Arc::new(
         Scheduler::start(
             Arc::new(model),
@@ -598,6 +759,71 @@ mod tests {
         assert!(compression_ratio(speech) < MAX_COMPRESSION_RATIO);
         let looped = "I'm going to go. ".repeat(12);
         assert!(compression_ratio(&looped) > MAX_COMPRESSION_RATIO);
+    }
+
+    /// The committed recordings of read speech, 16 kHz mono.
+    fn read_speech() -> Vec<Vec<f32>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/speech/librivox");
+        ["austen-0880", "austen-0890", "austen-0930"]
+            .iter()
+            .map(|name| {
+                hound::WavReader::open(dir.join(format!("{name}.wav")))
+                    .and_then(|wav| {
+                        wav.into_samples::<i16>()
+                            .map(|s| s.map(|s| f32::from(s) / 32_768.0))
+                            .collect()
+                    })
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Needs the default model (`mediagate models install`).
+    #[test]
+    fn a_batch_is_timed_as_its_utterances_are_alone_and_partials_are_not() {
+        let decoding = Decoding {
+            beam_size: 5,
+            no_repeat_ngram_size: 3,
+        };
+        let dir = models::default_model_dir();
+        let model = WhisperModel::load(&dir, ComputeType::INT8, 1, 2, "en", decoding)
+            .unwrap_or_else(|e| panic!("{e} (run `mediagate models install`)"));
+        let clips = read_speech();
+        let utterances: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let batch = model.recognize_batch(&utterances, Pass::Final);
+        assert_eq!(batch.len(), clips.len());
+        for (together, audio) in batch.iter().zip(&utterances) {
+            let together = together.as_ref().unwrap_or_else(|e| panic!("{e}"));
+            let alone = model.recognize_batch(&[audio], Pass::Final).remove(0);
+            let alone = alone.unwrap_or_else(|e| panic!("{e}"));
+            assert!(!together.words.is_empty(), "{together:?}");
+            let words: Vec<&str> = together.words.iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(words.join(" "), together.text, "{together:?}");
+            let secs = audio.len() as f64 / 16_000.0;
+            let mut last_end = 0.0;
+            for w in &together.words {
+                assert!(
+                    last_end <= w.start_secs && w.start_secs <= w.end_secs,
+                    "{w:?}"
+                );
+                assert!(w.end_secs <= secs, "{w:?} after {secs} s");
+                last_end = w.end_secs;
+            }
+            // Rows of different lengths in one alignment pass: each timed on its own frames.
+            assert_eq!(alone.text, together.text);
+            assert_eq!(alone.words.len(), together.words.len());
+            for (a, b) in alone.words.iter().zip(&together.words) {
+                assert!((a.start_secs - b.start_secs).abs() <= 0.05, "{a:?} {b:?}");
+            }
+        }
+        // Partials stay cheap: no alignment, no words.
+        for partial in model.recognize_batch(&utterances, Pass::Partial) {
+            let partial = partial.unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                !partial.text.is_empty() && partial.words.is_empty(),
+                "{partial:?}"
+            );
+        }
     }
 
     #[test]

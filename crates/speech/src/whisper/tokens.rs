@@ -46,6 +46,20 @@ impl ByteDecoder {
     }
 }
 
+/// The ids of `tokens` in a CTranslate2 `vocabulary.txt` (one token a line; its line number,
+/// from 0, is its id), in the order asked.
+pub(crate) fn vocabulary_ids(vocabulary: &str, tokens: &[&str]) -> Result<Vec<usize>, String> {
+    tokens
+        .iter()
+        .map(|token| {
+            vocabulary
+                .lines()
+                .position(|line| line == *token)
+                .ok_or_else(|| format!("the vocabulary has no `{token}`"))
+        })
+        .collect()
+}
+
 /// `<|endoftext|>`, `<|0.00|>`, `<|en|>`…
 pub(crate) fn is_special(token: &str) -> bool {
     token.starts_with("<|") && token.ends_with("|>")
@@ -65,5 +79,15 @@ mod tests {
         );
         assert_eq!(d.decode(&["<|0.00|>", "Ċ", "Ġ1", ",", "000"]), "\n 1,000");
         assert_eq!(d.bytes.len(), 256);
+    }
+
+    #[test]
+    fn token_ids_are_line_numbers() {
+        let vocabulary = "!\n\"\n<|endoftext|>\n<|startoftranscript|>\n";
+        assert_eq!(
+            vocabulary_ids(vocabulary, &["<|startoftranscript|>", "!"]),
+            Ok(vec![3, 0])
+        );
+        assert!(vocabulary_ids(vocabulary, &["<|en|>"]).is_err());
     }
 }
