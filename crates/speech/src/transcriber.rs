@@ -146,9 +146,17 @@ enum Mode {
     /// Results while the call goes on.
     Live,
     /// Over capacity: utterances kept, transcribed after the call.
-    AfterCall(Vec<Kept>),
+    AfterCall(KeptSpeech),
     /// Over capacity: not transcribed.
     Off,
+}
+
+/// What a call over capacity keeps for after it, within a bound.
+struct KeptSpeech {
+    utterances: Vec<Kept>,
+    /// Samples kept, and the most allowed.
+    samples: usize,
+    max_samples: usize,
 }
 
 /// An utterance kept for after the call.
@@ -158,12 +166,11 @@ struct Kept {
     samples: Vec<i16>,
 }
 
-/// What a transcriber did in a call (its `report` in session.json).
-#[derive(Debug, Clone, Serialize)]
+/// What a transcriber did in a call (its `report` in session.json, which adds `live`: no
+/// `not_live_reason`).
+#[derive(Debug, Default, Clone, Serialize)]
 struct Counters {
-    /// Transcribed while the call went on.
-    live: bool,
-    /// Why not.
+    /// Why the call was not transcribed live; `None`: it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_live_reason: Option<&'static str>,
     /// Over capacity, transcribed after the call instead.
@@ -180,25 +187,6 @@ struct Counters {
     errors: u64,
     audio_secs: f64,
     compute_secs: f64,
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            live: true,
-            not_live_reason: None,
-            after_call: false,
-            after_call_dropped_secs: 0.0,
-            utterances: 0,
-            finals: 0,
-            partials: 0,
-            partials_skipped: 0,
-            empty: 0,
-            errors: 0,
-            audio_secs: 0.0,
-            compute_secs: 0.0,
-        }
-    }
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -271,9 +259,6 @@ pub struct Transcriber {
     /// Wait for the engine rather than drop audio ([`Transcriber::lossless`]).
     lossless: bool,
     mode: Mode,
-    /// Speech kept for after the call, in samples, and the most allowed.
-    kept_samples: usize,
-    max_kept_samples: usize,
     /// Held while the call counts as live.
     _slot: Option<LiveSlot>,
     metrics: EngineMetrics,
@@ -374,16 +359,17 @@ impl TranscriberFactory {
             }
         );
         self.metrics.not_live("capacity");
-        transcriber.counters.live = false;
         transcriber.counters.not_live_reason = Some("capacity");
         transcriber.counters.after_call = after_call;
-        if after_call {
-            transcriber.mode = Mode::AfterCall(Vec::new());
-            transcriber.max_kept_samples =
-                ms_to_samples(self.capacity.after_call_max_secs.saturating_mul(1_000));
+        transcriber.mode = if after_call {
+            Mode::AfterCall(KeptSpeech {
+                utterances: Vec::new(),
+                samples: 0,
+                max_samples: ms_to_samples(self.capacity.after_call_max_secs.saturating_mul(1_000)),
+            })
         } else {
-            transcriber.mode = Mode::Off;
-        }
+            Mode::Off
+        };
         transcriber
     }
 }
@@ -435,8 +421,6 @@ impl Transcriber {
             counters: Counters::default(),
             lossless: false,
             mode: Mode::Live,
-            kept_samples: 0,
-            max_kept_samples: 0,
             _slot: None,
             metrics: EngineMetrics::detached(),
         }
@@ -596,9 +580,9 @@ impl Transcriber {
             match &mut self.mode {
                 Mode::Live => self.recognize(source, start, &utterance, Pass::Final, ctx),
                 Mode::AfterCall(kept) => {
-                    if self.kept_samples + utterance.len() <= self.max_kept_samples {
-                        self.kept_samples += utterance.len();
-                        kept.push(Kept {
+                    if kept.samples + utterance.len() <= kept.max_samples {
+                        kept.samples += utterance.len();
+                        kept.utterances.push(Kept {
                             source: source.clone(),
                             start,
                             samples: utterance.iter().map(|&x| to_pcm16(x)).collect(),
@@ -800,7 +784,7 @@ impl Processor for Transcriber {
         // A call over capacity: what it said, now that it is over, behind live work.
         if let Mode::AfterCall(kept) = std::mem::replace(&mut self.mode, Mode::Off) {
             let mut samples = Vec::new();
-            for utterance in kept {
+            for utterance in kept.utterances {
                 samples.clear();
                 samples.extend(utterance.samples.iter().map(|&s| f32::from(s) / 32_768.0));
                 self.recognize(
@@ -811,13 +795,13 @@ impl Processor for Transcriber {
                     ctx,
                 );
             }
-            self.kept_samples = 0;
         }
         Ok(())
     }
 
     fn report(&self) -> Option<serde_json::Value> {
         let mut report = serde_json::to_value(&self.counters).ok()?;
+        report["live"] = serde_json::json!(self.counters.not_live_reason.is_none());
         if self.counters.audio_secs > 0.0 {
             report["real_time_factor"] =
                 serde_json::json!(self.counters.compute_secs / self.counters.audio_secs);
