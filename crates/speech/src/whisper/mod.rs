@@ -468,10 +468,10 @@ impl WhisperModel {
         pass: Pass,
     ) -> Result<Vec<Result<Recognition, SpeechError>>, SpeechError> {
         let began = std::time::Instant::now();
-        let window = self.batch_key(utterances.iter().map(|u| u.len()).max().unwrap_or(0));
+        let longest = utterances.iter().map(|u| u.len()).max().unwrap_or(0);
+        let window = self.batch_key(longest);
         let encoded = self.encode(utterances, window)?;
         let encoded_at = began.elapsed();
-        let longest = utterances.iter().map(|u| u.len()).max().unwrap_or(0);
         let secs = longest as f64 / 16_000.0;
         let prompts = vec![self.prompt.clone(); utterances.len()];
         let results = self
@@ -508,29 +508,42 @@ impl WhisperModel {
             .map(|((verdict, audio), words)| match verdict {
                 Verdict::Keep(attempt) => Ok(attempt.into_recognition(words)),
                 Verdict::Silent => Ok(Recognition::default()),
-                Verdict::Retry(attempt) => self.retry(audio, window, pass, attempt),
+                // A batch of one already holds this utterance's encoding alone.
+                Verdict::Retry(attempt) => {
+                    let alone = (utterances.len() == 1).then_some(&encoded);
+                    self.retry(audio, alone, window, pass, attempt)
+                }
             })
             .collect())
     }
 
-    /// A final whose greedy result failed the guards, decoded again alone (its own encoding
-    /// in a window of `window` frames) and, if kept, timed on that encoding.
+    /// A final whose greedy result failed the guards, decoded again alone on its own
+    /// encoding in a window of `window` frames (`encoded`, or made here) and, if kept, timed
+    /// on that encoding.
     fn retry(
         &self,
         audio: &[f32],
+        encoded: Option<&StorageView<'static>>,
         window: usize,
         pass: Pass,
         first: Attempt,
     ) -> Result<Recognition, SpeechError> {
-        let single = self.encode(&[audio], window)?;
+        let made;
+        let single = match encoded {
+            Some(encoded) => encoded,
+            None => {
+                made = self.encode(&[audio], window)?;
+                &made
+            }
+        };
         let secs = audio.len() as f64 / 16_000.0;
-        let Some(attempt) = self.fall_back(&single, secs, pass, first)? else {
+        let Some(attempt) = self.fall_back(single, secs, pass, first)? else {
             return Ok(Recognition::default());
         };
         let words = if pass == Pass::Partial {
             Vec::new()
         } else {
-            let mut timed = self.word_times(&single, window, &[audio], &[Some(&attempt)]);
+            let mut timed = self.word_times(single, window, &[audio], &[Some(&attempt)]);
             timed.pop().unwrap_or_default()
         };
         Ok(attempt.into_recognition(words))
