@@ -81,6 +81,15 @@ impl Lane {
             Pass::Partial => Lane::Partial,
         }
     }
+
+    /// The pass this lane's jobs are decoded as.
+    fn pass(self) -> Pass {
+        match self {
+            Lane::Final => Pass::Final,
+            Lane::AfterCall => Pass::AfterCall,
+            Lane::Partial => Pass::Partial,
+        }
+    }
 }
 
 /// One utterance waiting for a worker.
@@ -184,7 +193,14 @@ impl Scheduler {
     pub fn submit(&self, samples: &[f32], pass: Pass) -> Result<Pending, SpeechError> {
         let (reply, answer) = sync_channel(1);
         let given_up = Arc::new(AtomicBool::new(false));
-        let lane = Lane::of(pass);
+        // The copy is made before the lock: workers and other calls do not wait for it.
+        let job = Job {
+            samples: samples.to_vec(),
+            key: self.shared.engine.batch_key(samples.len()),
+            queued: Instant::now(),
+            reply,
+            given_up: Arc::clone(&given_up),
+        };
         {
             let mut queue = self.shared.lock();
             let depth = queue.len();
@@ -193,13 +209,7 @@ impl Scheduler {
                 return Err(SpeechError::Busy);
             }
             self.shared.metrics.queue_depth(depth);
-            queue.lanes[lane as usize].push_back(Job {
-                samples: samples.to_vec(),
-                key: self.shared.engine.batch_key(samples.len()),
-                queued: Instant::now(),
-                reply,
-                given_up: Arc::clone(&given_up),
-            });
+            queue.lanes[Lane::of(pass) as usize].push_back(job);
         }
         self.shared.wake.notify_one();
         Ok(Pending::new(answer, given_up))
@@ -278,11 +288,7 @@ fn work(shared: &Shared) {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let pass = match lane {
-            Lane::Final => Pass::Final,
-            Lane::AfterCall => Pass::AfterCall,
-            Lane::Partial => Pass::Partial,
-        };
+        let pass = lane.pass();
         let started = Instant::now();
         for job in &batch {
             shared
