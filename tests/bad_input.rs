@@ -1,9 +1,7 @@
 //! A gateway survives anything a client throws at it: every bad vector, oversize and binary
 //! messages, floods, silence and abrupt disconnects. Files stay valid and other calls unharmed.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! deliberately lossy gateway (the reference echo dropping every tenth frame) must be reported
 //! as lossy. Small and short (20 calls, 2 s): it checks the bench, not the machine.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

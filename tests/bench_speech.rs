@@ -3,9 +3,7 @@
 //! libpocketsphinx-dev and pocketsphinx-en-us), `bench --speech --self` measures finals that
 //! really came, through a gateway it started itself.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

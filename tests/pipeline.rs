@@ -1,9 +1,7 @@
 //! The pipeline through a real gateway: processors named in the config run on every call, and
 //! what they play back reaches the platform (here the emulator, which records and times it).
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

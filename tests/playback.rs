@@ -1,8 +1,6 @@
 //! Audio into the call through a real gateway: a prompt at another rate, and barge-in.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,9 +3,7 @@
 //! each utterance by energy, answers with a known clip, and reports the caller's speech
 //! (`speech_started`) as the real service's voice activity detection does.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! End to end through real sockets: the emulator streams calls into a real gateway, and what the
 //! gateway wrote is checked sample for sample.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

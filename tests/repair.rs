@@ -1,9 +1,7 @@
 //! `kill -9` mid-call, then `mediagate repair`: the real `mediagate serve` process is killed
 //! while the emulator streams a call into it, and the repair command makes what it left valid.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};

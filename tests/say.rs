@@ -2,9 +2,7 @@
 //! which records what the gateway plays), on call start and on a key, and caller speech cuts
 //! them. Needs `espeak-ng` (`apt-get install espeak-ng`).
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

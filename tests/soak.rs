@@ -3,10 +3,8 @@
 //! after the warm-up.
 //!
 //! Ignored by default (a minute and a half of two busy cores); CI runs it on purpose:
-//! `cargo test --locked --test soak -- --ignored`. The long soak (15 min to an hour, release
+//! `cargo test --locked --test e2e -- --ignored soak`. The long soak (15 min to an hour, release
 //! build) is in BENCHMARKS.md.
-
-#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 use std::process::Command;
 

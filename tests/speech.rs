@@ -4,9 +4,8 @@
 //! clip.
 
 #![cfg(feature = "whisper")]
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

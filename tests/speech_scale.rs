@@ -6,9 +6,8 @@
 //! the engine holds on two cores (BENCHMARKS.md).
 
 #![cfg(feature = "whisper")]
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

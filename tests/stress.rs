@@ -1,12 +1,10 @@
 //! Stress, run on purpose, not in CI (timing on a shared 2-core machine is for measuring, not
-//! for gating): `cargo test --release --test stress -- --ignored --nocapture`. Calls at once on
-//! the real-time clock, each streaming in while the gateway plays audio
-//! back, with no outbound gap over 25 ms in any call. Kept out of the default run because it
-//! loads both cores for several seconds.
+//! for gating): `cargo test --release --test e2e -- --ignored --nocapture --test-threads 1
+//! stress`. Calls at once on the real-time clock, each streaming in while the gateway plays
+//! audio back, with no outbound gap over 25 ms in any call. Kept out of the default run because
+//! it loads both cores for several seconds.
 
-#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

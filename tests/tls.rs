@@ -1,9 +1,7 @@
 //! TLS end to end through real sockets: a gateway serving wss:// with a certificate generated at
 //! test time records a call streamed over a rustls client, and refuses plain ws://.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -8,9 +8,7 @@
 //! test says so on stderr and passes: it cannot run here, and nothing else can stand in for
 //! the real server. `.ci/run` sets the variable, so CI never skips it.
 
-#![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
-
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -3,10 +3,7 @@
 //! attacker refused or closed with the right code, memory and disk within stated bounds,
 //! `/healthz` answering within a second throughout, and the victim's recording bit-exact.
 
-#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
-
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 mod attacks;
 mod disk;
