@@ -4,15 +4,16 @@
 //! as the server's words in transcript.jsonl; with two servers, a call outlives one of them
 //! being killed.
 //!
-//! Where the virtualenv is missing (no Python) and `MEDIAGATE_WYOMING_VENV` is not set, the
-//! test says so on stderr and passes: it cannot run here, and nothing else can stand in for
-//! the real server. `.ci/run` sets the variable, so CI never skips it.
+//! The server comes from `MEDIAGATE_WYOMING_VENV` when it is set, else from
+//! `~/.cache/mediagate/wyoming-venv`, which the first test to need it makes (Python's `venv`
+//! and pip, from PyPI; about a minute once). Without Python the tests fail, saying what to
+//! install: nothing else can stand in for the real server.
 
 use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{TestGateway, emulate, sample};
@@ -20,9 +21,12 @@ use mediagate::speech::wer::Score;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::Child;
 
-/// The server's executable: in `MEDIAGATE_WYOMING_VENV` (set by `.ci/run`: then it must be
-/// there), else in the default virtualenv if it exists.
-fn server_program() -> Option<PathBuf> {
+/// The server's PyPI package, pinned.
+const SERVER_PACKAGE: &str = "wyoming-faster-whisper==3.8.1";
+
+/// The server's executable: in `MEDIAGATE_WYOMING_VENV` (then it must be there), else in the
+/// default virtualenv, made on first use.
+async fn server_program() -> PathBuf {
     if let Some(venv) = std::env::var_os("MEDIAGATE_WYOMING_VENV") {
         let program = PathBuf::from(venv).join("bin/wyoming-faster-whisper");
         assert!(
@@ -30,30 +34,93 @@ fn server_program() -> Option<PathBuf> {
             "MEDIAGATE_WYOMING_VENV has no {}",
             program.display()
         );
-        return Some(program);
+        return program;
     }
-    let home = PathBuf::from(std::env::var_os("HOME")?);
-    let program = home.join(".cache/mediagate/wyoming-venv/bin/wyoming-faster-whisper");
-    program.is_file().then_some(program)
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    tokio::task::spawn_blocking(|| PROGRAM.get_or_init(install_server).clone())
+        .await
+        .unwrap()
 }
 
-/// The server's executable and the model it runs, or `None` (said on stderr, as `SKIPPED`
-/// for `test`) when there is no server here.
-async fn server_and_model(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let Some(program) = server_program() else {
-        eprintln!(
-            "SKIPPED {test}: no wyoming-faster-whisper \
-             (needs Python; make it with `python3 -m venv ~/.cache/mediagate/wyoming-venv && \
-             ~/.cache/mediagate/wyoming-venv/bin/pip install wyoming-faster-whisper==3.8.1`, \
-             or run .ci/run)"
-        );
-        return None;
+/// Makes `~/.cache/mediagate/wyoming-venv` with the server in it, unless a finished one is
+/// there; one process at a time (a lock file beside it). Blocking: minutes at worst.
+fn install_server() -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"));
+    let venv = home.join(".cache/mediagate/wyoming-venv");
+    let program = venv.join("bin/wyoming-faster-whisper");
+    // Written once pip has finished: a venv without it is an interrupted install.
+    let installed = venv.join(format!(".{SERVER_PACKAGE}"));
+    if installed.is_file() {
+        return program;
+    }
+    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    if installed.is_file() {
+        return program;
+    }
+    eprintln!("making {} with {SERVER_PACKAGE} (once)", venv.display());
+    run_bounded(
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+        Duration::from_secs(120),
+        "python3 -m venv (on Debian: `apt-get install python3-venv`)",
+    );
+    run_bounded(
+        std::process::Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SERVER_PACKAGE,
+        ]),
+        Duration::from_secs(900),
+        &format!("pip install {SERVER_PACKAGE} (it needs PyPI)"),
+    );
+    assert!(program.is_file(), "pip left no {}", program.display());
+    std::fs::write(&installed, b"").unwrap();
+    program
+}
+
+/// Runs `command` to its end within `limit`; a failure panics with its output and `what`.
+fn run_bounded(command: &mut std::process::Command, limit: Duration, what: &str) {
+    let output = tempfile::tempfile().unwrap();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: not done within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     };
+    if !status.success() {
+        use std::io::{Read, Seek};
+        let (mut output, mut text) = (output, String::new());
+        let _ = output
+            .rewind()
+            .and_then(|()| output.read_to_string(&mut text));
+        panic!("{what} failed ({status}):\n{text}");
+    }
+}
+
+/// The server's executable and the model it runs.
+async fn server_and_model() -> (PathBuf, PathBuf) {
+    let program = server_program().await;
     let model = tokio::task::spawn_blocking(|| mediagate::models::install(false))
         .await
         .unwrap()
         .unwrap();
-    Some((program, model))
+    (program, model)
 }
 
 /// A free TCP port on 127.0.0.1 (the server binds it itself).
@@ -67,11 +134,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_is_transcribed_by_a_real_wyoming_server() {
-    let Some((program, model)) =
-        server_and_model("a_call_is_transcribed_by_a_real_wyoming_server").await
-    else {
-        return;
-    };
+    let (program, model) = server_and_model().await;
     let scratch = tempfile::tempdir().unwrap();
     let mut server = Server::start(&program, &model, scratch.path(), 2).await;
     let gateway = gateway_with(serde_json::json!({ "uri": server.uri })).await;
@@ -240,11 +303,7 @@ fn clips_in_a_row(dir: &str, gap_ms: u64, path: &Path) -> Vec<Clip> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_outlives_one_of_two_wyoming_servers() {
-    let Some((program, model)) =
-        server_and_model("a_call_outlives_one_of_two_wyoming_servers").await
-    else {
-        return;
-    };
+    let (program, model) = server_and_model().await;
     let scratch = tempfile::tempdir().unwrap();
     let dirs = ["a", "b"].map(|dir| scratch.path().join(dir));
     for dir in &dirs {
