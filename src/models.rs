@@ -89,10 +89,19 @@ pub enum ModelError {
 /// Installs the default model into [`default_model_dir`] unless it is there already, and
 /// returns its directory. `progress` draws a progress bar on stderr.
 ///
-/// Safe to run from several processes at once: each unpacks into a directory of its own and
-/// renames it into place; the first one wins and the others use it.
+/// Safe to run from several threads and processes at once: in a process, one thread installs
+/// while the others wait for it; across processes each unpacks into a directory of its own
+/// and renames it into place, the first one wins and the others use it.
 pub fn install(progress: bool) -> Result<PathBuf, ModelError> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let target = default_model_dir();
+    if is_model_dir(&target) {
+        return Ok(target);
+    }
+    // A thread that panicked holding it left nothing half-done that the code below trusts.
+    let _installing = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if is_model_dir(&target) {
         return Ok(target);
     }
