@@ -5,16 +5,21 @@
 //! processors count in their own atomics, and a scrape adds up those of running calls and the
 //! totals of ended ones. Nothing is added to the hot path for them.
 
+mod exposition;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use mediagate_pipeline::{ConsumerCounters, ConsumerProbe, ConsumerReport, PacerReport};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
+
+pub(crate) use exposition::Exposition;
 
 /// One label: the processor's name, or the bad message's class.
 type Label = [(&'static str, String); 1];
@@ -68,7 +73,7 @@ pub(crate) struct Metrics {
     processor_panics: Family<Label, Counter>,
     processor_stopped: Family<Label, Counter>,
     processor_errors: Family<Label, Counter>,
-    processor_busy_micros: Family<Label, Counter>,
+    processor_busy: Family<Label, Counter<f64, AtomicU64>>,
     processor_high_water: Family<Label, Gauge>,
     playback_frames: Counter,
     playback_late_frames: Counter,
@@ -155,7 +160,7 @@ impl Default for Metrics {
             processor_panics: Family::default(),
             processor_stopped: Family::default(),
             processor_errors: Family::default(),
-            processor_busy_micros: Family::default(),
+            processor_busy: Family::default(),
             processor_high_water: Family::default(),
             playback_frames: Counter::default(),
             playback_late_frames: Counter::default(),
@@ -234,10 +239,11 @@ impl Default for Metrics {
             "Callbacks that failed, by processor",
             m.processor_errors.clone(),
         );
-        registry.register(
-            "processor_busy_microseconds",
+        registry.register_with_unit(
+            "processor_busy",
             "Time in callbacks, by processor",
-            m.processor_busy_micros.clone(),
+            Unit::Seconds,
+            m.processor_busy.clone(),
         );
         registry.register(
             "processor_queue_high_water",
@@ -392,9 +398,10 @@ impl Metrics {
             self.processor_errors
                 .get_or_create(&label)
                 .inc_by(total.errors.saturating_sub(shown.errors));
-            self.processor_busy_micros
+            let busy_micros = total.busy_micros.saturating_sub(shown.busy_micros);
+            self.processor_busy
                 .get_or_create(&label)
-                .inc_by(total.busy_micros.saturating_sub(shown.busy_micros));
+                .inc_by(busy_micros as f64 / 1e6);
             let high_water = i64::try_from(total.queue_high_water).unwrap_or(i64::MAX);
             let gauge = self.processor_high_water.get_or_create(&label);
             if high_water > gauge.get() {
@@ -428,13 +435,16 @@ impl Metrics {
         }
     }
 
-    /// The OpenMetrics text exposition.
-    pub(crate) fn encode(&self) -> String {
+    /// The exposition, in `format`.
+    pub(crate) fn encode(&self, format: Exposition) -> String {
         self.publish_processors();
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             text.clear();
         }
-        text
+        match format {
+            Exposition::OpenMetrics => text,
+            Exposition::Prometheus => exposition::to_prometheus_text(&text),
+        }
     }
 }

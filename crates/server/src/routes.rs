@@ -147,14 +147,18 @@ struct Health {
     metrics: crate::MetricsSnapshot,
 }
 
-/// Prometheus / OpenMetrics exposition.
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// The metrics: OpenMetrics for a scraper that asks for it, else the Prometheus text format.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Exposition::negotiate(accept);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
+        [(axum::http::header::CONTENT_TYPE, format.content_type())],
+        state.metrics.encode(format),
     )
 }
 

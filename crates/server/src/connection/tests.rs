@@ -560,7 +560,7 @@ mod driver {
         assert_eq!(app.metrics.panics("connection"), 1);
         assert!(
             app.metrics
-                .encode()
+                .encode(crate::metrics::Exposition::OpenMetrics)
                 .contains("mediagate_panics_total{where=\"connection\"} 1")
         );
         // The gateway goes on: another connection is served.
