@@ -17,6 +17,7 @@ mod bad_input;
 mod bench;
 mod bench_speech;
 mod hostile;
+mod metrics;
 mod pipeline;
 mod playback;
 mod realtime;

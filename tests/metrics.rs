@@ -1,0 +1,140 @@
+//! `/metrics` as Prometheus and its tools read it: OpenMetrics for a scrape that asks for it
+//! (Prometheus does), the Prometheus text format for everything else, and that text clean under
+//! the real `promtool check metrics` (Debian's `prometheus` package) once a call, a bad message
+//! and the speech engine have filled the families.
+
+use crate::common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{TestGateway, emulate, sample};
+use futures_util::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The `Accept` header of Prometheus 2.42's scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GET /metrics with `accept`: the content type and the body.
+async fn scrape(gateway: &TestGateway, accept: Option<&str>) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("accept: {a}\r\n"));
+    let request =
+        format!("GET /metrics HTTP/1.1\r\nhost: test\r\n{accept}connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap()
+        .to_owned();
+    (content_type, body.to_owned())
+}
+
+/// The sample lines (not the comments), sorted.
+fn samples(text: &str) -> Vec<&str> {
+    let mut samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    samples.sort_unstable();
+    samples
+}
+
+/// `promtool check metrics` on `text`: its exit status and everything it printed.
+async fn promtool_check(text: &str) -> (std::process::ExitStatus, String) {
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool: {e}; install Debian's `prometheus` package (or run .ci/run)")
+        });
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("promtool did not finish within 30 s")
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status, printed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() {
+    // The default pipeline: the recorders and Whisper, whose families are the speech engine's.
+    let gateway = TestGateway::start_isolated(|config| {
+        config.pipeline = mediagate::default_config().pipeline;
+    })
+    .await;
+    mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=metered")).with_wav(sample("hello-16k.wav")),
+    )
+    .await
+    .unwrap();
+    let (mut bad, _) = tokio_tungstenite::connect_async(gateway.url("/ws?callId=bad"))
+        .await
+        .unwrap();
+    bad.send(Message::text("not json")).await.unwrap();
+    bad.close(None).await.unwrap();
+    gateway.ended_session("metered").await;
+    // The bad socket opens no call folder: its count is the sign it was read.
+    for _ in 0..100 {
+        let (_, text) = scrape(&gateway, None).await;
+        if text.contains("class=\"not_json\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (kind, openmetrics) = scrape(&gateway, Some(PROMETHEUS_ACCEPT)).await;
+    assert_eq!(
+        kind,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(openmetrics.trim_end().ends_with("# EOF"), "{openmetrics}");
+    let (kind, text) = scrape(&gateway, None).await;
+    assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(samples(&text), samples(&openmetrics), "the same samples");
+
+    // Each counter's HELP and TYPE name its samples; times are in seconds.
+    for counter in [
+        "mediagate_frames_received_total",
+        "mediagate_bad_messages_total",
+        "mediagate_processor_busy_seconds_total",
+    ] {
+        assert!(text.contains(&format!("\n# HELP {counter} ")), "{text}");
+        assert!(
+            text.contains(&format!("\n# TYPE {counter} counter\n")),
+            "{text}"
+        );
+    }
+    let busy = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mediagate_processor_busy_seconds_total{processor=\"wav\"} "))
+        .unwrap_or_else(|| panic!("no busy time for wav in\n{text}"));
+    let busy: f64 = busy.parse().unwrap();
+    assert!(busy > 0.0 && busy < 5.0, "wav's callbacks took {busy} s");
+    assert!(
+        text.contains("mediagate_bad_messages_total{class=\"not_json\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mediagate_speech_final_latency_seconds_count{engine=\"whisper\"}"),
+        "{text}"
+    );
+
+    let (status, printed) = promtool_check(&text).await;
+    assert!(
+        status.success() && printed.trim().is_empty(),
+        "promtool check metrics: {status}\n{printed}\non:\n{text}"
+    );
+    gateway.stop().await;
+}
