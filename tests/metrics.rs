@@ -36,9 +36,12 @@ async fn scrape(gateway: &TestGateway, accept: Option<&str>) -> (String, String)
     (content_type, body.to_owned())
 }
 
-/// The sample lines (not the comments), sorted.
+/// The sample lines (not the comments), sorted; not the process's, which move on their own.
 fn samples(text: &str) -> Vec<&str> {
-    let mut samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut samples: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
+        .collect();
     samples.sort_unstable();
     samples
 }
@@ -74,21 +77,25 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
         config.pipeline = mediagate::default_config().pipeline;
     })
     .await;
-    mediagate::emulator::run(
+    let started = std::time::Instant::now();
+    let report = mediagate::emulator::run(
         emulate(gateway.url("/ws?callId=metered")).with_wav(sample("hello-16k.wav")),
     )
     .await
     .unwrap();
+    let call_took = started.elapsed().as_secs_f64();
     let (mut bad, _) = tokio_tungstenite::connect_async(gateway.url("/ws?callId=bad"))
         .await
         .unwrap();
     bad.send(Message::text("not json")).await.unwrap();
     bad.close(None).await.unwrap();
     gateway.ended_session("metered").await;
-    // The bad socket opens no call folder: its count is the sign it was read.
+    // The bad socket opens no call folder: its count and its end are the signs it was read.
     for _ in 0..100 {
         let (_, text) = scrape(&gateway, None).await;
-        if text.contains("class=\"not_json\"} 1") {
+        if text.contains("class=\"not_json\"} 1")
+            && text.contains("\nmediagate_connections_active 0\n")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -102,7 +109,10 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
     assert!(openmetrics.trim_end().ends_with("# EOF"), "{openmetrics}");
     let (kind, text) = scrape(&gateway, None).await;
     assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
-    assert_eq!(samples(&text), samples(&openmetrics), "the same samples");
+    assert!(
+        samples(&text) == samples(&openmetrics),
+        "not the same samples:\n{text}\n{openmetrics}"
+    );
 
     // Each counter's HELP and TYPE name its samples; times are in seconds.
     for counter in [
@@ -130,6 +140,47 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
         text.contains("mediagate_speech_final_latency_seconds_count{engine=\"whisper\"}"),
         "{text}"
     );
+
+    // The call: one media transport, closed normally, its audio counted in bytes.
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(value("mediagate_transports_total{kind=\"media\"}"), 1.0);
+    assert_eq!(
+        value("mediagate_transport_duration_seconds_count{kind=\"media\"}"),
+        1.0
+    );
+    let lasted = value("mediagate_transport_duration_seconds_sum{kind=\"media\"}");
+    assert!(
+        lasted > 0.0 && lasted <= call_took,
+        "the call took {call_took} s here, {lasted} s by the metrics"
+    );
+    let closes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("mediagate_closes_total"))
+        .collect();
+    assert_eq!(closes.len(), 2, "{closes:?}");
+    assert_eq!(
+        value("mediagate_closes_total{code=\"1000\"}"),
+        1.0,
+        "the call"
+    );
+    let (sent, _) = common::read_wav(&sample("hello-16k.wav"));
+    assert_eq!(
+        value("mediagate_audio_received_bytes_total"),
+        (sent.len() * 2) as f64
+    );
+    assert_eq!(
+        value("mediagate_frames_received_total"),
+        report.frames_sent as f64
+    );
+    // The process, as every Prometheus client reports it.
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_threads") >= 2.0);
 
     let (status, printed) = promtool_check(&text).await;
     assert!(

@@ -6,6 +6,7 @@
 //! totals of ended ones. Nothing is added to the hot path for them.
 
 mod exposition;
+mod process;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,6 +17,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
@@ -23,6 +25,14 @@ pub(crate) use exposition::Exposition;
 
 /// One label: the processor's name, or the bad message's class.
 type Label = [(&'static str, String); 1];
+
+/// One label with a value from a closed set (a transport's kind).
+type Static = [(&'static str, &'static str); 1];
+
+/// Upper bounds of the transport-duration histogram, in seconds: a second to four hours.
+const DURATION_BUCKETS: [f64; 14] = [
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
 
 /// Why a connection or an upgrade was turned away before a call began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +73,10 @@ pub(crate) struct Metrics {
     connections_total: Counter,
     connections_active: Gauge,
     frames_received: Counter,
+    audio_received_bytes: Counter,
+    transports: Family<Static, Counter>,
+    closes: Family<Label, Counter>,
+    transport_duration: Family<Static, Histogram, fn() -> Histogram>,
     bad_messages: Family<Label, Counter>,
     policy_closes: Counter,
     /// Panics caught, by where (`connection`: a call's socket task).
@@ -120,11 +134,16 @@ fn add(a: &mut ConsumerCounters, b: &ConsumerCounters) {
 }
 
 impl Metrics {
-    /// Lets `add` register more series (the processors' own, `Registry::register_metrics`).
+    /// Lets `add` register more series (the processors' own, `Registry::register_metrics`),
+    /// under the `mediagate_` prefix.
     pub(crate) fn extend(&mut self, add: impl FnOnce(&mut Registry)) {
-        add(&mut self.registry);
+        add(self.registry.sub_registry_with_prefix(PREFIX));
     }
 }
+
+/// The prefix of the gateway's own series (the process collector's are `process_*`, as in
+/// every Prometheus client).
+const PREFIX: &str = "mediagate";
 
 /// A snapshot of the gateway-wide counters, for `/healthz`.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -143,7 +162,9 @@ pub struct MetricsSnapshot {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("mediagate");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let metrics = Metrics {
             registry: Registry::default(),
             connections_refused: Family::default(),
@@ -151,6 +172,10 @@ impl Default for Metrics {
             connections_total: Counter::default(),
             connections_active: Gauge::default(),
             frames_received: Counter::default(),
+            audio_received_bytes: Counter::default(),
+            transports: Family::default(),
+            closes: Family::default(),
+            transport_duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
             bad_messages: Family::default(),
             policy_closes: Counter::default(),
             panics: Family::default(),
@@ -192,6 +217,28 @@ impl Default for Metrics {
             "frames_received",
             "Audio frames received",
             m.frames_received.clone(),
+        );
+        registry.register_with_unit(
+            "audio_received",
+            "Audio received, decoded PCM",
+            Unit::Bytes,
+            m.audio_received_bytes.clone(),
+        );
+        registry.register(
+            "transports",
+            "Transports (WebSockets that began a call) ended, by kind: media or transcription",
+            m.transports.clone(),
+        );
+        registry.register(
+            "closes",
+            "WebSockets ended, by close code (none: the connection dropped without one)",
+            m.closes.clone(),
+        );
+        registry.register_with_unit(
+            "transport_duration",
+            "How long transports lasted, from the upgrade to the end, by kind",
+            Unit::Seconds,
+            m.transport_duration.clone(),
         );
         registry.register(
             "bad_messages",
@@ -266,7 +313,7 @@ impl Default for Metrics {
             m.auth_refused.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             ..metrics
         }
     }
@@ -299,8 +346,28 @@ impl Metrics {
         usize::try_from(self.connections_active.get()).unwrap_or(0)
     }
 
-    pub(crate) fn frame_received(&self) {
+    /// An audio frame of `bytes` of PCM was accepted.
+    pub(crate) fn frame_received(&self, bytes: usize) {
         self.frames_received.inc();
+        self.audio_received_bytes.inc_by(bytes as u64);
+    }
+
+    /// A WebSocket ended after `seconds`, with the close code sent or received (`None`: the
+    /// connection dropped); `kind` is its transport's when a call began on it.
+    pub(crate) fn connection_ended(
+        &self,
+        kind: Option<&'static str>,
+        code: Option<u16>,
+        seconds: f64,
+    ) {
+        let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        self.closes.get_or_create(&[("code", code)]).inc();
+        if let Some(kind) = kind {
+            self.transports.get_or_create(&[("kind", kind)]).inc();
+            self.transport_duration
+                .get_or_create(&[("kind", kind)])
+                .observe(seconds.max(0.0));
+        }
     }
 
     pub(crate) fn bad_message(&self, class: &'static str) {

@@ -156,10 +156,20 @@ async fn metrics(
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = crate::metrics::Exposition::negotiate(accept);
+    // The process collector reads /proc: off the async threads.
+    let encoding = tokio::task::spawn_blocking(move || state.metrics.encode(format));
+    let Ok(text) = encoding.await else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the metrics could not be encoded",
+        )
+            .into_response();
+    };
     (
         [(axum::http::header::CONTENT_TYPE, format.content_type())],
-        state.metrics.encode(format),
+        text,
     )
+        .into_response()
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {

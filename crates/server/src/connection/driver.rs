@@ -168,7 +168,7 @@ impl Driver {
 
     /// Hands a frame to the call's processors.
     async fn push_frame(&mut self, frame: mediagate_audio::AudioFrame) {
-        self.app.metrics.frame_received();
+        self.app.metrics.frame_received(frame.pcm.len());
         if let Some(call) = &mut self.pipeline {
             call.pipeline.push_frame(&frame).await;
         }
@@ -306,6 +306,7 @@ impl Driver {
             pipeline,
             ..
         } = self;
+        let call_opened = machine.call_opened();
         let mut report = machine.into_report();
         let mut end = end;
         // Processors still working after the settle (a speech engine with a backlog) are
@@ -337,6 +338,9 @@ impl Driver {
         let ended_at = Timestamp::now();
         tracing::info!(reason = ?end.reason, code = end.code, detail = %Escaped(&end.detail), "connection ended");
         report.ended_at = Some(ended_at);
+        let lasted = ended_at.micros_since(report.connected_at) as f64 / 1e6;
+        let kind = call_opened.then_some(report.kind.as_str());
+        app.metrics.connection_ended(kind, end.code, lasted);
         report.end = Some(EndReport {
             reason: end.reason,
             code: end.code,

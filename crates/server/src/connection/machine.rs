@@ -179,6 +179,12 @@ impl Machine {
         self.report
     }
 
+    /// Whether a call began on this socket (its first audio, metadata or transcription
+    /// message came); its report's `kind` is known only then.
+    pub(crate) fn call_opened(&self) -> bool {
+        self.call_opened
+    }
+
     /// The stream's current format.
     #[cfg(test)]
     pub(crate) fn format(&self) -> AudioFormat {

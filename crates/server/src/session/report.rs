@@ -49,6 +49,16 @@ pub(crate) enum TransportKind {
     Transcription,
 }
 
+impl TransportKind {
+    /// Its name in session.json and in the metrics' labels.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Media => "media",
+            TransportKind::Transcription => "transcription",
+        }
+    }
+}
+
 /// How a transport ended.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct EndReport {
