@@ -72,24 +72,33 @@ async fn promtool_check(text: &str) -> (std::process::ExitStatus, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() {
-    // The default pipeline: the recorders and Whisper, whose families are the speech engine's.
+    // The default pipeline, the recorders and Whisper (whose families are the speech
+    // engine's), and a tone at call start, so that the pacer plays audio.
     let gateway = TestGateway::start_isolated(|config| {
         config.pipeline = mediagate::default_config().pipeline;
+        config.pipeline.processors.push("tone".to_owned());
+        config.pipeline.settings.insert(
+            "tone".to_owned(),
+            serde_json::json!({ "at_start": true, "duration_ms": 1000 }),
+        );
     })
     .await;
     let started = std::time::Instant::now();
     let report = mediagate::emulator::run(
-        emulate(gateway.url("/ws?callId=metered")).with_wav(sample("hello-16k.wav")),
+        emulate(gateway.url("/ws?callId=metered"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_pacing(mediagate::emulator::Pacing::Realtime),
     )
     .await
     .unwrap();
-    let call_took = started.elapsed().as_secs_f64();
     let (mut bad, _) = tokio_tungstenite::connect_async(gateway.url("/ws?callId=bad"))
         .await
         .unwrap();
     bad.send(Message::text("not json")).await.unwrap();
     bad.close(None).await.unwrap();
     gateway.ended_session("metered").await;
+    // From the first connect to session.json saying ended: the transport lasted less.
+    let call_took = started.elapsed().as_secs_f64();
     // The bad socket opens no call folder: its count and its end are the signs it was read.
     for _ in 0..100 {
         let (_, text) = scrape(&gateway, None).await;
@@ -155,7 +164,7 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
     let lasted = value("mediagate_transport_duration_seconds_sum{kind=\"media\"}");
     assert!(
         lasted > 0.0 && lasted <= call_took,
-        "the call took {call_took} s here, {lasted} s by the metrics"
+        "the call took {call_took} s here to end, {lasted} s by the metrics"
     );
     let closes: Vec<&str> = text
         .lines()
@@ -176,6 +185,22 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
         value("mediagate_frames_received_total"),
         report.frames_sent as f64
     );
+    // Each callback timed: as many as wav had frames and events, adding up to its busy time.
+    let callbacks = value("mediagate_processor_callback_duration_seconds_count{processor=\"wav\"}");
+    assert!(
+        callbacks >= report.frames_sent as f64,
+        "{callbacks} callbacks"
+    );
+    let timed = value("mediagate_processor_callback_duration_seconds_sum{processor=\"wav\"}");
+    assert!(
+        (timed - busy).abs() < 1e-3,
+        "{timed} s against {busy} s busy"
+    );
+    // Every frame of the tone the pacer sent was timed against its tick.
+    let played = value("mediagate_playback_frames_total");
+    assert!(played > 0.0);
+    assert_eq!(value("mediagate_playback_lag_seconds_count"), played);
+
     // The process, as every Prometheus client reports it.
     assert!(value("process_resident_memory_bytes") > 1e6);
     assert!(value("process_cpu_seconds_total") > 0.0);

@@ -126,6 +126,7 @@
 
 pub mod event;
 pub mod files;
+pub mod histogram;
 pub mod outbound;
 pub mod pipeline;
 pub mod processor;
@@ -135,6 +136,7 @@ pub mod registry;
 pub use event::{CallInfo, CustomEvent, Dtmf, Event, Transcript, TranscriptStatus, TranscriptWord};
 // The audio types of the API, so a processor crate needs this crate alone.
 pub use files::{create_unique, sanitize_file_stem};
+pub use histogram::{CALLBACK_NANOS, HISTOGRAM_BUCKETS, HistogramCounts, PACING_LAG_MICROS};
 pub use mediagate_audio::{self, AudioFormat, AudioFrame, AudioSource};
 pub use outbound::{BargeIn, OutboundQueue, Outgoing, PacerReport, QueueFull};
 pub use pipeline::{

@@ -51,13 +51,28 @@ pub struct PacerReport {
     pub late_frames: u64,
     /// The latest any frame left after its tick.
     pub max_late_micros: u64,
+    /// How late each frame left after its tick, in microseconds, by the buckets of
+    /// [`crate::PACING_LAG_MICROS`] (for the metrics; not in session.json).
+    #[serde(skip)]
+    pub lag_micros: crate::HistogramCounts,
 }
 
-#[derive(Default)]
 struct PacerStats {
     frames: std::sync::atomic::AtomicU64,
     late_frames: std::sync::atomic::AtomicU64,
     max_late_micros: std::sync::atomic::AtomicU64,
+    lag: crate::histogram::AtomicHistogram,
+}
+
+impl Default for PacerStats {
+    fn default() -> Self {
+        PacerStats {
+            frames: Default::default(),
+            late_frames: Default::default(),
+            max_late_micros: Default::default(),
+            lag: crate::histogram::AtomicHistogram::new(&crate::PACING_LAG_MICROS),
+        }
+    }
 }
 
 struct State {
@@ -135,6 +150,7 @@ impl OutboundQueue {
             frames: self.pacing.frames.load(Relaxed),
             late_frames: self.pacing.late_frames.load(Relaxed),
             max_late_micros: self.pacing.max_late_micros.load(Relaxed),
+            lag_micros: self.pacing.lag.counts(),
         }
     }
 
@@ -214,8 +230,10 @@ impl OutboundQueue {
     fn count_lateness(&self, tick: tokio::time::Instant) {
         use std::sync::atomic::Ordering::Relaxed;
         let late = u64::try_from(tick.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.pacing.frames.fetch_add(1, Relaxed);
-        self.pacing.max_late_micros.fetch_max(late, Relaxed);
+        // Only the pacer counts: plain stores, not locked read-modify-writes.
+        crate::histogram::add(&self.pacing.frames, 1);
+        crate::histogram::raise(&self.pacing.max_late_micros, late);
+        self.pacing.lag.observe(late);
         if late > 5_000 {
             self.pacing.late_frames.fetch_add(1, Relaxed);
         }
@@ -227,7 +245,8 @@ impl OutboundQueue {
 
     /// Sends queued audio to the socket writer, one frame per 20 ms tick of one steady clock.
     /// Parks when the queue is empty (no idle ticking) and restarts the clock when audio
-    /// arrives. Ends when the socket writer is gone.
+    /// arrives. Ends when the socket writer is gone. One per queue: it alone writes the
+    /// [`PacerReport`]'s counts.
     pub async fn run_pacer(self) {
         let period = Duration::from_micros(FRAME_DURATION_MICROS.unsigned_abs());
         let mut pool = BytesMut::new();

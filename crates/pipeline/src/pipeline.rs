@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::event::{CallInfo, Event};
+use crate::histogram::{self, AtomicHistogram, CALLBACK_NANOS, HistogramCounts};
 use crate::outbound::{OutboundQueue, Outgoing};
 use crate::processor::{Context, Emitter, Execution, Input, Processor, ProcessorError};
 use crate::queue::{Inbox, InboxStats, Outbox, Pushed, byte_bounded_inbox};
@@ -53,13 +54,16 @@ const POOL_BLOCK_BYTES: usize = 32 * 1024;
 /// forwards them at once ([`Pipeline::next_emitted`]), so only a flood fills it.
 pub const EVENT_QUEUE: usize = 256;
 
-/// Processing counters of one processor, shared with its task.
-#[derive(Debug, Default)]
+/// Processing counters of one processor, shared with its task. Only the processor's callbacks
+/// (in its task, or in the socket task for a direct one) write the per-callback counters, so
+/// those are counted without a locked read-modify-write.
+#[derive(Debug)]
 struct WorkStats {
     frames: AtomicU64,
     events: AtomicU64,
     errors: AtomicU64,
-    busy_nanos: AtomicU64,
+    /// Each callback's time, in nanoseconds (its sum is the time busy).
+    callbacks: AtomicHistogram,
     max_nanos: AtomicU64,
     /// Callbacks that panicked.
     panics: AtomicU64,
@@ -67,6 +71,21 @@ struct WorkStats {
     emits_dropped: Arc<AtomicU64>,
     /// The first panic's message (touched only when a callback panics).
     panicked: Mutex<Option<String>>,
+}
+
+impl Default for WorkStats {
+    fn default() -> Self {
+        WorkStats {
+            frames: AtomicU64::default(),
+            events: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            callbacks: AtomicHistogram::new(&CALLBACK_NANOS),
+            max_nanos: AtomicU64::default(),
+            panics: AtomicU64::default(),
+            emits_dropped: Arc::default(),
+            panicked: Mutex::default(),
+        }
+    }
 }
 
 impl WorkStats {
@@ -212,6 +231,10 @@ pub struct ConsumerCounters {
     /// Events it emitted that were dropped because the call's event queue was full
     /// ([`EVENT_QUEUE`]).
     pub emits_dropped: u64,
+    /// Each callback's time, in nanoseconds, by the buckets of [`CALLBACK_NANOS`] (for the
+    /// metrics; not in session.json).
+    #[serde(skip)]
+    pub callback_nanos: HistogramCounts,
 }
 
 impl ConsumerProbe {
@@ -243,10 +266,11 @@ impl ConsumerProbe {
             events_dropped: queue.events_dropped.load(Ordering::Relaxed),
             queue_high_water: queue.high_water.load(Ordering::Relaxed),
             errors: work.errors.load(Ordering::Relaxed),
-            busy_micros: work.busy_nanos.load(Ordering::Relaxed) / 1_000,
+            busy_micros: work.callbacks.sum() / 1_000,
             max_callback_micros: work.max_nanos.load(Ordering::Relaxed) / 1_000,
             panics: work.panics.load(Ordering::Relaxed),
             emits_dropped: work.emits_dropped.load(Ordering::Relaxed),
+            callback_nanos: work.callbacks.counts(),
         }
     }
 }
@@ -938,17 +962,17 @@ fn apply_one(
     let started = Instant::now();
     let result = guarded(|| match item {
         Item::Frame(frame) => {
-            work.frames.fetch_add(1, Ordering::Relaxed);
+            histogram::add(&work.frames, 1);
             processor.on_frame(frame, ctx)
         }
         Item::Event(event) => {
-            work.events.fetch_add(1, Ordering::Relaxed);
+            histogram::add(&work.events, 1);
             processor.on_event(event, ctx)
         }
     });
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    work.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
-    work.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+    work.callbacks.observe(nanos);
+    histogram::raise(&work.max_nanos, nanos);
     let result = match result {
         Ok(result) => result,
         Err(message) => {

@@ -6,13 +6,16 @@
 //! totals of ended ones. Nothing is added to the hot path for them.
 
 mod exposition;
+mod histograms;
 mod process;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use mediagate_pipeline::{ConsumerCounters, ConsumerProbe, ConsumerReport, PacerReport};
+use mediagate_pipeline::{
+    ConsumerCounters, ConsumerProbe, ConsumerReport, HistogramCounts, PacerReport,
+};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -92,7 +95,8 @@ pub(crate) struct Metrics {
     playback_frames: Counter,
     playback_late_frames: Counter,
     auth_refused: Family<Label, Counter>,
-    processors: Mutex<ProcessorTotals>,
+    /// Shared with the histograms' collector ([`histograms::Histograms`]).
+    processors: Arc<Mutex<ProcessorTotals>>,
 }
 
 /// Where the per-processor counters come from.
@@ -104,6 +108,8 @@ struct ProcessorTotals {
     ended: HashMap<String, ConsumerCounters>,
     /// The totals the Prometheus counters show, by processor name (as of the last scrape).
     published: HashMap<String, ConsumerCounters>,
+    /// How late the pacer sent each frame, over the ended calls.
+    pacing_lag: HistogramCounts,
 }
 
 impl ProcessorTotals {
@@ -131,6 +137,7 @@ fn add(a: &mut ConsumerCounters, b: &ConsumerCounters) {
     a.busy_micros += b.busy_micros;
     a.queue_high_water = a.queue_high_water.max(b.queue_high_water);
     a.max_callback_micros = a.max_callback_micros.max(b.max_callback_micros);
+    a.callback_nanos.add(&b.callback_nanos);
 }
 
 impl Metrics {
@@ -190,7 +197,7 @@ impl Default for Metrics {
             playback_frames: Counter::default(),
             playback_late_frames: Counter::default(),
             auth_refused: Family::default(),
-            processors: Mutex::default(),
+            processors: Arc::default(),
         };
         let m = &metrics;
         registry.register(
@@ -312,6 +319,9 @@ impl Default for Metrics {
             "WebSocket upgrades refused as not authenticated, by reason",
             m.auth_refused.clone(),
         );
+        registry.register_collector(Box::new(histograms::Histograms::new(Arc::clone(
+            &m.processors,
+        ))));
         Metrics {
             registry: root,
             ..metrics
@@ -434,6 +444,7 @@ impl Metrics {
         if let Some(pacing) = pacing {
             self.playback_frames.inc_by(pacing.frames);
             self.playback_late_frames.inc_by(pacing.late_frames);
+            self.lock_processors().pacing_lag.add(&pacing.lag_micros);
         }
     }
 

@@ -85,42 +85,42 @@ impl Collector for ProcessCollector {
         let cpu = ConstCounter::new(stats.cpu_seconds);
         cpu.encode(encoder.encode_descriptor(
             "process_cpu",
-            "Total user and system CPU time spent",
+            "Total user and system CPU time spent.",
             Some(&Unit::Seconds),
             MetricType::Counter,
         )?)?;
         let gauges: [(&str, &str, Option<Unit>, f64); 6] = [
             (
                 "process_resident_memory",
-                "Resident memory size",
+                "Resident memory size.",
                 Some(Unit::Bytes),
                 stats.resident_bytes as f64,
             ),
             (
                 "process_virtual_memory",
-                "Virtual memory size",
+                "Virtual memory size.",
                 Some(Unit::Bytes),
                 stats.virtual_bytes as f64,
             ),
             (
                 "process_start_time",
-                "Start time of the process since the Unix epoch",
+                "Start time of the process since the Unix epoch.",
                 Some(Unit::Seconds),
                 stats.start_time_seconds,
             ),
             (
                 "process_open_fds",
-                "Open file descriptors",
+                "Open file descriptors.",
                 None,
                 stats.open_fds as f64,
             ),
             (
                 "process_max_fds",
-                "The soft limit on open file descriptors",
+                "The soft limit on open file descriptors.",
                 None,
                 stats.max_fds as f64,
             ),
-            ("process_threads", "OS threads", None, stats.threads as f64),
+            ("process_threads", "OS threads.", None, stats.threads as f64),
         ];
         for (name, help, unit, value) in gauges {
             ConstGauge::new(value).encode(encoder.encode_descriptor(
