@@ -200,6 +200,18 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
     let played = value("mediagate_playback_frames_total");
     assert!(played > 0.0);
     assert_eq!(value("mediagate_playback_lag_seconds_count"), played);
+    // What went back to the emulator, counted as it saw it.
+    let back = report.messages_received_from_gateway.audio_data;
+    assert!(back > 0);
+    assert_eq!(value("mediagate_frames_sent_total"), back as f64);
+    assert_eq!(
+        value("mediagate_audio_sent_bytes_total"),
+        (report.outbound.samples * 2) as f64
+    );
+    assert_eq!(
+        value("mediagate_stop_audio_sent_total"),
+        report.messages_received_from_gateway.stop_audio as f64
+    );
 
     // The process, as every Prometheus client reports it.
     assert!(value("process_resident_memory_bytes") > 1e6);

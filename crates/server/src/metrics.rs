@@ -77,6 +77,7 @@ pub(crate) struct Metrics {
     connections_active: Gauge,
     frames_received: Counter,
     audio_received_bytes: Counter,
+    sent: Sent,
     transports: Family<Static, Counter>,
     closes: Family<Label, Counter>,
     transport_duration: Family<Static, Histogram, fn() -> Histogram>,
@@ -97,6 +98,14 @@ pub(crate) struct Metrics {
     auth_refused: Family<Label, Counter>,
     /// Shared with the histograms' collector ([`histograms::Histograms`]).
     processors: Arc<Mutex<ProcessorTotals>>,
+}
+
+/// What the socket writers wrote (each writer holds a clone: the counters are shared).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sent {
+    pub(crate) frames: Counter,
+    pub(crate) bytes: Counter,
+    pub(crate) stops: Counter,
 }
 
 /// Where the per-processor counters come from.
@@ -161,6 +170,8 @@ pub struct MetricsSnapshot {
     pub connections_active: u64,
     /// Audio frames received since start.
     pub frames_received: u64,
+    /// Audio frames written to WebSockets since start.
+    pub frames_sent: u64,
     /// Messages skipped as bad since start.
     pub bad_messages: u64,
     /// Connections the gateway closed for breaking a limit.
@@ -180,6 +191,7 @@ impl Default for Metrics {
             connections_active: Gauge::default(),
             frames_received: Counter::default(),
             audio_received_bytes: Counter::default(),
+            sent: Sent::default(),
             transports: Family::default(),
             closes: Family::default(),
             transport_duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
@@ -230,6 +242,22 @@ impl Default for Metrics {
             "Audio received, decoded PCM",
             Unit::Bytes,
             m.audio_received_bytes.clone(),
+        );
+        registry.register(
+            "frames_sent",
+            "Audio frames written to WebSockets: played, echoed or sent unpaced",
+            m.sent.frames.clone(),
+        );
+        registry.register_with_unit(
+            "audio_sent",
+            "Audio written to WebSockets, PCM before encoding",
+            Unit::Bytes,
+            m.sent.bytes.clone(),
+        );
+        registry.register(
+            "stop_audio_sent",
+            "StopAudio messages written to WebSockets (barge-in)",
+            m.sent.stops.clone(),
         );
         registry.register(
             "transports",
@@ -354,6 +382,11 @@ impl Metrics {
     /// WebSockets open now.
     pub(crate) fn websockets_open(&self) -> usize {
         usize::try_from(self.connections_active.get()).unwrap_or(0)
+    }
+
+    /// The counters a socket's writer adds to as it writes.
+    pub(crate) fn sent(&self) -> Sent {
+        self.sent.clone()
     }
 
     /// An audio frame of `bytes` of PCM was accepted.
@@ -508,6 +541,7 @@ impl Metrics {
             connections_total: self.connections_total.get(),
             connections_active: u64::try_from(self.connections_active.get()).unwrap_or(0),
             frames_received: self.frames_received.get(),
+            frames_sent: self.sent.frames.get(),
             bad_messages: bad,
             policy_closes: self.policy_closes.get(),
         }

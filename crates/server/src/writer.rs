@@ -12,6 +12,8 @@ use mediagate_protocol::{OutboundDialect, stop_audio_json, write_outbound_audio}
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::metrics::Sent;
+
 /// Outgoing messages that may wait for the socket (~5 s of 20 ms frames).
 const OUTGOING_QUEUE: usize = 256;
 
@@ -29,13 +31,14 @@ pub(crate) struct SocketWriter {
 
 impl SocketWriter {
     /// Starts the writer task over `sink`.
-    pub(crate) fn spawn<K>(sink: K, dialect: OutboundDialect) -> Self
+    /// What it writes is counted in `sent`.
+    pub(crate) fn spawn<K>(sink: K, dialect: OutboundDialect, sent: Sent) -> Self
     where
         K: Sink<Message> + Unpin + Send + 'static,
     {
         let (control, control_rx) = mpsc::channel(4);
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-        let task = tokio::spawn(write_loop(sink, control_rx, outgoing_rx, dialect));
+        let task = tokio::spawn(write_loop(sink, control_rx, outgoing_rx, dialect, sent));
         SocketWriter {
             control,
             outgoing,
@@ -84,9 +87,27 @@ impl SocketWriter {
 
 async fn write_loop<K>(
     mut sink: K,
+    control: mpsc::Receiver<Control>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    dialect: OutboundDialect,
+    sent: Sent,
+) where
+    K: Sink<Message> + Unpin,
+{
+    let mut tally = Tally::default();
+    write(&mut sink, control, outgoing, dialect, &mut tally, &sent).await;
+    tally.publish(&sent);
+}
+
+/// Writes until the connection is done or the socket fails; `tally` counts what was written,
+/// published to `sent` at each flush.
+async fn write<K>(
+    sink: &mut K,
     mut control: mpsc::Receiver<Control>,
     mut outgoing: mpsc::Receiver<Outgoing>,
     dialect: OutboundDialect,
+    tally: &mut Tally,
+    sent: &Sent,
 ) where
     K: Sink<Message> + Unpin,
 {
@@ -108,7 +129,7 @@ async fn write_loop<K>(
                 None => {
                     // The connection is done: send what is still queued, then stop.
                     while let Ok(out) = outgoing.try_recv() {
-                        if sink.feed(message(out, dialect, &mut text)).await.is_err() {
+                        if sink.feed(message(out, dialect, &mut text, tally)).await.is_err() {
                             return;
                         }
                     }
@@ -117,23 +138,62 @@ async fn write_loop<K>(
                 }
             },
             Some(out) = outgoing.recv() => {
-                if sink.feed(message(out, dialect, &mut text)).await.is_err() {
+                if sink.feed(message(out, dialect, &mut text, tally)).await.is_err() {
                     return;
                 }
-                if outgoing.is_empty() && sink.flush().await.is_err() {
-                    return;
+                if outgoing.is_empty() {
+                    if sink.flush().await.is_err() {
+                        return;
+                    }
+                    tally.publish(sent);
                 }
             }
         }
     }
 }
 
-fn message(out: Outgoing, dialect: OutboundDialect, text: &mut String) -> Message {
+/// What a writer wrote since it last added to the shared counters: they are added to once per
+/// flush, not per frame, so busy writers do not contend on them.
+#[derive(Default)]
+struct Tally {
+    frames: u64,
+    bytes: u64,
+    stops: u64,
+}
+
+impl Tally {
+    fn publish(&mut self, sent: &Sent) {
+        let Tally {
+            frames,
+            bytes,
+            stops,
+        } = std::mem::take(self);
+        if frames > 0 {
+            sent.frames.inc_by(frames);
+            sent.bytes.inc_by(bytes);
+        }
+        if stops > 0 {
+            sent.stops.inc_by(stops);
+        }
+    }
+}
+
+fn message(
+    out: Outgoing,
+    dialect: OutboundDialect,
+    text: &mut String,
+    tally: &mut Tally,
+) -> Message {
     match out {
         Outgoing::Audio(pcm) => {
+            tally.frames += 1;
+            tally.bytes += pcm.len() as u64;
             write_outbound_audio(&pcm, dialect, text);
             Message::Text(std::mem::take(text).into())
         }
-        Outgoing::StopAudio => Message::Text(stop_audio_json(dialect).into()),
+        Outgoing::StopAudio => {
+            tally.stops += 1;
+            Message::Text(stop_audio_json(dialect).into())
+        }
     }
 }

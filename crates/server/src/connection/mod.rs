@@ -88,7 +88,7 @@ where
     async move {
         app.metrics.connection_opened();
         let (sink, stream) = socket.split();
-        let writer = SocketWriter::spawn(sink, app.config.outbound.dialect);
+        let writer = SocketWriter::spawn(sink, app.config.outbound.dialect, app.metrics.sent());
         let mut driver = Driver::new(Arc::clone(&app), info, writer.outgoing());
         let end = match AssertUnwindSafe(driver.run(stream, &writer))
             .catch_unwind()
