@@ -460,7 +460,7 @@ fn self_config(addr: &str, data_dir: &Path, pipeline: &[String]) -> String {
     format!(
         "listen = {addr:?}\ndata_dir = {:?}\n\n[pipeline]\nprocessors = [{}]\n\n\
          [limits]\nmax_calls = 1000000\nmax_connections = 1000000\n\
-         new_connections_per_ip_per_sec = 0.0\n",
+         new_connections_per_ip_per_sec = 0.0\n\n[admin]\nenabled = false\n",
         data_dir.display().to_string(),
         names.join(", ")
     )

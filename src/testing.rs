@@ -42,6 +42,7 @@ impl Gateway {
             ..Config::default()
         };
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin.listen = config.listen;
         adjust(&mut config);
         #[allow(clippy::expect_used)]
         let server = Server::bind(config, registry)

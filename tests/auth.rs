@@ -523,6 +523,7 @@ async fn a_public_address_without_auth_refuses_to_start_unless_opted_out() {
         data_dir: data_dir.path().to_owned(),
         ..Config::default()
     };
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.pipeline.processors.clear();
     let err = Server::bind(config.clone(), mediagate::registry())
         .await
@@ -552,6 +553,7 @@ async fn acs_mode_without_an_audience_refuses_to_start() {
         data_dir: data_dir.path().to_owned(),
         ..Config::default()
     };
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.pipeline.processors.clear();
     config.auth.mode = AuthMode::Acs;
     let err = Server::bind(config, mediagate::registry())

@@ -13,6 +13,7 @@
 
 mod common;
 
+mod admin;
 mod bad_input;
 mod bench;
 mod bench_speech;

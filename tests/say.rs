@@ -258,6 +258,7 @@ async fn a_missing_espeak_ng_stops_start_up_saying_how_to_install_it() {
         data_dir: data_dir.path().to_owned(),
         ..mediagate::server::Config::default()
     };
+    config.admin.listen = config.listen;
     config.pipeline.processors = vec!["say".to_owned()];
     config.pipeline.settings.insert(
         "say".to_owned(),

@@ -37,80 +37,16 @@ async fn server_program() -> PathBuf {
         return program;
     }
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
-    tokio::task::spawn_blocking(|| PROGRAM.get_or_init(install_server).clone())
-        .await
-        .unwrap()
-}
-
-/// Makes `~/.cache/mediagate/wyoming-venv` with the server in it, unless a finished one is
-/// there; one process at a time (a lock file beside it). Blocking: minutes at worst.
-fn install_server() -> PathBuf {
-    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"));
-    let venv = home.join(".cache/mediagate/wyoming-venv");
-    let program = venv.join("bin/wyoming-faster-whisper");
-    // Written once pip has finished: a venv without it is an interrupted install.
-    let installed = venv.join(format!(".{SERVER_PACKAGE}"));
-    if installed.is_file() {
-        return program;
-    }
-    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
-    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-    if installed.is_file() {
-        return program;
-    }
-    eprintln!("making {} with {SERVER_PACKAGE} (once)", venv.display());
-    run_bounded(
-        std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv),
-        Duration::from_secs(120),
-        "python3 -m venv (on Debian: `apt-get install python3-venv`)",
-    );
-    run_bounded(
-        std::process::Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SERVER_PACKAGE,
-        ]),
-        Duration::from_secs(900),
-        &format!("pip install {SERVER_PACKAGE} (it needs PyPI)"),
-    );
-    assert!(program.is_file(), "pip left no {}", program.display());
-    std::fs::write(&installed, b"").unwrap();
-    program
-}
-
-/// Runs `command` to its end within `limit`; a failure panics with its output and `what`.
-fn run_bounded(command: &mut std::process::Command, limit: Duration, what: &str) {
-    let output = tempfile::tempfile().unwrap();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(output.try_clone().unwrap())
-        .stderr(output.try_clone().unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: not done within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    if !status.success() {
-        use std::io::{Read, Seek};
-        let (mut output, mut text) = (output, String::new());
-        let _ = output
-            .rewind()
-            .and_then(|()| output.read_to_string(&mut text));
-        panic!("{what} failed ({status}):\n{text}");
-    }
+    tokio::task::spawn_blocking(|| {
+        PROGRAM
+            .get_or_init(|| {
+                common::venv::with_package("wyoming-venv", SERVER_PACKAGE)
+                    .join("bin/wyoming-faster-whisper")
+            })
+            .clone()
+    })
+    .await
+    .unwrap()
 }
 
 /// The server's executable and the model it runs.

@@ -279,6 +279,8 @@ fn self_env(pipeline: &[String]) -> Vec<(&'static str, String)> {
             format!("[{}]", names.join(", ")),
         ),
         ("MEDIAGATE_LIMITS__MAX_CALLS", "1000000".to_owned()),
+        // No admin listener: the bench needs none, and another gateway may hold its port.
+        ("MEDIAGATE_ADMIN__ENABLED", "false".to_owned()),
         ("MEDIAGATE_LIMITS__MAX_CONNECTIONS", "1000000".to_owned()),
         (
             "MEDIAGATE_LIMITS__NEW_CONNECTIONS_PER_IP_PER_SEC",

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test helper is a failed assertion
 
 pub mod process;
+pub mod venv;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin API's address (`None` when a test disabled it).
+    pub admin: Option<SocketAddr>,
     pub data_dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), mediagate::server::ServerError>>>,
@@ -38,12 +41,14 @@ impl TestGateway {
         let (data_dir, config) = test_config(adjust);
         let server = Server::bind(config, registry).await.unwrap();
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run_until(async {
             let _ = stopped.await;
         }));
         TestGateway {
             addr,
+            admin,
             data_dir,
             stop: Some(stop),
             task: Some(task),
@@ -66,7 +71,7 @@ impl TestGateway {
                 .unwrap();
             let result = runtime.block_on(async move {
                 let server = Server::bind(config, mediagate::registry()).await?;
-                let _ = bound.send(server.local_addr());
+                let _ = bound.send((server.local_addr(), server.admin_addr()));
                 server
                     .run_until(async {
                         let _ = stopped.await;
@@ -75,10 +80,11 @@ impl TestGateway {
             });
             let _ = done.send(result);
         });
-        let addr = addr.await.unwrap();
+        let (addr, admin) = addr.await.unwrap();
         let task = tokio::spawn(async move { finished.await.unwrap() });
         TestGateway {
             addr,
+            admin,
             data_dir,
             stop: Some(stop),
             task: Some(task),
@@ -166,6 +172,7 @@ fn test_config(adjust: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Config) 
         data_dir: data_dir.path().to_owned(),
         ..Config::default()
     };
+    config.admin.listen = config.listen;
     config.shutdown.drain_timeout_secs = 0;
     // Calls are recorded without the default speech engine, which would put a Whisper decode
     // on every test call: tests/speech.rs runs the real default pipeline.

@@ -47,7 +47,7 @@ impl ServeProcess {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{toml}\n",
+                "listen = \"127.0.0.1:0\"\nadmin.listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{toml}\n",
                 calls.display().to_string()
             ),
         )

@@ -25,7 +25,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::event::{CallInfo, Event};
 use crate::histogram::{self, AtomicHistogram, CALLBACK_NANOS, HistogramCounts};
 use crate::outbound::{OutboundQueue, Outgoing};
-use crate::processor::{Context, Emitter, Execution, Input, Processor, ProcessorError};
+use crate::processor::{Context, Emitter, Execution, Input, Playback, Processor, ProcessorError};
 use crate::queue::{Inbox, InboxStats, Outbox, Pushed, byte_bounded_inbox};
 
 /// What a processor's inbox carries.
@@ -310,6 +310,9 @@ pub struct Pipeline {
     resampling: Resampling,
     /// The call's one timeline: every timestamped frame is stamped with its place on it.
     timeline: CallTimeline,
+    /// The paced queue and the event queue, for players from outside ([`Pipeline::playback`]).
+    outbound: Option<OutboundQueue>,
+    events_tx: mpsc::Sender<Event>,
 }
 
 /// The resampler stage of the fan-out: one entry per distinct rate some processor asked for.
@@ -508,9 +511,21 @@ impl Pipeline {
             events_rx,
             resampling,
             timeline: CallTimeline::new(TimelineSettings::default()),
+            outbound,
+            events_tx,
         };
         pipeline.push_event(Event::CallStarted(call));
         pipeline
+    }
+
+    /// A player of the call's outbound audio for someone outside the pipeline (the operator,
+    /// through the admin API): it queues and barges in like a processor's
+    /// [`Context::playback`], and its barge-in reaches every processor as
+    /// [`Event::BargeIn`]. `None` when the call has no outbound audio.
+    pub fn playback(&self) -> Option<Playback> {
+        let queue = self.outbound.clone()?;
+        let events = Emitter::new(self.events_tx.clone(), Arc::new(AtomicU64::new(0)));
+        Some(Playback::new(Arc::clone(&self.call), queue, events))
     }
 
     /// Live views of every processor's counters, for metrics while the call runs.

@@ -413,6 +413,15 @@ pub struct Playback {
 }
 
 impl Playback {
+    pub(crate) fn new(call: Arc<CallInfo>, queue: OutboundQueue, events: Emitter) -> Self {
+        Playback {
+            call,
+            queue,
+            events,
+            converters: Converters::default(),
+        }
+    }
+
     /// Queues mono samples already in the call's format.
     pub fn play(&mut self, samples: &[i16]) -> Result<(), PlayError> {
         if samples.is_empty() {

@@ -42,6 +42,71 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// The call's timeline: how far platform timestamps may move it.
     pub timeline: TimelineConfig,
+    /// The admin API: live calls, control, drain (its own listener and token).
+    pub admin: AdminConfig,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsConfig,
+}
+
+/// The admin API (`[admin]`): its own listener, for operators, never for the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Whether the admin listener runs at all.
+    pub enabled: bool,
+    /// Address it binds. Without a `token`, it must be a loopback address, and only loopback
+    /// clients are served.
+    pub listen: SocketAddr,
+    /// The bearer token every request but `/healthz` and `/readyz` must carry
+    /// (`Authorization: Bearer <token>`), at least 16 bytes; also `MEDIAGATE_ADMIN__TOKEN`.
+    pub token: Option<AdminToken>,
+    /// Connections the admin listener holds at once.
+    pub max_connections: usize,
+    /// Largest request body (an uploaded WAV to play), in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
+            max_connections: 64,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The admin token. Never printed: its `Debug` says only that it is there.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// Where `/metrics` is served (`[metrics]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `main` (the default: beside the WebSocket endpoint) or `admin` (only on the admin
+    /// listener, behind its token).
+    pub listen: MetricsListener,
+}
+
+/// The listener `/metrics` is on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsListener {
+    /// The main listener (`listen`).
+    #[default]
+    Main,
+    /// The admin listener (`admin.listen`).
+    Admin,
 }
 
 /// The call's one timeline, on which every processor places the call's audio (the recordings'
@@ -266,6 +331,8 @@ impl Default for Config {
             redaction: RedactionConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             timeline: TimelineConfig::default(),
+            admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -469,7 +536,46 @@ impl Config {
             return invalid("data_dir", "must not be empty");
         }
         self.auth.validate(self.listen)?;
-        Ok(())
+        self.validate_admin()
+    }
+
+    pub(crate) fn validate_admin(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
+        let admin = &self.admin;
+        if self.metrics.listen == MetricsListener::Admin && !admin.enabled {
+            return invalid(
+                "metrics.listen",
+                "is \"admin\" but [admin] is not enabled".to_owned(),
+            );
+        }
+        if !admin.enabled {
+            return Ok(());
+        }
+        match &admin.token {
+            Some(token) if token.0.trim().len() < crate::auth::MIN_SECRET_BYTES => invalid(
+                "admin.token",
+                format!(
+                    "is shorter than {} bytes (e.g. `openssl rand -hex 32`)",
+                    crate::auth::MIN_SECRET_BYTES
+                ),
+            ),
+            None if !admin.listen.ip().is_loopback() => invalid(
+                "admin.token",
+                format!(
+                    "is required: `admin.listen` = {} is not a loopback address, and the admin \
+                     API can end calls and listen to them",
+                    admin.listen
+                ),
+            ),
+            _ if admin.max_connections == 0 => {
+                invalid("admin.max_connections", "must be at least 1".to_owned())
+            }
+            _ if admin.listen.port() != 0 && admin.listen == self.listen => invalid(
+                "admin.listen",
+                format!("is {}, the same address as `listen`", self.listen),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The settings processor `name` of `pipeline` is built with: its own, and for the `wav`

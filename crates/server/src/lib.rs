@@ -19,11 +19,13 @@
 //! # }
 //! ```
 
+mod admin;
 mod auth;
 mod config;
 mod connection;
 mod disk;
 mod listener;
+mod live;
 mod media;
 mod metrics;
 mod registry;
@@ -44,8 +46,9 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthConfig, AuthError, AuthMode, system_root_certs};
 pub use config::{
-    AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX, LimitsConfig, LowDiskPolicy,
-    OutboundConfig, PipelineConfig, RecordingConfig, RedactionConfig, ShutdownConfig, TlsConfig,
+    AdminConfig, AdminToken, AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX,
+    LimitsConfig, LowDiskPolicy, MetricsConfig, MetricsListener, OutboundConfig, PipelineConfig,
+    RecordingConfig, RedactionConfig, ShutdownConfig, TlsConfig,
 };
 pub use mediagate_pipeline::{Plan, Registry};
 pub use metrics::MetricsSnapshot;
@@ -105,6 +108,9 @@ pub enum ServerError {
     /// `[auth]` cannot work: a key, the secret, or the local key set.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// `[admin]` or `[metrics]` cannot work (the same check as [`Config::validate`]).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// State shared by every connection.
@@ -132,6 +138,8 @@ pub(crate) struct AppState {
     pub(crate) disk: Arc<disk::DiskWatch>,
     /// Transports that ended while some of their processors still work.
     pub(crate) finishing: Arc<AtomicUsize>,
+    /// The transports live now, for the admin API.
+    pub(crate) live: Arc<live::LiveTransports>,
 }
 
 impl AppState {
@@ -162,6 +170,8 @@ impl AppState {
 pub struct Server {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
+    /// The admin API's listener and its address (`[admin]`), unless disabled.
+    admin: Option<(std::net::TcpListener, SocketAddr)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
 }
@@ -206,6 +216,7 @@ impl Server {
         let plans = Plans::new(plans);
         let mut metrics = Metrics::default();
         metrics.extend(|prometheus| registry.metrics(prometheus));
+        config.validate_admin()?;
         let auth = auth::Authenticator::start(&config.auth, config.listen).await?;
         let data_dir = config.data_dir.clone();
         tokio::fs::create_dir_all(&data_dir)
@@ -222,13 +233,11 @@ impl Server {
                 source,
             })?),
         };
-        let addr = config.listen;
-        let bind_error = |source| ServerError::Bind { addr, source };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(bind_error)?;
-        let listener = listener.into_std().map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let (listener, local_addr) = bind_std(config.listen).await?;
+        let admin = match config.admin.enabled {
+            false => None,
+            true => Some(bind_std(config.admin.listen).await?),
+        };
         let state = Arc::new(AppState {
             registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,
@@ -243,10 +252,12 @@ impl Server {
             unfinalized: AtomicU64::new(0),
             disk: Arc::new(disk::DiskWatch::new()),
             finishing: Arc::new(AtomicUsize::new(0)),
+            live: Arc::default(),
         });
         Ok(Server {
             listener,
             local_addr,
+            admin,
             tls,
             state,
         })
@@ -255,6 +266,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin API's address (useful with port 0); `None` when `[admin]` is disabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
     }
 
     /// A handle that reads the gateway's counters while it runs.
@@ -321,7 +337,31 @@ impl Server {
             self.tls,
             router,
             Arc::clone(&state),
+            listener::Gate {
+                stop: state.draining.clone(),
+                open: Arc::clone(&state.open_connections),
+                max_open: state.config.limits.max_connections,
+            },
         ));
+        // The admin API serves through the drain (to watch it), and stops once it is over.
+        let admin_stop = CancellationToken::new();
+        let _admin_stops = admin_stop.clone().drop_guard();
+        if let Some((admin, addr)) = self.admin {
+            admin.set_nonblocking(true).map_err(ServerError::Serve)?;
+            let admin = tokio::net::TcpListener::from_std(admin).map_err(ServerError::Serve)?;
+            tracing::info!(%addr, "admin API listening (http://)");
+            tokio::spawn(listener::serve(
+                admin,
+                None,
+                admin::router(Arc::clone(&state)),
+                Arc::clone(&state),
+                listener::Gate {
+                    stop: admin_stop,
+                    open: Arc::new(AtomicUsize::new(0)),
+                    max_open: state.config.admin.max_connections,
+                },
+            ));
+        }
         first.await;
         tracing::info!(
             live_calls = state.registry.live_calls(),
@@ -332,6 +372,18 @@ impl Server {
         let _ = serve.await;
         drain(&state, second).await
     }
+}
+
+/// Binds `addr` for a listener started later.
+async fn bind_std(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?
+        .into_std()
+        .map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local_addr))
 }
 
 /// Lets live calls finish for `shutdown.drain_timeout_secs` (or until `second`), then closes

@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
@@ -39,23 +40,35 @@ const MAX_TRACKED_ADDRESSES: usize = 65_536;
 /// Bytes of headers a request may have (hyper's default is ~400 KiB).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Serves `listener` until the gateway starts draining, then lets its HTTP connections end
-/// (at most [`HTTP_DRAIN_GRACE`]). Upgraded WebSockets are not waited for here: they belong to
-/// the connection tracker, which the shutdown drains.
+/// When a listener stops, and how many connections it holds at once.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    /// Cancelled when the listener stops accepting (its connections then get a short grace).
+    pub(crate) stop: CancellationToken,
+    /// Its connections open now (HTTP requests and upgraded WebSockets).
+    pub(crate) open: Arc<AtomicUsize>,
+    /// The most it may hold.
+    pub(crate) max_open: usize,
+}
+
+/// Serves `listener` until `gate.stop`, then lets its HTTP connections end (at most
+/// [`HTTP_DRAIN_GRACE`]). Upgraded WebSockets are not waited for here: they belong to the
+/// connection tracker, which the shutdown drains.
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
     state: Arc<AppState>,
+    gate: Gate,
 ) {
-    let admission = Arc::new(Admission::new(&state));
+    let admission = Arc::new(Admission::new(&state, &gate));
     let connections = TaskTracker::new();
     let refusals = Arc::new(AtomicUsize::new(0));
     let mut accept_errors = LogLimiter::default();
     loop {
         let accepted = tokio::select! {
             biased;
-            () = state.draining.cancelled() => break,
+            () = gate.stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (tcp, remote) = match accepted {
@@ -90,6 +103,7 @@ pub(crate) async fn serve(
             router.clone(),
             Arc::clone(&state),
             permit,
+            gate.stop.clone(),
         );
         connections.spawn(task);
     }
@@ -107,18 +121,19 @@ async fn serve_connection(
     router: Router,
     state: Arc<AppState>,
     permit: ConnectionPermit,
+    stop: CancellationToken,
 ) {
     let limits = &state.config.limits;
     match tls {
-        None => serve_http(tcp, remote, router, &state, permit).await,
+        None => serve_http(tcp, remote, router, &state, permit, &stop).await,
         Some(acceptor) => {
             let handshake = Duration::from_secs(limits.tls_handshake_timeout_secs);
             let accepted = tokio::select! {
-                () = state.draining.cancelled() => return,
+                () = stop.cancelled() => return,
                 accepted = tokio::time::timeout(handshake, acceptor.accept(tcp)) => accepted,
             };
             match accepted {
-                Ok(Ok(stream)) => serve_http(stream, remote, router, &state, permit).await,
+                Ok(Ok(stream)) => serve_http(stream, remote, router, &state, permit, &stop).await,
                 Ok(Err(e)) => {
                     state.metrics.tls_handshake_failed("error");
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -138,6 +153,7 @@ async fn serve_http<I>(
     router: Router,
     state: &AppState,
     permit: ConnectionPermit,
+    stop: &CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -164,7 +180,7 @@ async fn serve_http<I>(
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = state.draining.cancelled() => {
+        () = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             match tokio::time::timeout(HTTP_DRAIN_GRACE, connection.as_mut()).await {
                 Ok(result) => result,
@@ -221,11 +237,11 @@ struct Admission {
 }
 
 impl Admission {
-    fn new(state: &AppState) -> Self {
+    fn new(state: &AppState, gate: &Gate) -> Self {
         let limits = &state.config.limits;
         Admission {
-            open: Arc::clone(&state.open_connections),
-            max_open: limits.max_connections,
+            open: Arc::clone(&gate.open),
+            max_open: gate.max_open,
             rate: (limits.new_connections_per_ip_per_sec > 0.0).then(|| {
                 PerAddressRate::new(
                     limits.new_connections_per_ip_per_sec,

@@ -67,6 +67,27 @@ impl Refusal {
     }
 }
 
+/// Why the admin API turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminRefusal {
+    /// No bearer token (401).
+    Missing,
+    /// A token that is not the admin token (401).
+    Invalid,
+    /// No token is configured and the client is not on loopback (403).
+    NotLoopback,
+}
+
+impl AdminRefusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            AdminRefusal::Missing => "missing",
+            AdminRefusal::Invalid => "invalid",
+            AdminRefusal::NotLoopback => "not_loopback",
+        }
+    }
+}
+
 /// Gateway-wide metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -96,6 +117,7 @@ pub(crate) struct Metrics {
     playback_frames: Counter,
     playback_late_frames: Counter,
     auth_refused: Family<Label, Counter>,
+    admin_refused: Family<Label, Counter>,
     /// Shared with the histograms' collector ([`histograms::Histograms`]).
     processors: Arc<Mutex<ProcessorTotals>>,
 }
@@ -209,6 +231,7 @@ impl Default for Metrics {
             playback_frames: Counter::default(),
             playback_late_frames: Counter::default(),
             auth_refused: Family::default(),
+            admin_refused: Family::default(),
             processors: Arc::default(),
         };
         let m = &metrics;
@@ -343,6 +366,11 @@ impl Default for Metrics {
             m.playback_late_frames.clone(),
         );
         registry.register(
+            "admin_refused",
+            "Admin API requests refused, by reason: missing or invalid token, not loopback",
+            m.admin_refused.clone(),
+        );
+        registry.register(
             "auth_refused",
             "WebSocket upgrades refused as not authenticated, by reason",
             m.auth_refused.clone(),
@@ -421,6 +449,13 @@ impl Metrics {
 
     pub(crate) fn policy_close(&self) {
         self.policy_closes.inc();
+    }
+
+    /// The admin API refused a request.
+    pub(crate) fn admin_refused(&self, refusal: AdminRefusal) {
+        self.admin_refused
+            .get_or_create(&[("reason", refusal.as_str().to_owned())])
+            .inc();
     }
 
     /// An upgrade refused by `[auth]`; `reason` is one of a closed set.

@@ -1,4 +1,5 @@
-//! HTTP routes: the WebSocket endpoint under `/ws` and `/healthz`.
+//! HTTP routes of the main listener: the WebSocket endpoint under `/ws`, `/healthz`, `/readyz`
+//! and (unless `[metrics] listen = "admin"`) `/metrics`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,19 +16,23 @@ use axum::routing::{any, get};
 use serde::Serialize;
 
 use crate::AppState;
-use crate::config::LowDiskPolicy;
+use crate::config::{LowDiskPolicy, MetricsListener};
 use crate::connection::text::truncated;
 use crate::connection::{ConnectionInfo, serve_socket};
 use crate::listener::ConnectionPermit;
 use crate::metrics::Refusal;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
         .route("/ws", any(websocket))
-        .route("/ws/{*rest}", any(websocket))
-        .with_state(state)
+        .route("/ws/{*rest}", any(websocket));
+    let router = match state.config.metrics.listen {
+        MetricsListener::Main => router.route("/metrics", get(metrics)),
+        MetricsListener::Admin => router,
+    };
+    router.with_state(state)
 }
 
 async fn websocket(
@@ -148,7 +153,8 @@ struct Health {
 }
 
 /// The metrics: OpenMetrics for a scraper that asks for it, else the Prometheus text format.
-async fn metrics(
+/// The metrics, in the format the scraper asks for.
+pub(crate) async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> impl IntoResponse {
@@ -172,20 +178,32 @@ async fn metrics(
         .into_response()
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// Whether the process serves: 200 while it runs, draining or not (a liveness probe must not
+/// restart a node that is finishing its calls).
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "The gateway runs; `status` says `ok` or `draining`")))]
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let draining = state.draining.is_cancelled();
-    let health = Health {
+    Json(Health {
         status: if draining { "draining" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),
         live_calls: state.registry.live_calls(),
         metrics: state.metrics.snapshot(),
-    };
-    let code = if draining {
-        StatusCode::SERVICE_UNAVAILABLE
+    })
+}
+
+/// Whether the gateway takes new calls: 503 while it drains (shutdown, or `POST /drain`).
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "New calls are accepted"),
+        (status = 503, description = "Draining: live calls go on, new ones are refused"),
+    ))]
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.draining.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else {
-        StatusCode::OK
-    };
-    (code, Json(health))
+        (StatusCode::OK, "ready\n")
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ async fn start() -> Gateway {
         data_dir: data_dir.path().to_owned(),
         ..Config::default()
     };
+    config.admin.listen = config.listen;
     config.pipeline.processors = vec!["wav".to_owned(), "dtmf".to_owned()];
     let server = Server::bind(config, mediagate_processors::builtins())
         .await

@@ -30,6 +30,8 @@ pub(crate) enum Input<'a> {
     Timeout,
     /// The gateway is shutting down: close now.
     Shutdown,
+    /// The operator ended this transport (the admin API): close now, normally.
+    Hangup,
 }
 
 /// How a read failed.

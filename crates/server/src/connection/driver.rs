@@ -11,12 +11,14 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use mediagate_pipeline::{Dtmf, EVENT_QUEUE, Event, Outgoing};
 use mediagate_protocol::Timestamp;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::machine::{Action, CallEvent, CallOpening, End, Input, LogLine, Machine, MachineConfig};
 use super::text::Escaped;
 use super::{ConnectionInfo, read_error_kind};
 use crate::AppState;
+use crate::live::{LiveTransport, Registered};
 use crate::media::{CallPipeline, EndingPipeline, PipelineTarget};
 use crate::registry::CallSlot;
 use crate::session::{EndReason, EndReport, TransportKind, TransportReport};
@@ -39,11 +41,16 @@ pub(crate) struct Driver {
     pipeline: Option<CallPipeline>,
     /// Where the processors' outbound audio goes: the socket writer.
     outgoing: mpsc::Sender<Outgoing>,
+    /// Cancelled by the operator to end this transport (the admin API).
+    hangup: CancellationToken,
+    /// Its entry among the live transports, once the call has opened.
+    live: Option<Registered>,
 }
 
 /// What woke the read loop.
 enum Wake {
     Shutdown,
+    Hangup,
     Timeout,
     /// A processor emitted an event: every processor gets it now, not with the next frame.
     Emitted(Event),
@@ -79,6 +86,8 @@ impl Driver {
             slot: None,
             pipeline: None,
             outgoing,
+            hangup: CancellationToken::new(),
+            live: None,
         }
     }
 
@@ -88,6 +97,7 @@ impl Driver {
         S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         let shutdown = self.app.shutdown.clone();
+        let hangup = self.hangup.clone();
         let mut emitted_in_a_row = 0;
         loop {
             while let Some(action) = self.machine.poll_action() {
@@ -120,6 +130,7 @@ impl Driver {
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
+                () = hangup.cancelled() => Wake::Hangup,
                 () = timer => Wake::Timeout,
                 // Events first, but the socket gets its turn after a queue's worth of them in a
                 // row: a processor that emits in answer to every event cannot starve it.
@@ -133,6 +144,7 @@ impl Driver {
             let now = Instant::now();
             match wake {
                 Wake::Shutdown => self.machine.handle(Input::Shutdown, now),
+                Wake::Hangup => self.machine.handle(Input::Hangup, now),
                 Wake::Timeout => self.machine.handle(Input::Timeout, now),
                 Wake::Emitted(event) => {
                     if let Some(call) = &mut self.pipeline {
@@ -292,6 +304,19 @@ impl Driver {
                 to_socket: (kind == TransportKind::Media).then(|| self.outgoing.clone()),
             },
         );
+        let pipeline = self.pipeline.as_ref().map(|call| &call.pipeline);
+        self.live = Some(self.app.live.register(LiveTransport {
+            connection: self.info.id,
+            call_id: call_id.to_owned(),
+            kind,
+            path: self.info.path.clone(),
+            remote_addr: self.info.remote_addr,
+            format,
+            started_at: Timestamp::now(),
+            hangup: self.hangup.clone(),
+            probes: pipeline.map(|p| p.probes()).unwrap_or_default(),
+            playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
+        }));
     }
 
     /// The fixed teardown order: input has stopped; the processors get `CallEnded`; the
@@ -304,8 +329,11 @@ impl Driver {
             machine,
             slot,
             pipeline,
+            live,
             ..
         } = self;
+        // Off the admin API's list before anything else: nobody may play into a call ending.
+        drop(live);
         let call_opened = machine.call_opened();
         let mut report = machine.into_report();
         let mut end = end;

@@ -64,6 +64,7 @@ enum Step {
 enum Finale {
     Disconnect,
     Shutdown,
+    Hangup,
 }
 
 fn participant() -> impl Strategy<Value = Option<String>> {
@@ -261,7 +262,11 @@ fn case() -> impl Strategy<Value = (Vec<(&'static str, String)>, Vec<Step>, Fina
         1 => prop::sample::select(vec!["16000", "24000", "48000", "384000", "x", ""])
             .prop_map(|rate| vec![("sampleRate", rate.to_owned())]),
     ];
-    let finale = prop_oneof![Just(Finale::Disconnect), Just(Finale::Shutdown)];
+    let finale = prop_oneof![
+        Just(Finale::Disconnect),
+        Just(Finale::Shutdown),
+        Just(Finale::Hangup)
+    ];
     (query, prop::collection::vec(step(), 0..24), finale)
 }
 
@@ -317,7 +322,9 @@ impl Checker {
                 Action::End(end) => {
                     self.ended = true;
                     match end.reason {
-                        EndReason::PolicyClose | EndReason::ServerShutdown => {
+                        EndReason::PolicyClose
+                        | EndReason::ServerShutdown
+                        | EndReason::Operator => {
                             assert!(end.code.is_some(), "{end:?}");
                             assert_eq!(self.last_close, end.code, "no close frame sent: {end:?}");
                         }
@@ -383,6 +390,7 @@ fn run_case(query: &[(&'static str, String)], steps: &[Step], finale: Finale) {
     let last = match finale {
         Finale::Disconnect => Input::Disconnected,
         Finale::Shutdown => Input::Shutdown,
+        Finale::Hangup => Input::Hangup,
     };
     machine.handle(last, now);
     checker.drain(&mut machine);

@@ -276,19 +276,26 @@ impl Machine {
                 "connection ended without a close frame".to_owned(),
             ),
             Input::Timeout => self.on_timeout(now),
-            Input::Shutdown => {
-                let reason = "server shutting down";
-                self.actions.push_back(Action::Close {
-                    code: close_code::GOING_AWAY,
-                    reason: reason.to_owned(),
-                });
-                self.end(
-                    EndReason::ServerShutdown,
-                    Some(close_code::GOING_AWAY),
-                    reason.to_owned(),
-                );
-            }
+            Input::Shutdown => self.close_for(
+                EndReason::ServerShutdown,
+                close_code::GOING_AWAY,
+                "server shutting down",
+            ),
+            Input::Hangup => self.close_for(
+                EndReason::Operator,
+                close_code::NORMAL,
+                "ended by the operator",
+            ),
         }
+    }
+
+    /// Closes with `code` and `reason`, and ends for `why`.
+    fn close_for(&mut self, why: EndReason, code: u16, reason: &str) {
+        self.actions.push_back(Action::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+        self.end(why, Some(code), reason.to_owned());
     }
 
     fn on_read_error(&mut self, kind: ReadError, detail: &str) {

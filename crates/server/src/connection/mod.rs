@@ -35,6 +35,8 @@ use text::Escaped;
 
 /// WebSocket close codes the gateway sends (RFC 6455 §7.4.1).
 pub(crate) mod close_code {
+    /// The transport ended normally (the operator ended it).
+    pub(crate) const NORMAL: u16 = 1000;
     /// The server is going away (shutdown).
     pub(crate) const GOING_AWAY: u16 = 1001;
     /// The peer broke the WebSocket protocol itself.

@@ -394,8 +394,9 @@ fn deadlines_close_with_1008_and_early_timers_do_nothing() {
 
 #[test]
 fn shutdown_and_read_errors_end_with_their_codes() {
-    let cases: [(Input<'_>, Option<u16>, EndReason); 5] = [
+    let cases: [(Input<'_>, Option<u16>, EndReason); 6] = [
         (Input::Shutdown, Some(1001), EndReason::ServerShutdown),
+        (Input::Hangup, Some(1000), EndReason::Operator),
         (
             Input::ReadError(ReadError::TooBig, ""),
             Some(1009),
@@ -509,6 +510,7 @@ mod driver {
             data_dir: data_dir.path().to_owned(),
             ..Config::default()
         };
+        config.admin.listen = config.listen;
         config.pipeline.processors = vec!["wav".to_owned()];
         let server = Server::bind(config, mediagate_processors::builtins())
             .await

@@ -78,6 +78,8 @@ pub(crate) enum EndReason {
     AbruptDisconnect,
     /// The gateway was shutting down.
     ServerShutdown,
+    /// The operator ended it (`POST /calls/{id}/hangup` on the admin API).
+    Operator,
     /// The gateway closed it for breaking a limit (bad input, size, idle, unsupported format).
     PolicyClose,
     /// The gateway failed (a panic in the call's task); `detail` holds the panic message.

@@ -1,0 +1,605 @@
+//! The admin API, on its own listener (`[admin] listen`, loopback by default): the live calls
+//! and their processors' counters, audio played into a call, barge-in, ending a call, and
+//! draining the node; its OpenAPI document at `/openapi.json`, derived from these handlers.
+//!
+//! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <admin.token>`; with no
+//! token configured, only loopback clients are served (and the config refuses a public
+//! `admin.listen` without one). Refusals are counted in `mediagate_admin_refused_total`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mediagate_audio::{AudioFormat, Clip, Timestamp};
+use mediagate_pipeline::PlayError;
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::AppState;
+use crate::config::MetricsListener;
+use crate::live::LiveTransport;
+use crate::metrics::AdminRefusal;
+
+/// The admin listener's routes.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let mut api = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/calls", get(list_calls))
+        .route("/calls/{call_id}", get(get_call))
+        .route("/calls/{call_id}/play", post(play))
+        .route("/calls/{call_id}/stop-audio", post(stop_audio))
+        .route("/calls/{call_id}/hangup", post(hangup))
+        .route("/drain", post(drain));
+    if state.config.metrics.listen == MetricsListener::Admin {
+        api = api.route("/metrics", get(crate::routes::metrics));
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        authorize,
+    ));
+    Router::new()
+        .route("/healthz", get(crate::routes::healthz))
+        .route("/readyz", get(crate::routes::readyz))
+        .merge(api)
+        .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(state.config.admin.max_body_bytes))
+        .with_state(state)
+}
+
+/// Lets a request through when it carries the admin token (or, with none configured, comes
+/// from loopback).
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let refusal = match &state.config.admin.token {
+        None => {
+            let remote = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0);
+            match remote {
+                Some(remote) if remote.ip().is_loopback() => None,
+                _ => Some(AdminRefusal::NotLoopback),
+            }
+        }
+        Some(token) => match bearer(request.headers()) {
+            None => Some(AdminRefusal::Missing),
+            Some(offered) if constant_time_eq(offered.as_bytes(), token.0.trim().as_bytes()) => {
+                None
+            }
+            Some(_) => Some(AdminRefusal::Invalid),
+        },
+    };
+    let Some(refusal) = refusal else {
+        return next.run(request).await;
+    };
+    state.metrics.admin_refused(refusal);
+    match refusal {
+        AdminRefusal::NotLoopback => Failure::new(
+            StatusCode::FORBIDDEN,
+            "the admin API has no token configured: loopback clients only",
+        )
+        .into_response(),
+        AdminRefusal::Missing | AdminRefusal::Invalid => {
+            let mut response = Failure::new(
+                StatusCode::UNAUTHORIZED,
+                if refusal == AdminRefusal::Missing {
+                    "an `Authorization: Bearer <admin token>` header is required"
+                } else {
+                    "the admin token is not valid"
+                },
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"mediagate-admin\""),
+            );
+            response
+        }
+    }
+}
+
+/// The credential of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+/// An error: its status, and a message for whoever called.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ApiError {
+    /// What went wrong.
+    error: String,
+}
+
+/// An error response.
+struct Failure(StatusCode, String);
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Failure(status, message.into())
+    }
+
+    fn no_call(call_id: &str) -> Self {
+        Failure::new(StatusCode::NOT_FOUND, format!("no live call {call_id:?}"))
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+/// A live call: its transports, each with its processors.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallView {
+    /// The call's id: its folder under the data dir (or its identity when nothing is recorded).
+    call_id: String,
+    /// When its first live transport began (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    started_at: Timestamp,
+    /// Seconds since then.
+    duration_secs: f64,
+    /// Its live transports (media, transcription).
+    transports: Vec<TransportView>,
+}
+
+/// One live transport of a call.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TransportView {
+    /// The connection's id (as in the logs).
+    connection: u64,
+    /// `media` or `transcription`.
+    kind: &'static str,
+    /// The WebSocket path it connected to.
+    path: String,
+    /// The platform's address.
+    remote_addr: Option<String>,
+    /// When the call began on it (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    started_at: Timestamp,
+    /// Seconds since then.
+    duration_secs: f64,
+    /// The audio's sample rate.
+    sample_rate_hz: u32,
+    /// The audio's channels (1: mixed, or one participant per frame).
+    channels: u16,
+    /// Whether audio can be played into the call through it.
+    bidirectional: bool,
+    /// Outbound audio queued and not yet sent, in milliseconds.
+    queued_playback_ms: u64,
+    /// Its processors, in pipeline order.
+    processors: Vec<ProcessorView>,
+}
+
+/// A processor's counters so far.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProcessorView {
+    /// Its name in the pipeline.
+    name: String,
+    /// Audio frames it processed.
+    frames: u64,
+    /// Events it processed.
+    events: u64,
+    /// Items dropped because its inbox was full.
+    dropped: u64,
+    /// Events dropped from a lossless inbox so that no audio was.
+    events_dropped: u64,
+    /// Callbacks that returned an error.
+    errors: u64,
+    /// Callbacks that panicked.
+    panics: u64,
+    /// Seconds spent in its callbacks.
+    busy_seconds: f64,
+    /// Its slowest callback, in seconds.
+    max_callback_seconds: f64,
+    /// Most items ever waiting in its inbox.
+    queue_high_water: u64,
+}
+
+fn transport_view(transport: &LiveTransport, now: Timestamp) -> TransportView {
+    let (bidirectional, queued) = match &*transport.playback() {
+        Some(playback) => (true, playback.queued()),
+        None => (false, Duration::ZERO),
+    };
+    TransportView {
+        connection: transport.connection,
+        kind: transport.kind.as_str(),
+        path: transport.path.clone(),
+        remote_addr: transport.remote_addr.map(|a| a.to_string()),
+        started_at: transport.started_at,
+        duration_secs: seconds_between(transport.started_at, now),
+        sample_rate_hz: transport.format.sample_rate_hz(),
+        channels: transport.format.channels(),
+        bidirectional,
+        queued_playback_ms: u64::try_from(queued.as_millis()).unwrap_or(u64::MAX),
+        processors: transport
+            .probes
+            .iter()
+            .map(|probe| {
+                let c = probe.counters();
+                ProcessorView {
+                    name: probe.name().to_string(),
+                    frames: c.frames,
+                    events: c.events,
+                    dropped: c.dropped,
+                    events_dropped: c.events_dropped,
+                    errors: c.errors,
+                    panics: c.panics,
+                    busy_seconds: c.callback_nanos.sum as f64 / 1e9,
+                    max_callback_seconds: c.max_callback_micros as f64 / 1e6,
+                    queue_high_water: c.queue_high_water,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn seconds_between(earlier: Timestamp, later: Timestamp) -> f64 {
+    later.micros_since(earlier).max(0) as f64 / 1e6
+}
+
+/// The calls of `transports` (in connection order), each with its transports.
+fn calls_of(transports: &[Arc<LiveTransport>]) -> Vec<CallView> {
+    let now = Timestamp::now();
+    let mut calls: Vec<CallView> = Vec::new();
+    for transport in transports {
+        let view = transport_view(transport, now);
+        match calls.iter_mut().find(|c| c.call_id == transport.call_id) {
+            Some(call) => {
+                if view.started_at.unix_micros() < call.started_at.unix_micros() {
+                    call.started_at = view.started_at;
+                    call.duration_secs = view.duration_secs;
+                }
+                call.transports.push(view);
+            }
+            None => calls.push(CallView {
+                call_id: transport.call_id.clone(),
+                started_at: view.started_at,
+                duration_secs: view.duration_secs,
+                transports: vec![view],
+            }),
+        }
+    }
+    calls
+}
+
+/// The live calls.
+#[utoipa::path(get, path = "/calls", tag = "calls",
+    responses((status = 200, description = "Every live call", body = [CallView])))]
+async fn list_calls(State(state): State<Arc<AppState>>) -> Json<Vec<CallView>> {
+    Json(calls_of(&state.live.all()))
+}
+
+/// One live call.
+#[utoipa::path(get, path = "/calls/{call_id}", tag = "calls",
+    params(("call_id" = String, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call", body = CallView),
+        (status = 404, description = "No such live call", body = ApiError),
+    ))]
+async fn get_call(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+) -> Result<Json<CallView>, Failure> {
+    calls_of(&state.live.of_call(&call_id))
+        .pop()
+        .map(Json)
+        .ok_or_else(|| Failure::no_call(&call_id))
+}
+
+/// A WAV file (PCM16, any rate from 8 to 48 kHz, up to 8 channels, mixed down on the way).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct WavUpload(Vec<u8>);
+
+/// What was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Played {
+    /// The clip's length, in milliseconds.
+    clip_ms: u64,
+    /// Outbound audio queued after it (this clip and what was there before), in milliseconds.
+    queued_ms: u64,
+}
+
+/// Plays a WAV file into the call, after what is already queued.
+#[utoipa::path(post, path = "/calls/{call_id}/play", tag = "calls",
+    params(("call_id" = String, Path, description = "The call's id")),
+    request_body(content = inline(WavUpload), content_type = "audio/wav"),
+    responses(
+        (status = 200, description = "Queued", body = Played),
+        (status = 404, description = "No such live call", body = ApiError),
+        (status = 409, description = "The call has no outbound audio (not bidirectional)", body = ApiError),
+        (status = 413, description = "Larger than `admin.max_body_bytes`"),
+        (status = 415, description = "Not a PCM16 WAV file the gateway can play", body = ApiError),
+        (status = 503, description = "The call's outbound queue is full", body = ApiError),
+    ))]
+async fn play(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Played>, Failure> {
+    let transports = state.live.of_call(&call_id);
+    if transports.is_empty() {
+        return Err(Failure::no_call(&call_id));
+    }
+    let clip = tokio::task::spawn_blocking(move || parse_wav(&body))
+        .await
+        .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the WAV parser failed"))??;
+    for transport in &transports {
+        let mut player = transport.playback();
+        let Some(playback) = player.as_mut() else {
+            continue;
+        };
+        return match playback.play_clip(&clip) {
+            Ok(()) => Ok(Json(Played {
+                clip_ms: millis(clip.duration()),
+                queued_ms: millis(playback.queued()),
+            })),
+            Err(PlayError::Full(full)) => Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                full.to_string(),
+            )),
+            Err(e) => Err(Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                e.to_string(),
+            )),
+        };
+    }
+    Err(no_outbound(&call_id))
+}
+
+fn no_outbound(call_id: &str) -> Failure {
+    Failure::new(
+        StatusCode::CONFLICT,
+        format!("call {call_id:?} has no outbound audio: its media stream is not bidirectional"),
+    )
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A PCM16 WAV file as a clip; 415 for anything else.
+fn parse_wav(body: &[u8]) -> Result<Clip, Failure> {
+    let unsupported = |why: String| Failure::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+    let reader = hound::WavReader::new(std::io::Cursor::new(body))
+        .map_err(|e| unsupported(format!("not a WAV file: {e}")))?;
+    let spec = reader.spec();
+    if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
+        return Err(unsupported(format!(
+            "{}-bit {:?} samples; only 16-bit PCM is played",
+            spec.bits_per_sample, spec.sample_format
+        )));
+    }
+    if !(8_000..=48_000).contains(&spec.sample_rate) || !(1..=8).contains(&spec.channels) {
+        return Err(unsupported(format!(
+            "{} Hz, {} channels; 8 to 48 kHz and 1 to 8 channels are played",
+            spec.sample_rate, spec.channels
+        )));
+    }
+    let samples = reader
+        .into_samples::<i16>()
+        .collect::<Result<Vec<i16>, _>>()
+        .map_err(|e| unsupported(format!("the WAV data does not read: {e}")))?;
+    let format = AudioFormat::new(spec.sample_rate, spec.channels)
+        .map_err(|e| unsupported(e.to_string()))?;
+    Ok(Clip::from_samples(format, &samples))
+}
+
+/// What a barge-in cut.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Stopped {
+    /// Audio sent into the call before the cut, in milliseconds.
+    played_ms: u64,
+    /// Queued audio dropped, in milliseconds.
+    cut_ms: u64,
+}
+
+/// Barge-in: drops the call's queued outbound audio and sends StopAudio to the platform; every
+/// processor is told.
+#[utoipa::path(post, path = "/calls/{call_id}/stop-audio", tag = "calls",
+    params(("call_id" = String, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "Stopped", body = Stopped),
+        (status = 404, description = "No such live call", body = ApiError),
+        (status = 409, description = "The call has no outbound audio (not bidirectional)", body = ApiError),
+    ))]
+async fn stop_audio(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+) -> Result<Json<Stopped>, Failure> {
+    let transports = state.live.of_call(&call_id);
+    if transports.is_empty() {
+        return Err(Failure::no_call(&call_id));
+    }
+    for transport in &transports {
+        if let Some(playback) = transport.playback().as_mut() {
+            let cut = playback.stop_audio();
+            return Ok(Json(Stopped {
+                played_ms: cut.played_ms,
+                cut_ms: cut.cut_ms,
+            }));
+        }
+    }
+    Err(no_outbound(&call_id))
+}
+
+/// What was ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HungUp {
+    /// The transports asked to close (each closes with 1000, `ended by the operator`).
+    transports: usize,
+}
+
+/// Ends the call: each of its transports closes with 1000, and its files are finalized as for
+/// any other end (session.json says `operator`).
+#[utoipa::path(post, path = "/calls/{call_id}/hangup", tag = "calls",
+    params(("call_id" = String, Path, description = "The call's id")),
+    responses(
+        (status = 202, description = "Ending", body = HungUp),
+        (status = 404, description = "No such live call", body = ApiError),
+    ))]
+async fn hangup(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+) -> Result<(StatusCode, Json<HungUp>), Failure> {
+    let transports = state.live.of_call(&call_id);
+    if transports.is_empty() {
+        return Err(Failure::no_call(&call_id));
+    }
+    for transport in &transports {
+        transport.hangup.cancel();
+    }
+    tracing::info!(call_id = %call_id, "call ended by the operator");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(HungUp {
+            transports: transports.len(),
+        }),
+    ))
+}
+
+/// The node's state after a drain.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Draining {
+    /// Calls still live (they go on until they end).
+    live_calls: usize,
+}
+
+/// Drains the node: new calls are refused from now on (the main listener stops accepting,
+/// `/readyz` answers 503) and live calls go on until they end. Stop the process afterwards; a
+/// drain cannot be undone.
+#[utoipa::path(post, path = "/drain", tag = "node",
+    responses((status = 202, description = "Draining", body = Draining)))]
+async fn drain(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Draining>) {
+    if !state.draining.is_cancelled() {
+        tracing::info!(
+            live_calls = state.live_calls(),
+            "draining (admin API): no new calls"
+        );
+        state.draining.cancel();
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(Draining {
+            live_calls: state.live_calls(),
+        }),
+    )
+}
+
+/// The admin API's OpenAPI 3.1 document.
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mediagate admin API",
+        description = "Live calls, control and drain of one mediagate node.",
+    ),
+    paths(
+        crate::routes::healthz,
+        crate::routes::readyz,
+        list_calls,
+        get_call,
+        play,
+        stop_audio,
+        hangup,
+        drain
+    ),
+    components(schemas(ApiError, CallView, TransportView, ProcessorView, Played, Stopped, HungUp, Draining)),
+    modifiers(&BearerToken),
+    security(("admin_token" = [])),
+)]
+struct ApiDoc;
+
+/// The `admin_token` bearer scheme every authenticated route names.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_names_every_route() {
+        let doc = ApiDoc::openapi();
+        let paths: Vec<&String> = doc.paths.paths.keys().collect();
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/calls",
+            "/calls/{call_id}",
+            "/calls/{call_id}/play",
+            "/calls/{call_id}/stop-audio",
+            "/calls/{call_id}/hangup",
+            "/drain",
+        ] {
+            assert!(paths.iter().any(|p| *p == path), "{path} not in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_bearer_header_carries_the_token() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, "bearer  s3cret ".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("s3cret"));
+    }
+
+    #[test]
+    fn only_pcm16_wav_is_played() {
+        let mut wav = Vec::new();
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 24_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::new(std::io::Cursor::new(&mut wav), spec).unwrap();
+        for i in 0..480 {
+            writer.write_sample(i as i16).unwrap();
+        }
+        writer.finalize().unwrap();
+        let clip = parse_wav(&wav).unwrap_or_else(|e| panic!("{}", e.1));
+        assert_eq!(clip.format, AudioFormat::new(24_000, 2).unwrap());
+        assert_eq!(clip.duration(), Duration::from_millis(10));
+        for bad in [&b"RIFF"[..], b"", &wav[..40]] {
+            let err = parse_wav(bad).err().unwrap();
+            assert_eq!(err.0, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", err.1);
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The admin API through real sockets: its token, the live calls it lists, audio it plays into
+//! a call (heard by the emulator sample for sample), barge-in, ending a call, draining the node,
+//! `/metrics` moved to it, and its OpenAPI document checked by the real
+//! `openapi-spec-validator` (PyPI, in a virtualenv made on first use).
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{TestGateway, emulate, sample};
+use mediagate::emulator::Pacing;
+use mediagate::server::{AdminToken, Config, MetricsListener, Server};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "an-admin-token-for-the-tests-0123456789";
+
+/// The validator's PyPI package, pinned.
+const VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
+/// A response: its status, its head (lowercase), its body.
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// One HTTP/1.1 request to `addr`, with the admin token when `token` is given.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\n{auth}content-length: {}\r\n\
+         connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("no response within 10 s")
+        .unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers");
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut body = response[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Reply { status, head, body }
+}
+
+/// The body of a chunked response.
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = chunked.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&chunked[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        let start = line_end + 2;
+        body.extend_from_slice(&chunked[start..start + size]);
+        chunked = &chunked[start + size + 2..];
+    }
+}
+
+async fn gateway(adjust: impl FnOnce(&mut Config) + Send + 'static) -> (TestGateway, SocketAddr) {
+    let gateway = TestGateway::start_isolated(|config| {
+        config.admin.token = Some(AdminToken(TOKEN.to_owned()));
+        adjust(config);
+    })
+    .await;
+    let admin = gateway.admin.expect("the admin API is on by default");
+    (gateway, admin)
+}
+
+/// A 16 kHz mono WAV of `samples`.
+fn wav_of(samples: &[i16]) -> Vec<u8> {
+    let mut wav = Vec::new();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::new(std::io::Cursor::new(&mut wav), spec).unwrap();
+    for &s in samples {
+        writer.write_sample(s).unwrap();
+    }
+    writer.finalize().unwrap();
+    wav
+}
+
+/// Waits until call `call_id` is listed; its view.
+async fn listed(admin: SocketAddr, call_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = http(admin, "GET", "/calls", Some(TOKEN), b"").await;
+        assert_eq!(reply.status, 200);
+        let calls = reply.json();
+        if let Some(call) = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["call_id"] == call_id)
+        {
+            return call.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{call_id} not listed: {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn value_of(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_plays_into_barges_in_on_and_ends_a_live_call() {
+    let (gateway, admin) = gateway(|_| {}).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let heard = scratch.path().join("heard.wav");
+    let call = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=watched"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_pacing(Pacing::Realtime)
+            .with_record_outbound(&heard),
+    ));
+
+    // Strangers get nothing but health.
+    assert_eq!(http(admin, "GET", "/healthz", None, b"").await.status, 200);
+    assert_eq!(http(admin, "GET", "/readyz", None, b"").await.status, 200);
+    let missing = http(admin, "GET", "/calls", None, b"").await;
+    assert_eq!(missing.status, 401);
+    assert!(
+        missing.head.contains("www-authenticate: bearer"),
+        "{}",
+        missing.head
+    );
+    assert!(missing.json()["error"].as_str().unwrap().contains("Bearer"));
+    let forged = http(admin, "POST", "/drain", Some("not-the-token"), b"").await;
+    assert_eq!(forged.status, 401);
+    assert_eq!(
+        http(admin, "GET", "/readyz", None, b"").await.status,
+        200,
+        "not drained"
+    );
+
+    // The call, its transport and its processors.
+    let view = listed(admin, "watched").await;
+    let transport = &view["transports"][0];
+    assert_eq!(transport["kind"], "media");
+    assert_eq!(transport["path"], "/ws");
+    assert_eq!(transport["sample_rate_hz"], 16_000);
+    assert_eq!(transport["bidirectional"], true);
+    let names: Vec<&str> = transport["processors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["wav", "transcript", "dtmf"]);
+    let one = http(admin, "GET", "/calls/watched", Some(TOKEN), b"").await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["call_id"], "watched");
+    let nobody = http(admin, "GET", "/calls/nobody", Some(TOKEN), b"").await;
+    assert_eq!(nobody.status, 404);
+    assert!(nobody.json()["error"].as_str().unwrap().contains("nobody"));
+
+    // Not a WAV: refused, and nothing is played.
+    let junk = http(
+        admin,
+        "POST",
+        "/calls/watched/play",
+        Some(TOKEN),
+        b"RIFFjunk",
+    )
+    .await;
+    assert_eq!(junk.status, 415, "{}", String::from_utf8_lossy(&junk.body));
+    // Two seconds of a known signal, played; cut after half a second.
+    let clip: Vec<i16> = (0..32_000)
+        .map(|i| ((i * 37) % 20_000 - 10_000) as i16)
+        .collect();
+    let played = http(
+        admin,
+        "POST",
+        "/calls/watched/play",
+        Some(TOKEN),
+        &wav_of(&clip),
+    )
+    .await;
+    assert_eq!(
+        played.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&played.body)
+    );
+    assert_eq!(played.json()["clip_ms"], 2_000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = listed(admin, "watched").await["transports"][0]["queued_playback_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(queued > 0 && queued < 2_000, "{queued} ms queued");
+    let stopped = http(admin, "POST", "/calls/watched/stop-audio", Some(TOKEN), b"").await;
+    assert_eq!(stopped.status, 200);
+    let cut = stopped.json()["cut_ms"].as_u64().unwrap();
+    assert!(cut > 0 && cut < 2_000, "{cut} ms cut");
+
+    // Ended by the operator: 1000, in session.json too.
+    let hung_up = http(admin, "POST", "/calls/watched/hangup", Some(TOKEN), b"").await;
+    assert_eq!(hung_up.status, 202);
+    assert_eq!(hung_up.json()["transports"], 1);
+    let report = call.await.unwrap().unwrap();
+    let close = report.gateway_close.expect("the gateway closed the call");
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (1000, "ended by the operator")
+    );
+    assert!(
+        report.stopped_early,
+        "the call was ended before its audio was all sent"
+    );
+    assert_eq!(report.messages_received_from_gateway.stop_audio, 1);
+    let session = gateway.ended_session("watched").await;
+    assert_eq!(session["transports"][0]["end"]["reason"], "operator");
+    assert_eq!(session["transports"][0]["end"]["code"], 1000);
+    let gone = http(admin, "POST", "/calls/watched/stop-audio", Some(TOKEN), b"").await;
+    assert_eq!(gone.status, 404);
+
+    // What was heard is the clip's beginning, sample for sample, up to the cut.
+    let (heard, rate) = common::read_wav(&heard);
+    assert_eq!(rate, 16_000);
+    assert!(
+        heard.len() >= 8_000 && heard.len() < clip.len(),
+        "{} samples heard",
+        heard.len()
+    );
+    assert!(
+        heard == clip[..heard.len()],
+        "the played audio changed on its way"
+    );
+
+    let metrics = http(gateway.addr, "GET", "/metrics", None, b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert_eq!(
+        value_of(&text, "mediagate_admin_refused_total{reason=\"missing\"}"),
+        1.0
+    );
+    assert_eq!(
+        value_of(&text, "mediagate_admin_refused_total{reason=\"invalid\"}"),
+        1.0
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_refuses_new_calls_and_says_it_is_not_ready() {
+    let (gateway, admin) = gateway(|_| {}).await;
+    let drained = http(admin, "POST", "/drain", Some(TOKEN), b"").await;
+    assert_eq!(drained.status, 202);
+    assert_eq!(drained.json()["live_calls"], 0);
+    assert_eq!(http(admin, "GET", "/readyz", None, b"").await.status, 503);
+    let health = http(admin, "GET", "/healthz", None, b"").await;
+    assert_eq!(health.status, 200, "alive while draining");
+    assert_eq!(health.json()["status"], "draining");
+    // The main listener has stopped accepting: no new call can begin.
+    let started = Instant::now();
+    loop {
+        match tokio_tungstenite::connect_async(gateway.url("/ws?callId=late")).await {
+            Err(_) => break,
+            Ok(_) => assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "a call began on a drained node"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The admin API stays, to watch the drain.
+    assert_eq!(
+        http(admin, "GET", "/calls", Some(TOKEN), b"").await.json(),
+        serde_json::json!([])
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_to_the_admin_listener_behind_its_token() {
+    let (gateway, admin) = gateway(|config| config.metrics.listen = MetricsListener::Admin).await;
+    assert_eq!(
+        http(gateway.addr, "GET", "/metrics", None, b"")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(http(admin, "GET", "/metrics", None, b"").await.status, 401);
+    let metrics = http(admin, "GET", "/metrics", Some(TOKEN), b"").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        String::from_utf8(metrics.body)
+            .unwrap()
+            .contains("\n# TYPE mediagate_connections_total counter\n")
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_admin_listener_needs_a_token() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.admin.listen = "0.0.0.0:0".parse().unwrap();
+    let Err(err) = Server::bind(config.clone(), mediagate::registry()).await else {
+        panic!("a public admin API started without a token");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("admin.token") && err.contains("not a loopback address"),
+        "{err}"
+    );
+    config.admin.token = Some(AdminToken("short".to_owned()));
+    let Err(err) = Server::bind(config.clone(), mediagate::registry()).await else {
+        panic!("a short admin token was taken");
+    };
+    assert!(err.to_string().contains("shorter than 16 bytes"), "{err}");
+    config.admin.token = Some(AdminToken(TOKEN.to_owned()));
+    let server = Server::bind(config, mediagate::registry()).await.unwrap();
+    assert!(server.admin_addr().unwrap().ip().is_unspecified());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_passes_a_real_validator() {
+    let (gateway, admin) = gateway(|_| {}).await;
+    let reply = http(admin, "GET", "/openapi.json", Some(TOKEN), b"").await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.head.contains("content-type: application/json"));
+    let document = reply.json();
+    for path in ["/calls", "/calls/{call_id}/play", "/drain", "/readyz"] {
+        assert!(document["paths"][path].is_object(), "{path} missing");
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("openapi.json");
+    std::fs::write(&file, &reply.body).unwrap();
+    let venv =
+        tokio::task::spawn_blocking(|| common::venv::with_package("openapi-venv", VALIDATOR))
+            .await
+            .unwrap();
+    validate(&venv.join("bin/openapi-spec-validator"), &file);
+    // And it can fail: a document with a broken reference does not pass.
+    let mut broken = document.clone();
+    broken["paths"]["/calls"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+        serde_json::json!({ "$ref": "#/components/schemas/Nothing" });
+    std::fs::write(&file, broken.to_string()).unwrap();
+    let output = std::process::Command::new(venv.join("bin/openapi-spec-validator"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a broken document passed");
+    gateway.stop().await;
+}
+
+/// Runs the validator on `file`; panics with what it said unless it passed.
+fn validate(validator: &Path, file: &Path) {
+    let output = std::process::Command::new(validator)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", validator.display()));
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "openapi-spec-validator: {said}");
+    assert!(said.contains("OK"), "{said}");
+}
