@@ -403,3 +403,223 @@ fn validate(validator: &Path, file: &Path) {
     assert!(output.status.success(), "openapi-spec-validator: {said}");
     assert!(said.contains("OK"), "{said}");
 }
+
+/// A `GET /events` stream on a socket of its own, read as it comes.
+struct EventStream {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// Subscribes (to `query`'s events), with a receive buffer of `receive_buffer` bytes when
+    /// given (a slow reader's), and waits until the subscription is live.
+    async fn open(admin: SocketAddr, query: &str, receive_buffer: Option<u32>) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(bytes) = receive_buffer {
+            socket.set_recv_buffer_size(bytes).unwrap();
+        }
+        let mut stream = socket.connect(admin).await.unwrap();
+        let head = format!(
+            "GET /events{query} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {TOKEN}\r\n\
+             connection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut events = EventStream {
+            stream,
+            buffer: Vec::new(),
+        };
+        let head = events.until(b"\r\n\r\n").await.expect("no response head");
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/event-stream"), "{head}");
+        let first = events.until(b"\n\n").await.expect("no first event");
+        assert!(
+            String::from_utf8_lossy(&first).contains(": subscribed"),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
+        events
+    }
+
+    /// The bytes up to and including `end`; `None` when the stream ended first.
+    async fn until(&mut self, end: &[u8]) -> Option<Vec<u8>> {
+        loop {
+            if let Some(at) = self.buffer.windows(end.len()).position(|w| w == end) {
+                return Some(self.buffer.drain(..at + end.len()).collect());
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+                .await
+                .expect("the event stream was silent for 10 s")
+                .unwrap();
+            if n == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next event's kind and data (chunk framing and keep-alive comments skipped); `None`
+    /// when the stream ended.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            let block = self.until(b"\n\n").await?;
+            let text = String::from_utf8_lossy(&block);
+            let mut kind = None;
+            let mut data = None;
+            for line in text.lines() {
+                if let Some(k) = line.strip_prefix("event: ") {
+                    kind = Some(k.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(d).unwrap());
+                }
+            }
+            if let (Some(kind), Some(data)) = (kind, data) {
+                return Some((kind, data));
+            }
+        }
+    }
+}
+
+/// A transcription script of `n` results, all due at once.
+fn transcript_script(dir: &Path, n: usize) -> std::path::PathBuf {
+    let results: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "at": 0.1,
+                "text": format!("result number {i} of the flood"),
+                "status": if i % 2 == 0 { "Intermediate" } else { "Final" },
+                "offset": 0.0,
+                "duration": 0.5,
+            })
+        })
+        .collect();
+    let path = dir.join("script.json");
+    let script = serde_json::json!({ "locale": "en-US", "results": results });
+    std::fs::write(&path, script.to_string()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_one_call_from_start_to_end() {
+    let (gateway, admin) = gateway(|_| {}).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut events = EventStream::open(admin, "?call=evented", None).await;
+    let other = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=other")).with_wav(sample("alice-16k.wav")),
+    ));
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=evented"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_dtmf("5@0.5".parse().unwrap())
+            .with_transcript(transcript_script(scratch.path(), 2)),
+    )
+    .await
+    .unwrap();
+    assert!(!report.stopped_early);
+    other.await.unwrap().unwrap();
+    let mut seen = Vec::new();
+    let mut ended = 0;
+    while ended < 2 {
+        let (kind, data) = events.next().await.expect("the stream ended");
+        assert_eq!(
+            data["call_id"], "evented",
+            "another call's event: {kind} {data}"
+        );
+        ended += usize::from(kind == "call_ended");
+        seen.push((kind, data));
+    }
+    let kinds: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"call_started"), "{kinds:?}");
+    for kind in ["dtmf", "transcript", "call_ended"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    let dtmf = &seen.iter().find(|(k, _)| k == "dtmf").unwrap().1;
+    assert_eq!(dtmf["tone"], "5");
+    let texts: Vec<(&str, &str)> = seen
+        .iter()
+        .filter(|(k, _)| k == "transcript")
+        .map(|(_, d)| (d["status"].as_str().unwrap(), d["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("partial", "result number 0 of the flood"),
+            ("final", "result number 1 of the flood")
+        ]
+    );
+    let ends: Vec<&Value> = seen
+        .iter()
+        .filter(|(k, _)| k == "call_ended")
+        .map(|(_, d)| d)
+        .collect();
+    assert!(
+        ends.iter()
+            .all(|d| d["reason"] == "client_close" && d["code"] == 1000),
+        "{ends:?}"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_is_cut_off_while_the_call_goes_on_bit_exact() {
+    let (gateway, admin) = gateway(|_| {}).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut slow = EventStream::open(admin, "", Some(4096)).await;
+    // Far more events than the ring and the socket's buffers hold, while nobody reads them.
+    let report = mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=flooded"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_transcript(transcript_script(scratch.path(), 30_000)),
+    )
+    .await
+    .unwrap();
+    assert!(!report.stopped_early);
+    gateway.ended_session("flooded").await;
+    let (sent, _) = common::read_wav(&sample("hello-16k.wav"));
+    let (recorded, _) = common::read_wav(&gateway.call_dir("flooded").join("mixed.wav"));
+    assert!(recorded == sent, "the recording is not the audio sent");
+    // The transcript writer is not held up by the watcher either (read once it has finished:
+    // it may still be writing when the call has ended).
+    let started = Instant::now();
+    let writer = loop {
+        let session = gateway.ended_session("flooded").await;
+        let writer = session["transports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["processors"].as_array().unwrap().clone())
+            .find(|p| p["name"] == "transcript" && p["report"]["results"].as_u64() > Some(0));
+        if let Some(writer) = writer.filter(|w| w["working"] != true) {
+            break writer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{session}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A burst this size can overflow the writer's bounded inbox; what did not fit is counted.
+    let results = writer["report"]["results"].as_u64().unwrap();
+    let dropped = writer["events_dropped"].as_u64().unwrap();
+    assert_eq!(results + dropped, 30_000, "{writer}");
+    let lines = std::fs::read_to_string(gateway.call_dir("flooded").join("transcript.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines as u64, results);
+
+    // Reading again: what was buffered, then `lagged`, then the end of the stream.
+    let mut last = None;
+    while let Some((kind, data)) = slow.next().await {
+        last = Some((kind, data));
+    }
+    let (kind, data) = last.expect("no event at all");
+    assert_eq!(kind, "lagged");
+    assert!(data["missed"].as_u64().unwrap() > 0);
+    let metrics = http(gateway.addr, "GET", "/metrics", None, b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert_eq!(
+        value_of(&text, "mediagate_admin_event_streams_cut_total"),
+        1.0
+    );
+    assert_eq!(value_of(&text, "mediagate_admin_event_streams"), 0.0);
+    gateway.stop().await;
+}

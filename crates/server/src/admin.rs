@@ -6,6 +6,7 @@
 //! token configured, only loopback clients are served (and the config refuses a public
 //! `admin.listen` without one). Refusals are counted in `mediagate_admin_refused_total`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +15,16 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::{Stream, StreamExt};
 use mediagate_audio::{AudioFormat, Clip, Timestamp};
 use mediagate_pipeline::PlayError;
 use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -38,7 +42,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/calls/{call_id}/play", post(play))
         .route("/calls/{call_id}/stop-audio", post(stop_audio))
         .route("/calls/{call_id}/hangup", post(hangup))
-        .route("/drain", post(drain));
+        .route("/drain", post(drain))
+        .route("/events", get(events));
     if state.config.metrics.listen == MetricsListener::Admin {
         api = api.route("/metrics", get(crate::routes::metrics));
     }
@@ -261,7 +266,7 @@ fn calls_of(transports: &[Arc<LiveTransport>]) -> Vec<CallView> {
     let mut calls: Vec<CallView> = Vec::new();
     for transport in transports {
         let view = transport_view(transport, now);
-        match calls.iter_mut().find(|c| c.call_id == transport.call_id) {
+        match calls.iter_mut().find(|c| *c.call_id == *transport.call_id) {
             Some(call) => {
                 if view.started_at.unix_micros() < call.started_at.unix_micros() {
                     call.started_at = view.started_at;
@@ -270,7 +275,7 @@ fn calls_of(transports: &[Arc<LiveTransport>]) -> Vec<CallView> {
                 call.transports.push(view);
             }
             None => calls.push(CallView {
-                call_id: transport.call_id.clone(),
+                call_id: transport.call_id.to_string(),
                 started_at: view.started_at,
                 duration_secs: view.duration_secs,
                 transports: vec![view],
@@ -505,6 +510,83 @@ async fn drain(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Draining
     )
 }
 
+/// Streams what happens in calls as server-sent events, from now on: `call_started`,
+/// `call_ended`, `participant_joined`, `dtmf`, `transcript` (partial and final), `vad`,
+/// `barge_in`, `processor_detached` and processors' `custom` events, each a JSON object with
+/// its `call_id`. A watcher that falls behind by more than the gateway keeps is sent `lagged`
+/// and its stream ends: it never slows a call, and nothing is buffered for it without bound.
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(("call" = Option<String>, Query, description = "Only this call's events")),
+    responses((status = 200, description = "A stream of server-sent events (`event:` its kind, \
+        `data:` its JSON)", content_type = "text/event-stream", body = String)))]
+async fn events(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+    let call = uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "call")
+            .map(|(_, value)| value.into_owned())
+    });
+    let watcher = Watcher::new(Arc::clone(&state), call);
+    // A comment first: once a client reads it, it is subscribed.
+    let subscribed = futures_util::stream::once(async {
+        Ok::<_, Infallible>(sse::Event::default().comment("subscribed"))
+    });
+    let stream = futures_util::stream::unfold(Some(watcher), |watcher| async move {
+        let mut watcher = watcher?;
+        loop {
+            match watcher.rx.recv().await {
+                Ok(event) => {
+                    if watcher
+                        .call
+                        .as_deref()
+                        .is_some_and(|call| call != &*event.call_id)
+                    {
+                        continue;
+                    }
+                    let sent = sse::Event::default().event(event.kind).data(&event.data);
+                    return Some((Ok(sent), Some(watcher)));
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    watcher.state.metrics.event_stream_cut();
+                    tracing::info!(missed, "an event watcher fell behind: its stream is ended");
+                    let data = serde_json::json!({ "missed": missed }).to_string();
+                    let sent = sse::Event::default().event("lagged").data(data);
+                    return Some((Ok(sent), None));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(subscribed.chain(stream)).keep_alive(sse::KeepAlive::default())
+}
+
+/// One `GET /events` stream: its subscription, its filter, and its place in the gauge of open
+/// streams (left when the stream is dropped, however it ends).
+struct Watcher {
+    rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
+    call: Option<String>,
+    state: Arc<AppState>,
+}
+
+impl Watcher {
+    fn new(state: Arc<AppState>, call: Option<String>) -> Self {
+        state.metrics.event_stream_opened();
+        Watcher {
+            rx: state.events.subscribe(),
+            call,
+            state,
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.state.metrics.event_stream_closed();
+    }
+}
+
 /// The admin API's OpenAPI 3.1 document.
 async fn openapi() -> Response {
     match ApiDoc::openapi().to_json() {
@@ -527,7 +609,8 @@ async fn openapi() -> Response {
         play,
         stop_audio,
         hangup,
-        drain
+        drain,
+        events
     ),
     components(schemas(ApiError, CallView, TransportView, ProcessorView, Played, Stopped, HungUp, Draining)),
     modifiers(&BearerToken),
@@ -565,6 +648,7 @@ mod tests {
             "/calls/{call_id}/stop-audio",
             "/calls/{call_id}/hangup",
             "/drain",
+            "/events",
         ] {
             assert!(paths.iter().any(|p| *p == path), "{path} not in {paths:?}");
         }

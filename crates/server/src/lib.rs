@@ -24,6 +24,7 @@ mod auth;
 mod config;
 mod connection;
 mod disk;
+mod events;
 mod listener;
 mod live;
 mod media;
@@ -140,6 +141,8 @@ pub(crate) struct AppState {
     pub(crate) finishing: Arc<AtomicUsize>,
     /// The transports live now, for the admin API.
     pub(crate) live: Arc<live::LiveTransports>,
+    /// What happens in calls, for the admin API's watchers.
+    pub(crate) events: events::EventHub,
 }
 
 impl AppState {
@@ -253,6 +256,7 @@ impl Server {
             disk: Arc::new(disk::DiskWatch::new()),
             finishing: Arc::new(AtomicUsize::new(0)),
             live: Arc::default(),
+            events: events::EventHub::default(),
         });
         Ok(Server {
             listener,

@@ -23,7 +23,7 @@ pub(crate) struct LiveTransports {
 pub(crate) struct LiveTransport {
     pub(crate) connection: u64,
     /// The call it belongs to: its folder name, or its identity when nothing is recorded.
-    pub(crate) call_id: String,
+    pub(crate) call_id: Arc<str>,
     pub(crate) kind: TransportKind,
     pub(crate) path: String,
     pub(crate) remote_addr: Option<SocketAddr>,
@@ -71,7 +71,7 @@ impl LiveTransports {
     pub(crate) fn of_call(&self, call_id: &str) -> Vec<Arc<LiveTransport>> {
         self.lock()
             .values()
-            .filter(|t| t.call_id == call_id)
+            .filter(|t| &*t.call_id == call_id)
             .cloned()
             .collect()
     }

@@ -118,6 +118,8 @@ pub(crate) struct Metrics {
     playback_late_frames: Counter,
     auth_refused: Family<Label, Counter>,
     admin_refused: Family<Label, Counter>,
+    event_streams: Gauge,
+    event_streams_cut: Counter,
     /// Shared with the histograms' collector ([`histograms::Histograms`]).
     processors: Arc<Mutex<ProcessorTotals>>,
 }
@@ -232,6 +234,8 @@ impl Default for Metrics {
             playback_late_frames: Counter::default(),
             auth_refused: Family::default(),
             admin_refused: Family::default(),
+            event_streams: Gauge::default(),
+            event_streams_cut: Counter::default(),
             processors: Arc::default(),
         };
         let m = &metrics;
@@ -366,6 +370,16 @@ impl Default for Metrics {
             m.playback_late_frames.clone(),
         );
         registry.register(
+            "admin_event_streams",
+            "Admin API event streams (GET /events) open now",
+            m.event_streams.clone(),
+        );
+        registry.register(
+            "admin_event_streams_cut",
+            "Admin API event streams ended because their reader fell behind",
+            m.event_streams_cut.clone(),
+        );
+        registry.register(
             "admin_refused",
             "Admin API requests refused, by reason: missing or invalid token, not loopback",
             m.admin_refused.clone(),
@@ -449,6 +463,21 @@ impl Metrics {
 
     pub(crate) fn policy_close(&self) {
         self.policy_closes.inc();
+    }
+
+    /// An event stream opened.
+    pub(crate) fn event_stream_opened(&self) {
+        self.event_streams.inc();
+    }
+
+    /// An event stream ended.
+    pub(crate) fn event_stream_closed(&self) {
+        self.event_streams.dec();
+    }
+
+    /// An event stream was cut off: its reader fell behind.
+    pub(crate) fn event_stream_cut(&self) {
+        self.event_streams_cut.inc();
     }
 
     /// The admin API refused a request.

@@ -45,6 +45,8 @@ pub(crate) struct Driver {
     hangup: CancellationToken,
     /// Its entry among the live transports, once the call has opened.
     live: Option<Registered>,
+    /// The call's id once it has opened, for the events watchers see.
+    call_id: Option<Arc<str>>,
 }
 
 /// What woke the read loop.
@@ -88,6 +90,7 @@ impl Driver {
             outgoing,
             hangup: CancellationToken::new(),
             live: None,
+            call_id: None,
         }
     }
 
@@ -146,11 +149,7 @@ impl Driver {
                 Wake::Shutdown => self.machine.handle(Input::Shutdown, now),
                 Wake::Hangup => self.machine.handle(Input::Hangup, now),
                 Wake::Timeout => self.machine.handle(Input::Timeout, now),
-                Wake::Emitted(event) => {
-                    if let Some(call) = &mut self.pipeline {
-                        call.pipeline.push_event(event);
-                    }
-                }
+                Wake::Emitted(event) => self.deliver(event),
                 Wake::Message(None) => self.machine.handle(Input::Disconnected, now),
                 Wake::Message(Some(Err(e))) => {
                     let detail = e.to_string();
@@ -192,19 +191,18 @@ impl Driver {
             Action::OpenCall(opening) => return self.open_call(opening, writer).await,
             Action::PushFrame(frame) => self.push_frame(frame).await,
             Action::PushEvent(event) => {
-                if let Some(call) = &mut self.pipeline {
-                    let event = match event {
-                        CallEvent::ParticipantJoined(id) => Event::ParticipantJoined(id),
-                        CallEvent::Dtmf(key) => Event::Dtmf(Arc::new(Dtmf {
-                            call_offset: call.pipeline.position(),
-                            ..Dtmf::new(key.encode_utf8(&mut [0; 4]))
-                        })),
-                        CallEvent::Transcript(data) => Event::Transcript(Arc::new(
-                            super::actions::transcript_from_acs(data, Timestamp::now()),
-                        )),
-                    };
-                    call.pipeline.push_event(event);
-                }
+                let position = self.pipeline.as_ref().and_then(|c| c.pipeline.position());
+                let event = match event {
+                    CallEvent::ParticipantJoined(id) => Event::ParticipantJoined(id),
+                    CallEvent::Dtmf(key) => Event::Dtmf(Arc::new(Dtmf {
+                        call_offset: position,
+                        ..Dtmf::new(key.encode_utf8(&mut [0; 4]))
+                    })),
+                    CallEvent::Transcript(data) => Event::Transcript(Arc::new(
+                        super::actions::transcript_from_acs(data, Timestamp::now()),
+                    )),
+                };
+                self.deliver(event);
             }
             Action::BadMessage(class) => self.app.metrics.bad_message(class),
             Action::Log(line) => log(line),
@@ -218,6 +216,18 @@ impl Driver {
             }
         }
         None
+    }
+
+    /// Hands `event` to every processor, and to whoever watches the call's events.
+    fn deliver(&mut self, event: Event) {
+        if let Some(call_id) = &self.call_id {
+            self.app
+                .events
+                .publish(call_id, || crate::events::describe(&event));
+        }
+        if let Some(call) = &mut self.pipeline {
+            call.pipeline.push_event(event);
+        }
     }
 
     /// Opens the call folder (once: a failure is not retried on every frame) and starts the
@@ -305,9 +315,23 @@ impl Driver {
             },
         );
         let pipeline = self.pipeline.as_ref().map(|call| &call.pipeline);
+        let call_id: Arc<str> = call_id.into();
+        self.app.events.publish(&call_id, || {
+            Some((
+                "call_started",
+                serde_json::json!({
+                    "connection": self.info.id,
+                    "kind": kind.as_str(),
+                    "path": self.info.path,
+                    "sample_rate_hz": format.sample_rate_hz(),
+                    "channels": format.channels(),
+                }),
+            ))
+        });
+        self.call_id = Some(Arc::clone(&call_id));
         self.live = Some(self.app.live.register(LiveTransport {
             connection: self.info.id,
-            call_id: call_id.to_owned(),
+            call_id,
             kind,
             path: self.info.path.clone(),
             remote_addr: self.info.remote_addr,
@@ -330,10 +354,25 @@ impl Driver {
             slot,
             pipeline,
             live,
+            call_id,
+            info,
             ..
         } = self;
         // Off the admin API's list before anything else: nobody may play into a call ending.
         drop(live);
+        if let Some(call_id) = &call_id {
+            app.events.publish(call_id, || {
+                Some((
+                    "call_ended",
+                    serde_json::json!({
+                        "connection": info.id,
+                        "kind": machine.report().kind.as_str(),
+                        "reason": end.reason,
+                        "code": end.code,
+                    }),
+                ))
+            });
+        }
         let call_opened = machine.call_opened();
         let mut report = machine.into_report();
         let mut end = end;
