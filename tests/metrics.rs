@@ -1,7 +1,8 @@
 //! `/metrics` as Prometheus and its tools read it: OpenMetrics for a scrape that asks for it
 //! (Prometheus does), the Prometheus text format for everything else, and that text clean under
 //! the real `promtool check metrics` (Debian's `prometheus` package) once a call, a bad message
-//! and the speech engine have filled the families.
+//! and the speech engine have filled the families. The sample scrape config and alert rules
+//! (`samples/prometheus`) pass `promtool check` and their own `promtool test rules`.
 
 use crate::common;
 
@@ -224,5 +225,77 @@ async fn prometheus_gets_openmetrics_and_promtool_finds_the_text_format_clean() 
         status.success() && printed.trim().is_empty(),
         "promtool check metrics: {status}\n{printed}\non:\n{text}"
     );
+
+    // The sample alert rules watch series the gateway has.
+    let rules = std::fs::read_to_string(sample("prometheus/alerts.yml")).unwrap();
+    let expressions: String = rules
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let watched = series_named_in(&expressions);
+    assert!(watched.len() >= 4, "{watched:?}");
+    for name in watched {
+        assert!(
+            text.contains(&name),
+            "alerts.yml watches {name}, which /metrics lacks"
+        );
+    }
     gateway.stop().await;
+}
+
+/// The `mediagate_*` series an expression file names.
+fn series_named_in(text: &str) -> std::collections::BTreeSet<String> {
+    text.match_indices("mediagate_")
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs promtool with `args`; panics with what it said unless it succeeded.
+fn promtool(args: &[&std::ffi::OsStr]) -> String {
+    let output = std::process::Command::new("promtool")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool: {e}; install Debian's `prometheus` package (or run .ci/run)")
+        });
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "promtool {args:?}: {said}");
+    said
+}
+
+#[test]
+fn the_sample_scrape_config_and_alert_rules_pass_promtool() {
+    let dir = sample("prometheus");
+    let rules = dir.join("alerts.yml");
+    let said = promtool(&["check".as_ref(), "rules".as_ref(), rules.as_os_str()]);
+    assert!(said.contains("SUCCESS: 4 rules found"), "{said}");
+    // Each alert fires on the series that should fire it, and not on the others.
+    let tests = dir.join("alerts.test.yml");
+    let said = promtool(&["test".as_ref(), "rules".as_ref(), tests.as_os_str()]);
+    assert!(said.contains("SUCCESS"), "{said}");
+    // The scrape config, with its token file where this machine has one.
+    let scratch = tempfile::tempdir().unwrap();
+    let token = scratch.path().join("token");
+    std::fs::write(&token, "a-token-for-promtool-0123456789").unwrap();
+    let config = std::fs::read_to_string(dir.join("prometheus.yml"))
+        .unwrap()
+        .replace(
+            "/etc/prometheus/mediagate-admin-token",
+            token.to_str().unwrap(),
+        );
+    assert!(config.contains(token.to_str().unwrap()));
+    std::fs::write(scratch.path().join("prometheus.yml"), config).unwrap();
+    std::fs::copy(&rules, scratch.path().join("alerts.yml")).unwrap();
+    let said = promtool(&[
+        "check".as_ref(),
+        "config".as_ref(),
+        scratch.path().join("prometheus.yml").as_os_str(),
+    ]);
+    assert!(said.contains("SUCCESS: 1 rule files found"), "{said}");
 }

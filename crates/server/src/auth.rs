@@ -213,6 +213,20 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, so each has its series from the start.
+    pub(crate) const ALL: [Refusal; 10] = [
+        Refusal::Missing,
+        Refusal::Malformed,
+        Refusal::Expired,
+        Refusal::NotYetValid,
+        Refusal::Audience,
+        Refusal::Issuer,
+        Refusal::Signature,
+        Refusal::UnknownKey,
+        Refusal::Algorithm,
+        Refusal::Secret,
+    ];
+
     /// The metric label.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

@@ -645,11 +645,24 @@ pub(crate) fn pipeline_key(route: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// Held by every test that reads the environment while one test sets `MEDIAGATE_*`
+    /// variables (in a figment jail): they would see its values.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn environment() -> std::sync::MutexGuard<'static, ()> {
+        ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
+        let _environment = environment();
+        Config::load(file, cli)
+    }
+
     fn load_toml(text: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mediagate.toml");
         std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path), &CliOverrides::default())
+        load(Some(&path), &CliOverrides::default())
     }
 
     #[test]
@@ -660,6 +673,7 @@ mod tests {
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own (large) error type
     fn environment_overrides_the_file_and_cli_overrides_both() {
+        let _environment = environment();
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "m.toml",
@@ -700,14 +714,14 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\n[limits]\nidle_timeout_secs = 5\n",
         )
         .unwrap();
-        let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
+        let config = load(Some(&path), &CliOverrides::default()).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.idle_timeout_secs, 5);
         let cli = CliOverrides {
             listen: Some("127.0.0.1:9001".parse().unwrap()),
             ..CliOverrides::default()
         };
-        assert_eq!(Config::load(Some(&path), &cli).unwrap().listen.port(), 9001);
+        assert_eq!(load(Some(&path), &cli).unwrap().listen.port(), 9001);
     }
 
     #[test]
@@ -750,7 +764,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_error() {
-        let err = Config::load(
+        let err = load(
             Some(Path::new("/nonexistent/m.toml")),
             &CliOverrides::default(),
         )

@@ -55,6 +55,15 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    const ALL: [Refusal; 6] = [
+        Refusal::MaxConnections,
+        Refusal::RateLimited,
+        Refusal::MaxCalls,
+        Refusal::LowDisk,
+        Refusal::Draining,
+        Refusal::HeaderTimeout,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Refusal::MaxConnections => "max_connections",
@@ -79,6 +88,12 @@ pub(crate) enum AdminRefusal {
 }
 
 impl AdminRefusal {
+    const ALL: [AdminRefusal; 3] = [
+        AdminRefusal::Missing,
+        AdminRefusal::Invalid,
+        AdminRefusal::NotLoopback,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             AdminRefusal::Missing => "missing",
@@ -239,6 +254,23 @@ impl Default for Metrics {
             processors: Arc::default(),
         };
         let m = &metrics;
+        // Closed sets of reasons have their series from the start, at 0: an alert on a rate
+        // sees a refusal from the first, and a dashboard sees there was none.
+        for refusal in Refusal::ALL {
+            let _ = m
+                .connections_refused
+                .get_or_create(&[("reason", refusal.as_str().to_owned())]);
+        }
+        for refusal in crate::auth::Refusal::ALL {
+            let _ = m
+                .auth_refused
+                .get_or_create(&[("reason", refusal.as_str().to_owned())]);
+        }
+        for refusal in AdminRefusal::ALL {
+            let _ = m
+                .admin_refused
+                .get_or_create(&[("reason", refusal.as_str().to_owned())]);
+        }
         registry.register(
             "connections",
             "WebSockets accepted",
