@@ -15,6 +15,7 @@
 //! ```
 
 mod echo;
+mod level;
 mod play;
 pub mod record;
 mod registry;
@@ -23,6 +24,7 @@ mod tone;
 mod vad;
 
 pub use echo::Echo;
+pub use level::{FLOOR_DBFS, LEVEL, LevelMeter, LevelMeterSettings};
 pub use mediagate_pipeline::BuildError;
 pub use play::{Play, PlaySettings, SharedClip, load_clip};
 pub use record::{DtmfWriter, TranscriptSettings, TranscriptWriter, Wav, WavSettings};

@@ -2,10 +2,10 @@
 
 use mediagate_pipeline::{CallInfo, Processor, Prototype, Registry};
 
-use crate::{DtmfWriter, Echo, Play, Tone, TranscriptWriter, Vad, Wav};
+use crate::{DtmfWriter, Echo, LevelMeter, Play, Tone, TranscriptWriter, Vad, Wav};
 
-/// Adds the built-in processors to `registry`: `echo`, `play`, `tone`, `vad`, and the
-/// recorders `wav`, `transcript` and `dtmf`.
+/// Adds the built-in processors to `registry`: `echo`, `play`, `tone`, `vad`, `level_meter`,
+/// and the recorders `wav`, `transcript` and `dtmf`.
 pub fn register(registry: &mut Registry) {
     registry.register("wav", |settings| {
         let settings = Wav::check(settings.parse()?)?;
@@ -34,6 +34,9 @@ pub fn register(registry: &mut Registry) {
     });
     registry.register("vad", |settings| {
         Ok(Prototype(Vad::from_settings(settings.value())?))
+    });
+    registry.register("level_meter", |settings| {
+        Ok(Prototype(LevelMeter::from_settings(settings.value())?))
     });
 }
 
@@ -71,7 +74,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "unknown processor `ecoh` (known: dtmf, echo, play, tone, transcript, vad, wav)"
+            "unknown processor `ecoh` (known: dtmf, echo, level_meter, play, tone, transcript, vad, wav)"
         );
     }
 }

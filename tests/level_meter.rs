@@ -1,10 +1,7 @@
-//! The sample through a real gateway: the emulator streams a recording, and another processor
-//! of the call receives one `level` event per 100 ms, each the level of that stretch of the
-//! recording.
+//! `level_meter` through a real gateway: the emulator streams a recording, and another
+//! processor of the call receives one `level` event per 100 ms, each the level of that stretch
+//! of the recording.
 
-#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
-
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use mediagate::emulator::{EmulateConfig, Pacing};
@@ -25,7 +22,7 @@ impl Processor for Listener {
 
     fn on_event(&mut self, event: &Event, _ctx: &mut Context) -> Result<(), ProcessorError> {
         if let Event::Custom(custom) = event {
-            if &*custom.kind == level_meter::LEVEL {
+            if &*custom.kind == mediagate::processors::LEVEL {
                 self.0.lock().unwrap().push(custom.data.clone());
             }
         }
@@ -38,9 +35,9 @@ fn rms_dbfs(samples: &[i16]) -> f64 {
     let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
     let rms = (sum / samples.len() as f64).sqrt() / 32_768.0;
     if rms <= 0.0 {
-        level_meter::FLOOR_DBFS
+        mediagate::processors::FLOOR_DBFS
     } else {
-        (20.0 * rms.log10()).max(level_meter::FLOOR_DBFS)
+        (20.0 * rms.log10()).max(mediagate::processors::FLOOR_DBFS)
     }
 }
 
@@ -48,7 +45,6 @@ fn rms_dbfs(samples: &[i16]) -> f64 {
 async fn every_100_ms_of_the_call_is_measured_and_heard_by_the_others() {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let mut registry = mediagate::registry();
-    level_meter::register(&mut registry);
     let kept = Arc::clone(&heard);
     registry.register("listener", move |_| {
         let kept = Arc::clone(&kept);
@@ -58,7 +54,7 @@ async fn every_100_ms_of_the_call_is_measured_and_heard_by_the_others() {
         config.pipeline.processors = vec!["level_meter".to_owned(), "listener".to_owned()];
     })
     .await;
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hello-16k.wav");
+    let clip = crate::common::sample("hello-16k.wav");
     mediagate::emulator::run(
         EmulateConfig::new(gateway.url("/ws?callId=meter"))
             .with_pacing(Pacing::Fast)

@@ -1,15 +1,20 @@
 //! `level_meter`: every `interval_ms` of a source's audio (the mixed stream, or each
 //! participant), a `level` event with its RMS and peak in dBFS, for the other processors of
-//! the call (a dashboard feed, a bot that waits for quiet). Written against mediagate's
-//! extension API alone.
+//! the call (a bot that waits for quiet) and for whoever watches the call (the admin API's
+//! `GET /calls` and `/events`, the dashboard's meters).
 
 use std::collections::HashMap;
 
 use mediagate_pipeline::{
-    AudioFrame, AudioSource, CallInfo, Context, CustomEvent, Event, Input, Processor,
-    ProcessorError, Registry,
+    AudioFrame, AudioSource, BuildError, Context, CustomEvent, Event, Input, Processor,
+    ProcessorError,
 };
 use serde::Deserialize;
+
+use crate::settings::{invalid, parse};
+
+/// Its name in a pipeline.
+const NAME: &str = "level_meter";
 
 /// The kind of the events it emits.
 pub const LEVEL: &str = "level";
@@ -32,7 +37,7 @@ impl Default for LevelMeterSettings {
 }
 
 /// One source's window being measured.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct Window {
     samples: u64,
     sum_squares: f64,
@@ -40,6 +45,8 @@ struct Window {
 }
 
 /// Measures each source's level over windows of `interval_ms` and emits one event per window.
+/// A new call's meter is a clone of the one built at start-up (its windows empty).
+#[derive(Debug, Clone)]
 pub struct LevelMeter {
     interval_ms: u32,
     windows: HashMap<AudioSource, Window>,
@@ -111,13 +118,13 @@ impl Processor for LevelMeter {
     }
 }
 
-/// Adds `level_meter` to a registry.
-pub fn register(registry: &mut Registry) {
-    registry.register("level_meter", |settings| {
-        let checked: LevelMeterSettings = settings.parse()?;
+impl LevelMeter {
+    /// The meter `[pipeline.settings.level_meter]` describes.
+    pub fn from_settings(settings: &serde_json::Value) -> Result<Self, BuildError> {
+        let checked: LevelMeterSettings = parse(NAME, settings)?;
         if !(20..=10_000).contains(&checked.interval_ms) {
-            return Err(settings.invalid("interval_ms must be 20 to 10000"));
+            return Err(invalid(NAME, "interval_ms must be 20 to 10000"));
         }
-        Ok(move |_: &CallInfo| Box::new(LevelMeter::new(checked)) as Box<dyn Processor>)
-    });
+        Ok(LevelMeter::new(checked))
+    }
 }
