@@ -143,6 +143,8 @@ pub(crate) struct AppState {
     pub(crate) live: Arc<live::LiveTransports>,
     /// What happens in calls, for the admin API's watchers.
     pub(crate) events: events::EventHub,
+    /// The dashboard's browser sessions.
+    pub(crate) sessions: admin::dashboard::Sessions,
 }
 
 impl AppState {
@@ -257,6 +259,7 @@ impl Server {
             finishing: Arc::new(AtomicUsize::new(0)),
             live: Arc::default(),
             events: events::EventHub::default(),
+            sessions: admin::dashboard::Sessions::default(),
         });
         Ok(Server {
             listener,

@@ -3,21 +3,32 @@
 //! registers its transport once the call has opened and takes it out first thing when it ends;
 //! the socket task never waits on this table (one short lock at each end).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mediagate_audio::{AudioFormat, Timestamp};
-use mediagate_pipeline::{ConsumerProbe, Playback};
+use mediagate_pipeline::{ConsumerProbe, Event, Playback};
 use tokio_util::sync::CancellationToken;
 
 use crate::session::TransportKind;
 
-/// Every live transport, by connection id.
+/// Every live transport, by connection id, and the calls that ended last.
 #[derive(Default)]
 pub(crate) struct LiveTransports {
     by_connection: Mutex<BTreeMap<u64, Arc<LiveTransport>>>,
+    ended: Mutex<VecDeque<EndedCall>>,
 }
+
+/// A call whose last transport has ended.
+#[derive(Debug, Clone)]
+pub(crate) struct EndedCall {
+    pub(crate) call_id: Arc<str>,
+    pub(crate) ended_at: Timestamp,
+}
+
+/// Ended calls remembered (newest first), for the dashboard's list.
+const MAX_ENDED: usize = 100;
 
 /// One live transport.
 pub(crate) struct LiveTransport {
@@ -36,9 +47,55 @@ pub(crate) struct LiveTransport {
     /// The way into the call's outbound audio (bidirectional media only); taken out when the
     /// transport ends, so no handle outlives it.
     pub(crate) playback: Mutex<Option<Playback>>,
+    /// Its sources (`mixed`, or each participant) with their latest level, from the events it
+    /// carries.
+    pub(crate) sources: Mutex<BTreeMap<String, Option<Level>>>,
 }
 
+/// A source's latest reading (`level_meter`'s `level` event).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Level {
+    pub(crate) rms_dbfs: f64,
+    pub(crate) peak_dbfs: f64,
+}
+
+/// Sources listed per transport at most: participants are bounded by
+/// `limits.max_participants_per_call`, but a processor may emit `level` events for any name.
+const MAX_SOURCES: usize = 64;
+
 impl LiveTransport {
+    /// Notes what `event` says about the call's sources: a participant joined, a level read.
+    pub(crate) fn observe(&self, event: &Event) {
+        let (name, level) = match event {
+            Event::ParticipantJoined(id) => (id.to_string(), None),
+            Event::Custom(custom) if &*custom.kind == mediagate_processors::LEVEL => {
+                let data = &custom.data;
+                let (Some(rms_dbfs), Some(peak_dbfs)) =
+                    (data["rms_dbfs"].as_f64(), data["peak_dbfs"].as_f64())
+                else {
+                    return;
+                };
+                let name = data["source"].as_str().unwrap_or("mixed").to_owned();
+                (
+                    name,
+                    Some(Level {
+                        rms_dbfs,
+                        peak_dbfs,
+                    }),
+                )
+            }
+            _ => return,
+        };
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if sources.len() >= MAX_SOURCES && !sources.contains_key(&name) {
+            return;
+        }
+        let entry = sources.entry(name).or_default();
+        if level.is_some() {
+            *entry = level;
+        }
+    }
+
     /// The call's player, locked; `None` inside when the call has no outbound audio or the
     /// transport has ended.
     pub(crate) fn playback(&self) -> MutexGuard<'_, Option<Playback>> {
@@ -67,6 +124,16 @@ impl LiveTransports {
         self.lock().values().cloned().collect()
     }
 
+    /// The calls that ended last, newest first.
+    pub(crate) fn ended(&self) -> Vec<EndedCall> {
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// The live transports of call `call_id`.
     pub(crate) fn of_call(&self, call_id: &str) -> Vec<Arc<LiveTransport>> {
         self.lock()
@@ -83,9 +150,30 @@ pub(crate) struct Registered {
     transport: Arc<LiveTransport>,
 }
 
+impl Registered {
+    /// The transport listed.
+    pub(crate) fn transport(&self) -> &LiveTransport {
+        &self.transport
+    }
+}
+
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.table.lock().remove(&self.transport.connection);
+        let call_id = &self.transport.call_id;
+        let call_ended = {
+            let mut live = self.table.lock();
+            live.remove(&self.transport.connection);
+            !live.values().any(|t| t.call_id == *call_id)
+        };
         self.transport.playback().take();
+        if call_ended {
+            let mut ended = self.table.ended.lock().unwrap_or_else(|p| p.into_inner());
+            ended.retain(|e| e.call_id != *call_id);
+            ended.push_front(EndedCall {
+                call_id: Arc::clone(call_id),
+                ended_at: Timestamp::now(),
+            });
+            ended.truncate(MAX_ENDED);
+        }
     }
 }

@@ -220,6 +220,9 @@ impl Driver {
 
     /// Hands `event` to every processor, and to whoever watches the call's events.
     fn deliver(&mut self, event: Event) {
+        if let Some(live) = &self.live {
+            live.transport().observe(&event);
+        }
         if let Some(call_id) = &self.call_id {
             self.app
                 .events
@@ -340,6 +343,7 @@ impl Driver {
             hangup: self.hangup.clone(),
             probes: pipeline.map(|p| p.probes()).unwrap_or_default(),
             playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
+            sources: std::sync::Mutex::default(),
         }));
     }
 

@@ -2,9 +2,10 @@
 //! and their processors' counters, audio played into a call, barge-in, ending a call, and
 //! draining the node; its OpenAPI document at `/openapi.json`, derived from these handlers.
 //!
-//! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <admin.token>`; with no
-//! token configured, only loopback clients are served (and the config refuses a public
-//! `admin.listen` without one). Refusals are counted in `mediagate_admin_refused_total`.
+//! Every route but `/healthz`, `/readyz` and the dashboard's own pages needs
+//! `Authorization: Bearer <admin.token>` or the dashboard's session cookie; with no token
+//! configured, only loopback clients are served (and the config refuses a public `admin.listen`
+//! without one). Refusals are counted in `mediagate_admin_refused_total`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+pub(crate) mod dashboard;
+
 use crate::AppState;
 use crate::config::MetricsListener;
 use crate::live::LiveTransport;
@@ -39,11 +42,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/calls", get(list_calls))
         .route("/calls/{call_id}", get(get_call))
+        .route("/ended-calls", get(ended_calls))
         .route("/calls/{call_id}/play", post(play))
         .route("/calls/{call_id}/stop-audio", post(stop_audio))
         .route("/calls/{call_id}/hangup", post(hangup))
         .route("/drain", post(drain))
-        .route("/events", get(events));
+        .route("/events", get(events))
+        .route("/files/{call_id}/", get(dashboard::folder))
+        .route("/files/{call_id}/{name}", get(dashboard::file));
     if state.config.metrics.listen == MetricsListener::Admin {
         api = api.route("/metrics", get(crate::routes::metrics));
     }
@@ -54,6 +60,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(crate::routes::healthz))
         .route("/readyz", get(crate::routes::readyz))
+        // The dashboard's pages let a browser in themselves (a token in the address, then a
+        // session cookie); its script and style hold nothing secret.
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .merge(api)
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(state.config.admin.max_body_bytes))
@@ -74,6 +85,7 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
                 _ => Some(AdminRefusal::NotLoopback),
             }
         }
+        Some(_) if state.sessions.admits(request.headers()) => None,
         Some(token) => match bearer(request.headers()) {
             None => Some(AdminRefusal::Missing),
             Some(offered) if constant_time_eq(offered.as_bytes(), token.0.trim().as_bytes()) => {
@@ -189,8 +201,22 @@ pub(crate) struct TransportView {
     bidirectional: bool,
     /// Outbound audio queued and not yet sent, in milliseconds.
     queued_playback_ms: u64,
+    /// Its sources: the participants of an unmixed call (or `mixed`), each with its latest
+    /// level when a `level_meter` measures them.
+    sources: Vec<SourceView>,
     /// Its processors, in pipeline order.
     processors: Vec<ProcessorView>,
+}
+
+/// One source of a call's audio.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SourceView {
+    /// `mixed`, or the participant's raw id.
+    name: String,
+    /// Its latest RMS level, in dBFS (absent until measured).
+    rms_dbfs: Option<f64>,
+    /// Its latest peak, in dBFS.
+    peak_dbfs: Option<f64>,
 }
 
 /// A processor's counters so far.
@@ -234,6 +260,17 @@ fn transport_view(transport: &LiveTransport, now: Timestamp) -> TransportView {
         channels: transport.format.channels(),
         bidirectional,
         queued_playback_ms: u64::try_from(queued.as_millis()).unwrap_or(u64::MAX),
+        sources: transport
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, level)| SourceView {
+                name: name.clone(),
+                rms_dbfs: level.map(|l| l.rms_dbfs),
+                peak_dbfs: level.map(|l| l.peak_dbfs),
+            })
+            .collect(),
         processors: transport
             .probes
             .iter()
@@ -307,6 +344,41 @@ async fn get_call(
         .pop()
         .map(Json)
         .ok_or_else(|| Failure::no_call(&call_id))
+}
+
+/// A call that ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EndedCallView {
+    /// The call's id (its folder).
+    call_id: String,
+    /// When its last transport ended (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    ended_at: Timestamp,
+    /// Its folder's files, read-only (when calls are recorded).
+    files: Option<String>,
+}
+
+/// The last 100 calls that ended, newest first.
+#[utoipa::path(get, path = "/ended-calls", tag = "calls",
+    responses((status = 200, description = "Calls that ended, newest first", body = [EndedCallView])))]
+async fn ended_calls(State(state): State<Arc<AppState>>) -> Json<Vec<EndedCallView>> {
+    let recorded = state.config.recording.enabled;
+    Json(
+        state
+            .live
+            .ended()
+            .into_iter()
+            .map(|call| EndedCallView {
+                files: recorded.then(|| {
+                    let id: String =
+                        form_urlencoded::byte_serialize(call.call_id.as_bytes()).collect();
+                    format!("/files/{id}/")
+                }),
+                call_id: call.call_id.to_string(),
+                ended_at: call.ended_at,
+            })
+            .collect(),
+    )
 }
 
 /// A WAV file (PCM16, any rate from 8 to 48 kHz, up to 8 channels, mixed down on the way).
@@ -606,13 +678,14 @@ async fn openapi() -> Response {
         crate::routes::readyz,
         list_calls,
         get_call,
+        ended_calls,
         play,
         stop_audio,
         hangup,
         drain,
         events
     ),
-    components(schemas(ApiError, CallView, TransportView, ProcessorView, Played, Stopped, HungUp, Draining)),
+    components(schemas(ApiError, CallView, TransportView, SourceView, ProcessorView, EndedCallView, Played, Stopped, HungUp, Draining)),
     modifiers(&BearerToken),
     security(("admin_token" = [])),
 )]
@@ -644,6 +717,7 @@ mod tests {
             "/readyz",
             "/calls",
             "/calls/{call_id}",
+            "/ended-calls",
             "/calls/{call_id}/play",
             "/calls/{call_id}/stop-audio",
             "/calls/{call_id}/hangup",

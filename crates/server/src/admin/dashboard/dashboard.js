@@ -1,0 +1,222 @@
+// The mediagate dashboard: live calls from GET /calls (polled each second), and what happens in
+// them from GET /events (server-sent events), as it happens. Plain JS, no build step: the
+// gateway embeds this file. Every request goes to the admin listener that served the page,
+// authenticated by its session cookie.
+"use strict";
+
+const calls = new Map(); // call id -> { element, partials: Map(key -> <li>), tones: [] }
+const ended = new Set(); // ids of calls that have ended
+const MAX_TRANSCRIPT_LINES = 200;
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function text(element, value) {
+  element.textContent = value;
+  return element;
+}
+
+function seconds(value) {
+  const s = Math.floor(value);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+async function post(path, body, type) {
+  const init = { method: "POST", headers: {} };
+  if (body !== undefined) {
+    init.body = body;
+    init.headers["content-type"] = type;
+  }
+  const response = await fetch(path, init);
+  let message = "";
+  try {
+    const json = await response.json();
+    message = json.error || JSON.stringify(json);
+  } catch (_) {
+    message = response.statusText;
+  }
+  return { ok: response.ok, message };
+}
+
+function callElement(callId) {
+  const existing = calls.get(callId);
+  if (existing) return existing;
+  const element = $("#call-template").content.firstElementChild.cloneNode(true);
+  element.dataset.callId = callId;
+  text($(".call-id", element), callId);
+  const path = `/calls/${encodeURIComponent(callId)}`;
+  const status = $(".status", element);
+  $(".stop-audio", element).addEventListener("click", async () => {
+    const r = await post(`${path}/stop-audio`);
+    text(status, r.ok ? "audio stopped" : r.message);
+  });
+  $(".hangup", element).addEventListener("click", async () => {
+    const r = await post(`${path}/hangup`);
+    text(status, r.ok ? "ending…" : r.message);
+  });
+  $(".play-file", element).addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    const r = await post(`${path}/play`, file, "audio/wav");
+    text(status, r.ok ? `playing ${file.name}` : r.message);
+    event.target.value = "";
+  });
+  const call = { element, partials: new Map(), tones: [] };
+  calls.set(callId, call);
+  $("#calls").append(element);
+  return call;
+}
+
+function meter(call, name) {
+  const sources = $(".sources", call.element);
+  let source = [...sources.children].find((s) => s.dataset.source === name);
+  if (!source) {
+    source = document.createElement("span");
+    source.className = "source";
+    source.dataset.source = name;
+    source.dataset.level = "-100";
+    const label = text(document.createElement("span"), name);
+    const bar = document.createElement("span");
+    bar.className = "meter";
+    bar.append(document.createElement("div"));
+    source.append(label, bar);
+    sources.append(source);
+  }
+  return source;
+}
+
+function showLevel(call, name, dbfs) {
+  const source = meter(call, name);
+  source.dataset.level = dbfs.toFixed(1);
+  const fraction = Math.min(1, Math.max(0, (dbfs + 60) / 60));
+  source.querySelector(".meter > div").style.width = `${(fraction * 100).toFixed(1)}%`;
+}
+
+function render(view) {
+  const call = callElement(view.call_id);
+  text($(".duration", call.element), seconds(view.duration_secs));
+  const rows = [];
+  for (const transport of view.transports) {
+    for (const source of transport.sources) {
+      if (source.rms_dbfs === null || source.rms_dbfs === undefined) meter(call, source.name);
+    }
+    for (const p of transport.processors) {
+      const row = document.createElement("tr");
+      for (const value of [`${p.name}${view.transports.length > 1 ? ` (${transport.kind})` : ""}`,
+        p.frames, p.events, p.dropped + p.events_dropped, p.errors + p.panics,
+        `${(p.busy_seconds * 1000).toFixed(1)} ms`]) {
+        row.append(text(document.createElement("td"), value));
+      }
+      rows.push(row);
+    }
+  }
+  $(".processors tbody", call.element).replaceChildren(...rows);
+}
+
+function endCall(callId) {
+  const call = calls.get(callId);
+  if (!call) return;
+  call.element.remove();
+  calls.delete(callId);
+  ended.add(callId);
+}
+
+// The calls that ended last (the gateway keeps a hundred), with links to their files.
+function renderEnded(views) {
+  const items = views.map((view) => {
+    ended.add(view.call_id);
+    const item = document.createElement("li");
+    item.dataset.callId = view.call_id;
+    const name = text(document.createElement(view.files ? "a" : "span"), view.call_id);
+    if (view.files) name.href = view.files;
+    const at = new Date(view.ended_at).toLocaleTimeString();
+    item.append(name, text(document.createElement("span"), ` ended ${at}`));
+    return item;
+  });
+  $("#ended").replaceChildren(...items);
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("/calls");
+    if (response.status === 401) {
+      window.location.assign("/");
+      return;
+    }
+    const views = await response.json();
+    const endedResponse = await fetch("/ended-calls");
+    if (endedResponse.ok) renderEnded(await endedResponse.json());
+    const live = new Set(views.map((v) => v.call_id));
+    for (const view of views) render(view);
+    for (const callId of [...calls.keys()]) if (!live.has(callId)) endCall(callId);
+    $("#no-calls").hidden = views.length > 0;
+    text($("#live-count"), `(${views.length})`);
+  } catch (error) {
+    text($("#node"), `cannot reach the gateway: ${error}`);
+  }
+}
+
+function transcript(call, data) {
+  const list = $(".transcript", call.element);
+  const key = `${data.source}/${data.speaker ?? ""}`;
+  let line = call.partials.get(key);
+  if (!line) {
+    line = document.createElement("li");
+    list.append(line);
+  }
+  const who = data.speaker ? `${data.speaker}: ` : "";
+  text(line, `${who}${data.text}`);
+  if (data.status === "final") {
+    line.className = "final";
+    call.partials.delete(key);
+  } else {
+    line.className = "partial";
+    call.partials.set(key, line);
+  }
+  while (list.children.length > MAX_TRANSCRIPT_LINES) list.firstElementChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function listen() {
+  const badge = $("#stream");
+  const events = new EventSource("/events");
+  events.onopen = () => {
+    text(badge, "live");
+    badge.className = "badge live";
+  };
+  events.onerror = () => {
+    text(badge, "reconnecting…");
+    badge.className = "badge";
+  };
+  const on = (kind, handle) =>
+    events.addEventListener(kind, (message) => {
+      const data = JSON.parse(message.data);
+      // A late event of a call that has left the list does not bring it back.
+      if (!calls.has(data.call_id) && ended.has(data.call_id)) return;
+      handle(data, callElement(data.call_id));
+    });
+  on("call_started", () => refresh());
+  on("call_ended", () => setTimeout(refresh, 200));
+  on("transcript", (data, call) => transcript(call, data));
+  on("dtmf", (data, call) => {
+    call.tones.push(data.tone);
+    text($(".dtmf", call.element), call.tones.join(" "));
+  });
+  on("custom", (data, call) => {
+    if (data.kind === "level" && typeof data.data.rms_dbfs === "number") {
+      showLevel(call, data.data.source ?? "mixed", data.data.rms_dbfs);
+    }
+  });
+  on("barge_in", (data, call) => text($(".status", call.element), `barge-in: ${data.cut_ms} ms cut`));
+  events.addEventListener("lagged", () => text(badge, "fell behind; reconnecting…"));
+}
+
+async function node() {
+  const response = await fetch("/healthz");
+  const health = await response.json();
+  text($("#node"), `v${health.version} · ${health.status}`);
+}
+
+node();
+refresh();
+setInterval(refresh, 1000);
+listen();

@@ -1,0 +1,101 @@
+"""Drives the dashboard in Debian's chromium (headless, through Playwright's CDP driver) while
+tests/dashboard.rs runs an emulated call, and prints what the page showed as one JSON object.
+
+    python dashboard.py ADMIN_URL TOKEN CALL_ID WAV_TO_PLAY EXPECTED_FINAL [SCREENSHOT]
+
+Every wait is bounded; a step that times out is reported, not hidden.
+"""
+
+import json
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 15_000
+
+
+def main():
+    admin, token, call_id, wav, expected_final = sys.argv[1:6]
+    screenshot = sys.argv[6] if len(sys.argv) > 6 else None
+    seen = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+
+        # Without a token: the page that asks for one.
+        response = page.goto(f"{admin}/")
+        seen["without_token"] = {
+            "status": response.status,
+            "asks_for_token": page.locator("input[name=token]").count() == 1,
+        }
+        # A wrong token: refused.
+        response = page.goto(f"{admin}/?token=not-the-token")
+        seen["wrong_token_status"] = response.status
+        # The right one: a session cookie, and the dashboard without the token in the address.
+        response = page.goto(f"{admin}/?token={token}")
+        seen["with_token"] = {"status": response.status, "url": page.url}
+        seen["cookies"] = [
+            {k: c[k] for k in ("name", "httpOnly", "sameSite", "path")}
+            for c in context.cookies()
+        ]
+
+        card = page.locator(f'article.call[data-call-id="{call_id}"]')
+        card.wait_for(timeout=WAIT_MS)
+        seen["call_listed"] = True
+
+        # The transcript: its final line arrives.
+        final = card.locator(".transcript li.final", has_text=expected_final)
+        final.first.wait_for(timeout=WAIT_MS)
+        seen["transcript"] = card.locator(".transcript li").all_inner_texts()
+
+        # The meter: readings over a second.
+        levels, widths = [], []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            value = card.locator(".source").first.get_attribute("data-level", timeout=WAIT_MS)
+            levels.append(float(value))
+            widths.append(
+                card.locator(".source .meter > div").first.evaluate(
+                    "element => element.style.width"
+                )
+            )
+            page.wait_for_timeout(100)
+        seen["levels"] = levels
+        seen["meter_widths"] = widths
+
+        # Play a WAV into the call from the file picker.
+        card.locator(".play-file").set_input_files(wav)
+        card.locator(".status", has_text="playing").wait_for(timeout=WAIT_MS)
+        seen["play_status"] = card.locator(".status").inner_text()
+        page.wait_for_timeout(1500)
+
+        if screenshot:
+            page.screenshot(path=screenshot, full_page=True)
+
+        # End the call: it leaves the list for the ended ones, with a link to its files.
+        card.locator("button.hangup").click()
+        ended = page.locator(f'#ended li[data-call-id="{call_id}"] a')
+        ended.wait_for(timeout=WAIT_MS)
+        seen["ended_link"] = ended.get_attribute("href")
+        seen["card_gone"] = card.count() == 0
+        listing = page.goto(f"{admin}{seen['ended_link']}")
+        seen["files"] = {
+            "status": listing.status,
+            "names": page.locator("li a").all_inner_texts(),
+        }
+        seen["page_errors"] = errors
+        browser.close()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()

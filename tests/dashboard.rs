@@ -1,0 +1,163 @@
+//! The dashboard in a real browser: Debian's chromium, headless, driven by Playwright (PyPI, in
+//! a virtualenv made on first use; it drives the system's chromium, it downloads none) through
+//! `tests/browser/dashboard.py`, against a gateway with an emulated call. The page must ask for
+//! the token, refuse a wrong one, keep the right one in a session cookie only, list the call,
+//! show its transcript and a moving level meter, play a WAV the emulator then hears sample for
+//! sample, end the call, and link its files.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{TestGateway, emulate, sample};
+use mediagate::emulator::Pacing;
+use mediagate::server::AdminToken;
+use serde_json::Value;
+
+const TOKEN: &str = "a-dashboard-token-0123456789abcdef";
+
+/// The driver's PyPI package, pinned.
+const PLAYWRIGHT: &str = "playwright==1.65.2";
+
+/// The browser Playwright drives.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
+    assert!(
+        std::path::Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing: apt-get install chromium (or run .ci/run)"
+    );
+    let venv =
+        tokio::task::spawn_blocking(|| common::venv::with_package("browser-venv", PLAYWRIGHT))
+            .await
+            .unwrap();
+    let gateway = TestGateway::start_isolated(|config| {
+        config.admin.token = Some(AdminToken(TOKEN.to_owned()));
+        config.pipeline.processors = ["wav", "transcript", "dtmf", "level_meter"]
+            .map(String::from)
+            .to_vec();
+    })
+    .await;
+    let admin = gateway.admin.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let heard = scratch.path().join("heard.wav");
+    // A call long enough for the whole visit: the recording, then 20 s of quiet on the line.
+    let call = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=supervised"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_transcript(sample("transcript-script.json"))
+            .with_pacing(Pacing::Realtime)
+            .with_linger(Duration::from_secs(20))
+            .with_record_outbound(&heard),
+    ));
+    let prompt = sample("alice-16k.wav");
+    let screenshot = std::env::var_os("MEDIAGATE_DASHBOARD_SCREENSHOT");
+    let mut driver = tokio::process::Command::new(venv.join("bin/python"));
+    driver
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/dashboard.py"
+        ))
+        .arg(format!("http://{admin}"))
+        .arg(TOKEN)
+        .arg("supervised")
+        .arg(&prompt)
+        .arg("Hello, thank you for calling.")
+        .args(screenshot.iter())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), driver.output())
+        .await
+        .expect("the browser did not finish within 120 s")
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser driver failed:\n{said}"
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+
+    // Let in by the token once, kept in by a cookie scripts cannot read.
+    assert_eq!(seen["without_token"]["status"], 200);
+    assert_eq!(seen["without_token"]["asks_for_token"], true);
+    assert_eq!(seen["wrong_token_status"], 401);
+    assert_eq!(seen["with_token"]["status"], 200);
+    assert_eq!(seen["with_token"]["url"], format!("http://{admin}/"));
+    let cookies = seen["cookies"].as_array().unwrap();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert_eq!(cookies[0]["httpOnly"], true);
+    assert_eq!(cookies[0]["sameSite"], "Strict");
+
+    // The call, its transcript as it came, its level moving with the speech.
+    assert_eq!(seen["call_listed"], true);
+    let lines: Vec<&str> = seen["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"Hello, thank you for calling."),
+        "{lines:?}"
+    );
+    let levels: Vec<f64> = seen["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_f64().unwrap())
+        .collect();
+    let (low, high) = levels
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+    assert!(
+        high > -40.0 && high - low > 3.0,
+        "the meter did not move: {levels:?}"
+    );
+    let widths = seen["meter_widths"].as_array().unwrap();
+    assert!(
+        widths
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| !w.is_empty() && w != "0%")),
+        "the bar never grew: {widths:?}"
+    );
+
+    // Played from the page, heard by the caller.
+    assert!(
+        seen["play_status"]
+            .as_str()
+            .unwrap()
+            .contains("playing alice-16k.wav"),
+        "{seen}"
+    );
+    let report = call.await.unwrap().unwrap();
+    let close = report.gateway_close.expect("the gateway closed the call");
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (1000, "ended by the operator")
+    );
+    let (played, _) = common::read_wav(&prompt);
+    let (heard, _) = common::read_wav(&heard);
+    assert!(heard.len() >= 16_000, "{} samples heard", heard.len());
+    let n = heard.len().min(played.len());
+    assert!(
+        heard[..n] == played[..n],
+        "what was heard is not the WAV played"
+    );
+
+    // Ended, and its files one click away.
+    assert_eq!(seen["card_gone"], true);
+    assert_eq!(seen["ended_link"], "/files/supervised/");
+    assert_eq!(seen["files"]["status"], 200);
+    let names: Vec<&str> = seen["files"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for name in ["mixed.wav", "session.json", "transcript.jsonl"] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert_eq!(seen["page_errors"], serde_json::json!([]));
+    gateway.stop().await;
+}
