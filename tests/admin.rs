@@ -623,3 +623,150 @@ async fn a_watcher_that_stops_reading_is_cut_off_while_the_call_goes_on_bit_exac
     assert_eq!(value_of(&text, "mediagate_admin_event_streams"), 0.0);
     gateway.stop().await;
 }
+
+/// A listener of `call_id` on the admin listener, authenticated by the token.
+async fn listener(
+    admin: SocketAddr,
+    call_id: &str,
+    stream: tokio::net::TcpStream,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{admin}/calls/{call_id}/listen")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_hears_the_call_as_it_arrives_sample_for_sample() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (gateway, admin) = gateway(|_| {}).await;
+    let call = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=heard"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_pacing(Pacing::Realtime),
+    ));
+    listed(admin, "heard").await;
+    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut socket = listener(admin, "heard", tcp).await;
+    let Some(Ok(Message::Text(hello))) = socket.next().await else {
+        panic!("no first message");
+    };
+    let hello: Value = serde_json::from_str(&hello).unwrap();
+    assert_eq!(hello["sample_rate_hz"], 16_000);
+    assert_eq!(hello["source"], "mixed");
+    let (mut heard, mut messages) = (Vec::new(), 0);
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Binary(pcm)))) => {
+                messages += 1;
+                heard.extend(
+                    pcm.chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
+                );
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.unwrap(),
+            other => panic!("unexpected: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1000);
+    assert_eq!(close.reason.as_str(), "call ended");
+    call.await.unwrap().unwrap();
+    // From the moment it joined to the end: the call's audio, every sample as it was sent.
+    let (sent, _) = common::read_wav(&sample("hello-16k.wav"));
+    assert!(
+        heard.len() > sent.len() / 2,
+        "{} of {} samples heard",
+        heard.len(),
+        sent.len()
+    );
+    assert!(
+        sent.ends_with(&heard),
+        "what was heard is not the call's audio"
+    );
+    let metrics = http(gateway.addr, "GET", "/metrics", None, b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    let frames = value_of(&text, "mediagate_listen_latency_seconds_count");
+    assert_eq!(frames, f64::from(messages));
+    assert_eq!(value_of(&text, "mediagate_listeners"), 0.0);
+    gateway.stop().await;
+}
+
+/// An ACS AudioData message of mixed audio at `ms` into the call.
+fn audio_data(samples: &[i16], ms: u64) -> String {
+    use base64::Engine;
+    let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let timestamp = format!(
+        "2026-12-01T10:{:02}:{:02}.{:03}Z",
+        ms / 60_000,
+        ms / 1000 % 60,
+        ms % 1000
+    );
+    serde_json::json!({ "kind": "AudioData", "audioData": {
+        "timestamp": timestamp,
+        "data": base64::engine::general_purpose::STANDARD.encode(pcm),
+        "silent": false,
+    }})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_stops_reading_is_cut_off_and_the_call_goes_on_bit_exact() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (gateway, admin) = gateway(|_| {}).await;
+    let (mut call, _) = tokio_tungstenite::connect_async(gateway.url("/ws?callId=busy"))
+        .await
+        .unwrap();
+    let metadata = serde_json::json!({ "kind": "AudioMetadata", "audioMetadata": {
+        "subscriptionId": "s", "encoding": "PCM", "sampleRate": 16000, "channels": 1,
+        "length": 640 }});
+    call.send(Message::text(metadata.to_string()))
+        .await
+        .unwrap();
+    // The first frame opens the call; then a listener that never reads, on a small buffer.
+    let frame = |i: usize| -> Vec<i16> {
+        (0..320)
+            .map(|j| (((i * 320 + j) * 7) % 20_000) as i16 - 10_000)
+            .collect()
+    };
+    call.send(Message::text(audio_data(&frame(0), 0)))
+        .await
+        .unwrap();
+    listed(admin, "busy").await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(admin).await.unwrap();
+    let _slow = listener(admin, "busy", tcp).await;
+    // Ten minutes of audio, as fast as the gateway takes it.
+    const FRAMES: usize = 30_000;
+    for i in 1..FRAMES {
+        call.feed(Message::text(audio_data(&frame(i), i as u64 * 20)))
+            .await
+            .unwrap();
+    }
+    call.close(None).await.unwrap();
+    gateway.ended_session("busy").await;
+    let (recorded, _) = common::read_wav(&gateway.call_dir("busy").join("mixed.wav"));
+    assert_eq!(recorded.len(), FRAMES * 320);
+    assert!(
+        (0..FRAMES).all(|i| recorded[i * 320..(i + 1) * 320] == frame(i)[..]),
+        "the recording is not the audio sent"
+    );
+    let metrics = http(gateway.addr, "GET", "/metrics", None, b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert_eq!(
+        value_of(&text, "mediagate_listeners_cut_total"),
+        1.0,
+        "{text}"
+    );
+    gateway.stop().await;
+}

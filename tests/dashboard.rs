@@ -42,13 +42,21 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
     let admin = gateway.admin.unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let heard = scratch.path().join("heard.wav");
-    // A call long enough for the whole visit: the recording, then 20 s of quiet on the line.
+    // A call long enough for the whole visit: the recording five times over.
+    let (hello, rate) = common::read_wav(&sample("hello-16k.wav"));
+    let speech: Vec<i16> = hello
+        .iter()
+        .copied()
+        .cycle()
+        .take(hello.len() * 5)
+        .collect();
+    let long = scratch.path().join("long.wav");
+    common::write_wav(&long, rate, &speech);
     let call = tokio::spawn(mediagate::emulator::run(
         emulate(gateway.url("/ws?callId=supervised"))
-            .with_wav(sample("hello-16k.wav"))
+            .with_wav(&long)
             .with_transcript(sample("transcript-script.json"))
             .with_pacing(Pacing::Realtime)
-            .with_linger(Duration::from_secs(20))
             .with_record_outbound(&heard),
     ));
     let prompt = sample("alice-16k.wav");
@@ -120,6 +128,24 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
             .iter()
             .any(|w| w.as_str().is_some_and(|w| !w.is_empty() && w != "0%")),
         "the bar never grew: {widths:?}"
+    );
+
+    // Listened to: the call's audio reached the page and played at the call's loudness (the
+    // analyser's 2048-sample window against the loudest such stretch of what was sent).
+    let listening = &seen["listening"];
+    assert!(listening["frames"].as_u64().unwrap() > 50, "{listening}");
+    let loudest_sent = speech
+        .chunks(2048)
+        .map(|w| {
+            let sum: f64 = w.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+            20.0 * ((sum / w.len() as f64).sqrt() / 32_768.0).log10()
+        })
+        .fold(f64::MIN, f64::max);
+    let loudest_played = listening["max_rms_dbfs"].as_f64().unwrap();
+    eprintln!("listening: {listening}; loudest sent {loudest_sent:.1} dBFS");
+    assert!(
+        (loudest_played - loudest_sent).abs() < 6.0,
+        "played at {loudest_played:.1} dBFS at most, sent at {loudest_sent:.1}: {listening}"
     );
 
     // Played from the page, heard by the caller.

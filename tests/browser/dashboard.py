@@ -52,6 +52,10 @@ def main():
         card.wait_for(timeout=WAIT_MS)
         seen["call_listed"] = True
 
+        # Listen: the call's audio through the page's jitter buffer, measured after it.
+        card.locator("button.listen").click()
+        card.locator(".status", has_text="listening").wait_for(timeout=WAIT_MS)
+
         # The transcript: its final line arrives.
         final = card.locator(".transcript li.final", has_text=expected_final)
         final.first.wait_for(timeout=WAIT_MS)
@@ -71,6 +75,13 @@ def main():
             page.wait_for_timeout(100)
         seen["levels"] = levels
         seen["meter_widths"] = widths
+
+        # What the listener played by now.
+        page.wait_for_timeout(1000)
+        seen["listening"] = page.evaluate(f"window.mediagateListening[{json.dumps(call_id)}]")
+        seen["audio_context"] = page.evaluate(
+            "typeof AudioWorkletNode === 'function' ? 'worklet' : 'none'"
+        )
 
         # Play a WAV into the call from the file picker.
         card.locator(".play-file").set_input_files(wav)

@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use mediagate_audio::{AudioFormat, Timestamp};
+use mediagate_audio::{AudioFormat, AudioFrame, Timestamp};
 use mediagate_pipeline::{ConsumerProbe, Event, Playback};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::TransportKind;
@@ -50,7 +52,20 @@ pub(crate) struct LiveTransport {
     /// Its sources (`mixed`, or each participant) with their latest level, from the events it
     /// carries.
     pub(crate) sources: Mutex<BTreeMap<String, Option<Level>>>,
+    /// Its inbound audio for listeners (`GET /calls/{id}/listen`), when any listen.
+    pub(crate) tap: broadcast::Sender<Tapped>,
 }
+
+/// A frame of the call's audio as listeners get it: shared by refcount, with when it arrived.
+#[derive(Debug, Clone)]
+pub(crate) struct Tapped {
+    pub(crate) arrived: Instant,
+    pub(crate) frame: AudioFrame,
+}
+
+/// Frames a listener may fall behind by before it is cut off (a second of 20 ms frames, per
+/// participant of an unmixed call at most a fifth of that).
+pub(crate) const TAP_FRAMES: usize = 50;
 
 /// A source's latest reading (`level_meter`'s `level` event).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +79,16 @@ pub(crate) struct Level {
 const MAX_SOURCES: usize = 64;
 
 impl LiveTransport {
+    /// Hands `frame` to the listeners, if any: a refcount, never a wait.
+    pub(crate) fn tap(&self, frame: &AudioFrame) {
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(Tapped {
+                arrived: Instant::now(),
+                frame: frame.clone(),
+            });
+        }
+    }
+
     /// Notes what `event` says about the call's sources: a participant joined, a level read.
     pub(crate) fn observe(&self, event: &Event) {
         let (name, level) = match event {

@@ -32,6 +32,11 @@ type Label = [(&'static str, String); 1];
 /// One label with a value from a closed set (a transport's kind).
 type Static = [(&'static str, &'static str); 1];
 
+/// Upper bounds of `mediagate_listen_latency_seconds`: half a millisecond to a second.
+const LISTEN_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// Upper bounds of the transport-duration histogram, in seconds: a second to four hours.
 const DURATION_BUCKETS: [f64; 14] = [
     1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
@@ -135,6 +140,9 @@ pub(crate) struct Metrics {
     admin_refused: Family<Label, Counter>,
     event_streams: Gauge,
     event_streams_cut: Counter,
+    listeners: Gauge,
+    listeners_cut: Counter,
+    listen_latency: Histogram,
     /// Shared with the histograms' collector ([`histograms::Histograms`]).
     processors: Arc<Mutex<ProcessorTotals>>,
 }
@@ -251,6 +259,9 @@ impl Default for Metrics {
             admin_refused: Family::default(),
             event_streams: Gauge::default(),
             event_streams_cut: Counter::default(),
+            listeners: Gauge::default(),
+            listeners_cut: Counter::default(),
+            listen_latency: Histogram::new(LISTEN_BUCKETS),
             processors: Arc::default(),
         };
         let m = &metrics;
@@ -402,6 +413,22 @@ impl Default for Metrics {
             m.playback_late_frames.clone(),
         );
         registry.register(
+            "listeners",
+            "Supervisors listening to calls now (GET /calls/{id}/listen)",
+            m.listeners.clone(),
+        );
+        registry.register(
+            "listeners_cut",
+            "Listeners closed because they fell behind the call",
+            m.listeners_cut.clone(),
+        );
+        registry.register_with_unit(
+            "listen_latency",
+            "From a frame's arrival to its write to a listener",
+            Unit::Seconds,
+            m.listen_latency.clone(),
+        );
+        registry.register(
             "admin_event_streams",
             "Admin API event streams (GET /events) open now",
             m.event_streams.clone(),
@@ -495,6 +522,26 @@ impl Metrics {
 
     pub(crate) fn policy_close(&self) {
         self.policy_closes.inc();
+    }
+
+    /// A listener began.
+    pub(crate) fn listener_opened(&self) {
+        self.listeners.inc();
+    }
+
+    /// A listener ended.
+    pub(crate) fn listener_closed(&self) {
+        self.listeners.dec();
+    }
+
+    /// A listener was cut off: it fell behind.
+    pub(crate) fn listener_cut(&self) {
+        self.listeners_cut.inc();
+    }
+
+    /// A frame reached a listener `seconds` after it arrived.
+    pub(crate) fn listened(&self, seconds: f64) {
+        self.listen_latency.observe(seconds);
     }
 
     /// An event stream opened.

@@ -25,6 +25,7 @@ const INDEX: &str = include_str!("dashboard/index.html");
 const LOGIN: &str = include_str!("dashboard/login.html");
 const SCRIPT: &str = include_str!("dashboard/dashboard.js");
 const STYLE: &str = include_str!("dashboard/dashboard.css");
+const WORKLET: &str = include_str!("dashboard/listen-worklet.js");
 
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "mediagate_admin";
@@ -178,6 +179,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// The dashboard's script (nothing secret in it: it is served without a session).
 pub(super) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// The listener's jitter buffer (an AudioWorklet module).
+pub(super) async fn worklet() -> Response {
+    asset("text/javascript; charset=utf-8", WORKLET)
 }
 
 /// The dashboard's style sheet.

@@ -30,6 +30,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 pub(crate) mod dashboard;
+mod listen;
 
 use crate::AppState;
 use crate::config::MetricsListener;
@@ -46,6 +47,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/calls/{call_id}/play", post(play))
         .route("/calls/{call_id}/stop-audio", post(stop_audio))
         .route("/calls/{call_id}/hangup", post(hangup))
+        .route("/calls/{call_id}/listen", get(listen::listen))
         .route("/drain", post(drain))
         .route("/events", get(events))
         .route("/files/{call_id}/", get(dashboard::folder))
@@ -65,6 +67,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
+        .route("/listen-worklet.js", get(dashboard::worklet))
         .merge(api)
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(state.config.admin.max_body_bytes))

@@ -180,6 +180,9 @@ impl Driver {
     /// Hands a frame to the call's processors.
     async fn push_frame(&mut self, frame: mediagate_audio::AudioFrame) {
         self.app.metrics.frame_received(frame.pcm.len());
+        if let Some(live) = &self.live {
+            live.transport().tap(&frame);
+        }
         if let Some(call) = &mut self.pipeline {
             call.pipeline.push_frame(&frame).await;
         }
@@ -344,6 +347,7 @@ impl Driver {
             probes: pipeline.map(|p| p.probes()).unwrap_or_default(),
             playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
             sources: std::sync::Mutex::default(),
+            tap: tokio::sync::broadcast::channel(crate::live::TAP_FRAMES).0,
         }));
     }
 

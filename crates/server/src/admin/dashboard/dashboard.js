@@ -4,7 +4,7 @@
 // authenticated by its session cookie.
 "use strict";
 
-const calls = new Map(); // call id -> { element, partials: Map(key -> <li>), tones: [] }
+const calls = new Map(); // call id -> { element, partials: Map(key -> <li>), tones: [], listener }
 const ended = new Set(); // ids of calls that have ended
 const MAX_TRANSCRIPT_LINES = 200;
 
@@ -60,7 +60,18 @@ function callElement(callId) {
     text(status, r.ok ? `playing ${file.name}` : r.message);
     event.target.value = "";
   });
-  const call = { element, partials: new Map(), tones: [] };
+  const call = { element, partials: new Map(), tones: [], listener: null };
+  const listen = $(".listen", element);
+  listen.addEventListener("click", () => {
+    if (call.listener) {
+      call.listener.stop();
+      call.listener = null;
+      text(listen, "Listen");
+    } else {
+      call.listener = new Listener(callId, status);
+      text(listen, "Stop listening");
+    }
+  });
   calls.set(callId, call);
   $("#calls").append(element);
   return call;
@@ -115,6 +126,7 @@ function render(view) {
 function endCall(callId) {
   const call = calls.get(callId);
   if (!call) return;
+  if (call.listener) call.listener.stop();
   call.element.remove();
   calls.delete(callId);
   ended.add(callId);
@@ -208,6 +220,76 @@ function listen() {
   });
   on("barge_in", (data, call) => text($(".status", call.element), `barge-in: ${data.cut_ms} ms cut`));
   events.addEventListener("lagged", () => text(badge, "fell behind; reconnecting…"));
+}
+
+// Silent monitoring: the call's audio over a WebSocket, as PCM16 at the call's rate, played
+// through a jitter buffer on the audio thread (listen-worklet.js). An analyser after it
+// measures what is played: window.mediagateListening[call id] holds the figures.
+window.mediagateListening = {};
+
+class Listener {
+  constructor(callId, status) {
+    this.stats = { frames: 0, samples: 0, rms_dbfs: -100, max_rms_dbfs: -100, underruns: 0 };
+    window.mediagateListening[callId] = this.stats;
+    this.status = status;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.socket = new WebSocket(`${scheme}://${location.host}/calls/${encodeURIComponent(callId)}/listen`);
+    this.socket.binaryType = "arraybuffer";
+    this.pending = [];
+    this.socket.onmessage = (message) => this.receive(message.data);
+    this.socket.onclose = (event) => {
+      text(this.status, `listening ended: ${event.reason || event.code}`);
+      this.stop();
+    };
+  }
+
+  async receive(data) {
+    if (typeof data === "string") {
+      const hello = JSON.parse(data);
+      await this.start(hello.sample_rate_hz);
+      return;
+    }
+    const pcm = new Int16Array(data);
+    const samples = new Float32Array(pcm.length);
+    for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 32768;
+    this.stats.frames += 1;
+    this.stats.samples += samples.length;
+    if (this.node) this.node.port.postMessage(samples, [samples.buffer]);
+    else this.pending.push(samples);
+  }
+
+  async start(rate) {
+    this.context = new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
+    await this.context.audioWorklet.addModule("/listen-worklet.js");
+    this.node = new AudioWorkletNode(this.context, "jitter-buffer", { outputChannelCount: [1] });
+    this.node.port.onmessage = (event) => { this.stats.underruns = event.data.underruns; };
+    this.analyser = this.context.createAnalyser();
+    this.analyser.fftSize = 2048;
+    this.node.connect(this.analyser);
+    this.analyser.connect(this.context.destination);
+    for (const samples of this.pending) this.node.port.postMessage(samples, [samples.buffer]);
+    this.pending = [];
+    await this.context.resume();
+    text(this.status, `listening (${rate} Hz)`);
+    const window_ = new Float32Array(this.analyser.fftSize);
+    this.meter = setInterval(() => {
+      this.analyser.getFloatTimeDomainData(window_);
+      let sum = 0;
+      for (const v of window_) sum += v * v;
+      const rms = Math.sqrt(sum / window_.length);
+      const dbfs = rms > 0 ? Math.max(-100, 20 * Math.log10(rms)) : -100;
+      this.stats.rms_dbfs = dbfs;
+      this.stats.max_rms_dbfs = Math.max(this.stats.max_rms_dbfs, dbfs);
+    }, 100);
+  }
+
+  stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.meter);
+    if (this.socket.readyState <= WebSocket.OPEN) this.socket.close();
+    if (this.context) this.context.close();
+  }
 }
 
 async function node() {
