@@ -49,8 +49,14 @@ async fn http(
 ) -> Reply {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    // JSON bodies say so (a WAV or nothing says nothing).
+    let kind = if body.starts_with(b"{") {
+        "content-type: application/json\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\n{auth}content-length: {}\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: test\r\n{auth}{kind}content-length: {}\r\n\
          connection: close\r\n\r\n",
         body.len()
     );
@@ -411,6 +417,12 @@ struct EventStream {
 }
 
 impl EventStream {
+    /// Subscribes at `path` (a guest's events), without the admin token.
+    async fn open_at(admin: SocketAddr, path: &str) -> Self {
+        let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        Self::subscribe(stream, path, None).await
+    }
+
     /// Subscribes (to `query`'s events), with a receive buffer of `receive_buffer` bytes when
     /// given (a slow reader's), and waits until the subscription is live.
     async fn open(admin: SocketAddr, query: &str, receive_buffer: Option<u32>) -> Self {
@@ -418,11 +430,13 @@ impl EventStream {
         if let Some(bytes) = receive_buffer {
             socket.set_recv_buffer_size(bytes).unwrap();
         }
-        let mut stream = socket.connect(admin).await.unwrap();
-        let head = format!(
-            "GET /events{query} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {TOKEN}\r\n\
-             connection: close\r\n\r\n"
-        );
+        let stream = socket.connect(admin).await.unwrap();
+        Self::subscribe(stream, &format!("/events{query}"), Some(TOKEN)).await
+    }
+
+    async fn subscribe(mut stream: tokio::net::TcpStream, path: &str, token: Option<&str>) -> Self {
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let head = format!("GET {path} HTTP/1.1\r\nhost: test\r\n{auth}connection: close\r\n\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut events = EventStream {
             stream,
@@ -768,5 +782,232 @@ async fn a_listener_that_stops_reading_is_cut_off_and_the_call_goes_on_bit_exact
         1.0,
         "{text}"
     );
+    gateway.stop().await;
+}
+
+const GUEST_KEY: &str = "a-guest-link-signing-key-0123456789abcdef";
+
+/// Issues a guest link (admin): its id and token.
+async fn guest_link(
+    admin: SocketAddr,
+    call_id: &str,
+    scope: &str,
+    ttl_secs: u64,
+) -> (String, String) {
+    let request = serde_json::json!({ "call_id": call_id, "scope": scope, "ttl_secs": ttl_secs });
+    let reply = http(
+        admin,
+        "POST",
+        "/guest-links",
+        Some(TOKEN),
+        request.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let link = reply.json();
+    let token = link["token"].as_str().unwrap().to_owned();
+    assert_eq!(link["url"], format!("/guest/{token}"));
+    (link["id"].as_str().unwrap().to_owned(), token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_link_shows_one_call_until_it_expires_or_is_revoked() {
+    use futures_util::StreamExt;
+    let (gateway, admin) = gateway(|config| {
+        config.admin.guest_key = Some(AdminToken(GUEST_KEY.to_owned()));
+    })
+    .await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut calls = Vec::new();
+    for id in ["shown", "hidden"] {
+        calls.push(tokio::spawn(mediagate::emulator::run(
+            emulate(gateway.url(&format!("/ws?callId={id}")))
+                .with_wav(sample("hello-16k.wav"))
+                .with_dtmf("7@1.5".parse().unwrap())
+                .with_transcript(transcript_script(scratch.path(), 4))
+                .with_pacing(Pacing::Realtime),
+        )));
+    }
+    listed(admin, "shown").await;
+    listed(admin, "hidden").await;
+
+    // Only the admin issues links, only for live calls, only for a day at most.
+    let request = br#"{"call_id":"shown"}"#;
+    assert_eq!(
+        http(admin, "POST", "/guest-links", None, request)
+            .await
+            .status,
+        401
+    );
+    let nobody = http(
+        admin,
+        "POST",
+        "/guest-links",
+        Some(TOKEN),
+        br#"{"call_id":"nobody"}"#,
+    )
+    .await;
+    assert_eq!(nobody.status, 404);
+    let long = br#"{"call_id":"shown","ttl_secs":100000}"#;
+    assert_eq!(
+        http(admin, "POST", "/guest-links", Some(TOKEN), long)
+            .await
+            .status,
+        422
+    );
+
+    let (_, watch) = guest_link(admin, "shown", "watch", 2).await;
+    let (listen_id, listen) = guest_link(admin, "shown", "watch+listen", 600).await;
+
+    // The page and the call it names; never another call.
+    let page = http(admin, "GET", &format!("/guest/{watch}"), None, b"").await;
+    assert_eq!(page.status, 200);
+    let body = String::from_utf8_lossy(&page.body);
+    assert!(
+        body.contains(&format!("data-guest=\"/guest/{watch}/calls/shown\"")),
+        "{body}"
+    );
+    assert!(body.contains("data-listen=\"0\""));
+    let view = http(
+        admin,
+        "GET",
+        &format!("/guest/{watch}/calls/shown"),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(view.status, 200);
+    assert_eq!(view.json()["call_id"], "shown");
+    assert!(
+        view.json().get("transports").is_none(),
+        "a guest sees no internals"
+    );
+    let other = http(
+        admin,
+        "GET",
+        &format!("/guest/{watch}/calls/hidden"),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(other.status, 401);
+    // Its token opens nothing of the admin API.
+    assert_eq!(
+        http(admin, "GET", "/calls", Some(&watch), b"").await.status,
+        401
+    );
+    // Tampered: the same signature over another call.
+    let parts: Vec<&str> = listen.split('.').collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["call"] = "hidden".into();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    let tampered = http(
+        admin,
+        "GET",
+        &format!("/guest/{forged}/calls/hidden"),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(tampered.status, 401);
+
+    // Watching: only its call's events.
+    let mut events =
+        EventStream::open_at(admin, &format!("/guest/{listen}/calls/shown/events")).await;
+    let mut kinds = Vec::new();
+    while !kinds.contains(&"dtmf".to_owned()) {
+        let (kind, data) = events.next().await.expect("the guest's stream ended");
+        assert_eq!(data["call_id"], "shown", "{kind} {data}");
+        kinds.push(kind);
+    }
+    // Listening: only with a link that says so.
+    let watch_only = format!("ws://{admin}/guest/{watch}/calls/shown/listen");
+    assert!(tokio_tungstenite::connect_async(watch_only).await.is_err());
+    let (mut ears, _) =
+        tokio_tungstenite::connect_async(format!("ws://{admin}/guest/{listen}/calls/shown/listen"))
+            .await
+            .unwrap();
+    assert!(matches!(
+        ears.next().await,
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_)))
+    ));
+
+    // Revoked: refused at once, and what it holds open ends within a couple of seconds.
+    let revoked = http(
+        admin,
+        "DELETE",
+        &format!("/guest-links/{listen_id}"),
+        Some(TOKEN),
+        b"",
+    )
+    .await;
+    assert_eq!(revoked.status, 204);
+    let refused = http(
+        admin,
+        "GET",
+        &format!("/guest/{listen}/calls/shown"),
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ears.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("the listener was not closed: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.unwrap().code), 1008);
+    while events.next().await.is_some() {}
+
+    // Expired: the two-second link.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = http(admin, "GET", &format!("/guest/{watch}"), None, b"").await;
+    assert_eq!(expired.status, 401);
+    assert!(
+        expired.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let metrics = http(gateway.addr, "GET", "/metrics", None, b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    for (reason, at_least) in [
+        ("guest_wrong_call", 1.0),
+        ("guest_invalid", 1.0),
+        ("invalid", 1.0),
+        ("guest_scope", 1.0),
+        ("guest_revoked", 1.0),
+        ("guest_expired", 1.0),
+    ] {
+        let n = value_of(
+            &text,
+            &format!("mediagate_admin_refused_total{{reason=\"{reason}\"}}"),
+        );
+        assert!(n >= at_least, "{reason}: {n}");
+    }
     gateway.stop().await;
 }

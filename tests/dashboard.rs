@@ -15,12 +15,40 @@ use mediagate::server::AdminToken;
 use serde_json::Value;
 
 const TOKEN: &str = "a-dashboard-token-0123456789abcdef";
+const GUEST_KEY: &str = "a-dashboard-guest-key-0123456789abcdef";
 
 /// The driver's PyPI package, pinned.
 const PLAYWRIGHT: &str = "playwright==1.65.2";
 
 /// The browser Playwright drives.
 const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A guest link to `elsewhere` that lived one second, a second ago: its path.
+async fn expired_link(admin: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..100 {
+        let body = r#"{"call_id":"elsewhere","ttl_secs":1}"#;
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        let request = format!(
+            "POST /guest-links HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {TOKEN}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        if response.starts_with("HTTP/1.1 201") {
+            let json = response.split_once("\r\n\r\n").unwrap().1;
+            let link: Value = serde_json::from_str(json).unwrap();
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+            return link["url"].as_str().unwrap().to_owned();
+        }
+        // The call is not live yet.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no guest link issued");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
@@ -34,6 +62,7 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
             .unwrap();
     let gateway = TestGateway::start_isolated(|config| {
         config.admin.token = Some(AdminToken(TOKEN.to_owned()));
+        config.admin.guest_key = Some(AdminToken(GUEST_KEY.to_owned()));
         config.pipeline.processors = ["wav", "transcript", "dtmf", "level_meter"]
             .map(String::from)
             .to_vec();
@@ -52,6 +81,15 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
         .collect();
     let long = scratch.path().join("long.wav");
     common::write_wav(&long, rate, &speech);
+    // Another call at the same time, which a guest link to the first must not show.
+    let other = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=elsewhere"))
+            .with_wav(&long)
+            .with_transcript(sample("transcript-script.json"))
+            .with_pacing(Pacing::Realtime),
+    ));
+    // A guest link that has expired by the time the browser opens it.
+    let expired = expired_link(admin).await;
     let call = tokio::spawn(mediagate::emulator::run(
         emulate(gateway.url("/ws?callId=supervised"))
             .with_wav(&long)
@@ -60,19 +98,23 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
             .with_record_outbound(&heard),
     ));
     let prompt = sample("alice-16k.wav");
-    let screenshot = std::env::var_os("MEDIAGATE_DASHBOARD_SCREENSHOT");
+    let settings = serde_json::json!({
+        "admin": format!("http://{admin}"),
+        "token": TOKEN,
+        "call": "supervised",
+        "other_call": "elsewhere",
+        "wav": prompt,
+        "final": "Hello, thank you for calling.",
+        "expired_link": expired,
+        "screenshot": std::env::var("MEDIAGATE_DASHBOARD_SCREENSHOT").ok(),
+    });
     let mut driver = tokio::process::Command::new(venv.join("bin/python"));
     driver
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/browser/dashboard.py"
         ))
-        .arg(format!("http://{admin}"))
-        .arg(TOKEN)
-        .arg("supervised")
-        .arg(&prompt)
-        .arg("Hello, thank you for calling.")
-        .args(screenshot.iter())
+        .arg(settings.to_string())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(120), driver.output())
         .await
@@ -108,6 +150,18 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
     assert!(
         lines.contains(&"Hello, thank you for calling."),
         "{lines:?}"
+    );
+    // The other call's finals, partly from before the page opened: each once.
+    let others: Vec<&str> = seen["other_transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = others.iter().collect();
+    assert!(
+        !others.is_empty() && unique.len() == others.len(),
+        "{others:?}"
     );
     let levels: Vec<f64> = seen["levels"]
         .as_array()
@@ -170,6 +224,24 @@ async fn a_supervisor_sees_hears_into_and_ends_a_call_from_the_dashboard() {
         heard[..n] == played[..n],
         "what was heard is not the WAV played"
     );
+
+    // The guest link: that call only, its transcript, Listen and nothing else; no session.
+    let guest = &seen["guest"];
+    assert_eq!(guest["status"], 200, "{guest}");
+    assert_eq!(guest["cards"], serde_json::json!(["supervised"]), "{guest}");
+    assert_eq!(guest["other_call_shown"], 0);
+    assert!(
+        !guest["transcript"].as_array().unwrap().is_empty(),
+        "{guest}"
+    );
+    assert_eq!(
+        guest["visible_buttons"],
+        serde_json::json!(["Listen"]),
+        "{guest}"
+    );
+    assert_eq!(guest["cookies"], serde_json::json!([]));
+    assert_eq!(seen["expired_status"], 401);
+    other.abort();
 
     // Ended, and its files one click away.
     assert_eq!(seen["card_gone"], true);

@@ -1,7 +1,8 @@
 """Drives the dashboard in Debian's chromium (headless, through Playwright's CDP driver) while
 tests/dashboard.rs runs an emulated call, and prints what the page showed as one JSON object.
 
-    python dashboard.py ADMIN_URL TOKEN CALL_ID WAV_TO_PLAY EXPECTED_FINAL [SCREENSHOT]
+    python dashboard.py '{"admin": URL, "token": ..., "call": ..., "other_call": ...,
+                          "wav": PATH, "final": TEXT, "expired_link": PATH, "screenshot": PATH}'
 
 Every wait is bounded; a step that times out is reported, not hidden.
 """
@@ -17,8 +18,10 @@ WAIT_MS = 15_000
 
 
 def main():
-    admin, token, call_id, wav, expected_final = sys.argv[1:6]
-    screenshot = sys.argv[6] if len(sys.argv) > 6 else None
+    settings = json.loads(sys.argv[1])
+    admin, token, call_id = settings["admin"], settings["token"], settings["call"]
+    wav, expected_final = settings["wav"], settings["final"]
+    screenshot = settings.get("screenshot")
     seen = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -60,6 +63,9 @@ def main():
         final = card.locator(".transcript li.final", has_text=expected_final)
         final.first.wait_for(timeout=WAIT_MS)
         seen["transcript"] = card.locator(".transcript li").all_inner_texts()
+        seen["other_transcript"] = page.locator(
+            f'article.call[data-call-id="{settings["other_call"]}"] .transcript li.final'
+        ).all_inner_texts()
 
         # The meter: readings over a second.
         levels, widths = [], []
@@ -91,6 +97,36 @@ def main():
 
         if screenshot:
             page.screenshot(path=screenshot, full_page=True)
+
+        # A guest link, from the dashboard's button, opened by somebody without a session.
+        card.locator("button.share").click()
+        link = card.locator("a.guest-link")
+        link.wait_for(timeout=WAIT_MS)
+        guest_url = link.get_attribute("href")
+        guest = browser.new_context()
+        guest_page = guest.new_page()
+        guest_page.on("pageerror", lambda error: errors.append(f"guest: {error}"))
+        response = guest_page.goto(guest_url)
+        guest_card = guest_page.locator(f'article.call[data-call-id="{call_id}"]')
+        guest_card.wait_for(timeout=WAIT_MS)
+        guest_card.locator(".transcript li").first.wait_for(timeout=WAIT_MS)
+        guest_page.wait_for_timeout(1500)
+        seen["guest"] = {
+            "status": response.status,
+            "cards": guest_page.locator("article.call").evaluate_all(
+                "cards => cards.map(card => card.dataset.callId)"
+            ),
+            "other_call_shown": guest_page.locator(
+                f'article.call[data-call-id="{settings["other_call"]}"]'
+            ).count(),
+            "transcript": guest_card.locator(".transcript li").all_inner_texts(),
+            "visible_buttons": guest_card.locator("button:visible").all_inner_texts(),
+            "cookies": guest.cookies(),
+        }
+        # An expired link: refused.
+        response = guest_page.goto(f"{admin}{settings['expired_link']}")
+        seen["expired_status"] = response.status
+        guest.close()
 
         # End the call: it leaves the list for the ended ones, with a link to its files.
         card.locator("button.hangup").click()

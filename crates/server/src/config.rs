@@ -64,6 +64,9 @@ pub struct AdminConfig {
     pub max_connections: usize,
     /// Largest request body (an uploaded WAV to play), in bytes.
     pub max_body_bytes: usize,
+    /// The key guest links are signed with (HMAC-SHA256), at least 32 bytes; none: no guest
+    /// links. Also `MEDIAGATE_ADMIN__GUEST_KEY`. Changing it revokes every link.
+    pub guest_key: Option<AdminToken>,
 }
 
 impl Default for AdminConfig {
@@ -74,6 +77,7 @@ impl Default for AdminConfig {
             token: None,
             max_connections: 64,
             max_body_bytes: 16 * 1024 * 1024,
+            guest_key: None,
         }
     }
 }
@@ -550,6 +554,16 @@ impl Config {
         }
         if !admin.enabled {
             return Ok(());
+        }
+        if admin
+            .guest_key
+            .as_ref()
+            .is_some_and(|key| key.0.trim().len() < 32)
+        {
+            return invalid(
+                "admin.guest_key",
+                "is shorter than 32 bytes (e.g. `openssl rand -hex 32`)".to_owned(),
+            );
         }
         match &admin.token {
             Some(token) if token.0.trim().len() < crate::auth::MIN_SECRET_BYTES => invalid(

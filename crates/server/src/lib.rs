@@ -145,6 +145,8 @@ pub(crate) struct AppState {
     pub(crate) events: events::EventHub,
     /// The dashboard's browser sessions.
     pub(crate) sessions: admin::dashboard::Sessions,
+    /// Guest links: their key and revocations.
+    pub(crate) guests: admin::guest::Guests,
 }
 
 impl AppState {
@@ -243,6 +245,8 @@ impl Server {
             false => None,
             true => Some(bind_std(config.admin.listen).await?),
         };
+        let guests =
+            admin::guest::Guests::new(config.admin.guest_key.as_ref().map(|key| key.0.as_str()));
         let state = Arc::new(AppState {
             registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,
@@ -260,6 +264,7 @@ impl Server {
             live: Arc::default(),
             events: events::EventHub::default(),
             sessions: admin::dashboard::Sessions::default(),
+            guests,
         });
         Ok(Server {
             listener,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mediagate_audio::{AudioFormat, AudioFrame, Timestamp};
-use mediagate_pipeline::{ConsumerProbe, Event, Playback};
+use mediagate_pipeline::{ConsumerProbe, Event, Playback, Transcript};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +54,14 @@ pub(crate) struct LiveTransport {
     pub(crate) sources: Mutex<BTreeMap<String, Option<Level>>>,
     /// Its inbound audio for listeners (`GET /calls/{id}/listen`), when any listen.
     pub(crate) tap: broadcast::Sender<Tapped>,
+    /// The call's last final transcripts, oldest first, for a watcher who arrives late: one
+    /// list for all the call's transports (shared when a transport joins), so it outlives a
+    /// transcription transport that ends before the call.
+    pub(crate) transcript: Arc<Mutex<VecDeque<Arc<Transcript>>>>,
 }
+
+/// Final transcripts kept per call.
+pub(crate) const RECENT_FINALS: usize = 50;
 
 /// A frame of the call's audio as listeners get it: shared by refcount, with when it arrived.
 #[derive(Debug, Clone)]
@@ -92,6 +99,14 @@ impl LiveTransport {
     /// Notes what `event` says about the call's sources: a participant joined, a level read.
     pub(crate) fn observe(&self, event: &Event) {
         let (name, level) = match event {
+            Event::Transcript(t) if t.is_final() => {
+                let mut recent = self.transcript.lock().unwrap_or_else(|p| p.into_inner());
+                if recent.len() == RECENT_FINALS {
+                    recent.pop_front();
+                }
+                recent.push_back(Arc::clone(t));
+                return;
+            }
             Event::ParticipantJoined(id) => (id.to_string(), None),
             Event::Custom(custom) if &*custom.kind == mediagate_processors::LEVEL => {
                 let data = &custom.data;
@@ -134,10 +149,14 @@ impl LiveTransports {
     }
 
     /// Lists `transport` until the returned guard is dropped.
-    pub(crate) fn register(self: &Arc<Self>, transport: LiveTransport) -> Registered {
+    pub(crate) fn register(self: &Arc<Self>, mut transport: LiveTransport) -> Registered {
+        let mut live = self.lock();
+        if let Some(sibling) = live.values().find(|t| t.call_id == transport.call_id) {
+            transport.transcript = Arc::clone(&sibling.transcript);
+        }
         let transport = Arc::new(transport);
-        self.lock()
-            .insert(transport.connection, Arc::clone(&transport));
+        live.insert(transport.connection, Arc::clone(&transport));
+        drop(live);
         Registered {
             table: Arc::clone(self),
             transport,

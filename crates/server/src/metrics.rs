@@ -90,13 +90,28 @@ pub(crate) enum AdminRefusal {
     Invalid,
     /// No token is configured and the client is not on loopback (403).
     NotLoopback,
+    /// A guest link that is not one of ours (tampered, or signed with another key) (401).
+    GuestInvalid,
+    /// A guest link past its expiry (401).
+    GuestExpired,
+    /// A revoked guest link (401).
+    GuestRevoked,
+    /// A guest link used for another call (401).
+    GuestWrongCall,
+    /// A watch-only guest link asked to listen (403).
+    GuestScope,
 }
 
 impl AdminRefusal {
-    const ALL: [AdminRefusal; 3] = [
+    const ALL: [AdminRefusal; 8] = [
         AdminRefusal::Missing,
         AdminRefusal::Invalid,
         AdminRefusal::NotLoopback,
+        AdminRefusal::GuestInvalid,
+        AdminRefusal::GuestExpired,
+        AdminRefusal::GuestRevoked,
+        AdminRefusal::GuestWrongCall,
+        AdminRefusal::GuestScope,
     ];
 
     fn as_str(self) -> &'static str {
@@ -104,6 +119,11 @@ impl AdminRefusal {
             AdminRefusal::Missing => "missing",
             AdminRefusal::Invalid => "invalid",
             AdminRefusal::NotLoopback => "not_loopback",
+            AdminRefusal::GuestInvalid => "guest_invalid",
+            AdminRefusal::GuestExpired => "guest_expired",
+            AdminRefusal::GuestRevoked => "guest_revoked",
+            AdminRefusal::GuestWrongCall => "guest_wrong_call",
+            AdminRefusal::GuestScope => "guest_scope",
         }
     }
 }
@@ -440,7 +460,7 @@ impl Default for Metrics {
         );
         registry.register(
             "admin_refused",
-            "Admin API requests refused, by reason: missing or invalid token, not loopback",
+            "Admin API and guest link requests refused, by reason",
             m.admin_refused.clone(),
         );
         registry.register(

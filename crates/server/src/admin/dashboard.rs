@@ -118,6 +118,22 @@ fn page(body: &'static str) -> Response {
         .into_response()
 }
 
+/// The dashboard reduced to one call for a guest: it reads `base` (the call's guest routes),
+/// with no controls, and listens only when `listen` is `"1"`.
+pub(super) fn guest_page(base: &str, listen: &str) -> Response {
+    let body = INDEX.replacen(
+        "<body>",
+        &format!(
+            "<body data-guest=\"{}\" data-listen=\"{listen}\">",
+            escape(base)
+        ),
+        1,
+    );
+    let mut response = page("");
+    *response.body_mut() = Body::from(body);
+    response
+}
+
 /// `/`: the dashboard for a browser with a session (or when no token is configured); with
 /// `?token=`, a session, then `/` again; else the page that asks for the token.
 pub(super) async fn index(

@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Failure;
+use super::guest::Until;
 use crate::AppState;
 use crate::listener::ConnectionPermit;
 use crate::live::Tapped;
@@ -41,6 +42,18 @@ pub(super) async fn listen(
     uri: Uri,
     permit: Option<Extension<ConnectionPermit>>,
     upgrade: WebSocketUpgrade,
+) -> Result<Response, Failure> {
+    upgrade_listener(state, call_id, uri, permit, upgrade, None).await
+}
+
+/// Upgrades to a listener of `call_id` (a guest's ends at `until`).
+pub(super) async fn upgrade_listener(
+    state: Arc<AppState>,
+    call_id: String,
+    uri: Uri,
+    permit: Option<Extension<ConnectionPermit>>,
+    upgrade: WebSocketUpgrade,
+    until: Option<Until>,
 ) -> Result<Response, Failure> {
     let source = uri.query().and_then(|query| {
         form_urlencoded::parse(query.as_bytes())
@@ -69,7 +82,7 @@ pub(super) async fn listen(
     Ok(upgrade
         .max_message_size(4096)
         .on_upgrade(move |socket| async move {
-            serve(socket, tap, source, rate, state).await;
+            serve(socket, tap, source, rate, state, until).await;
             drop(permit);
         }))
 }
@@ -82,6 +95,8 @@ enum Ending {
     CallEnded,
     /// It fell behind: 1008.
     Behind(&'static str),
+    /// A guest's link expired or was revoked: 1008.
+    LinkEnded,
 }
 
 async fn serve(
@@ -90,6 +105,7 @@ async fn serve(
     source: Option<String>,
     rate: u32,
     state: Arc<AppState>,
+    until: Option<Until>,
 ) {
     let _listening = Listening::new(Arc::clone(&state));
     let (mut sink, mut incoming) = socket.split();
@@ -108,6 +124,7 @@ async fn serve(
     let mut mixer = Mixer::new(source);
     let ending = loop {
         tokio::select! {
+            () = reached(until.as_ref()) => break Ending::LinkEnded,
             message = incoming.next() => match message {
                 // Whatever a listener sends is ignored; its close ends it.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break Ending::Gone,
@@ -133,6 +150,7 @@ async fn serve(
     let close = match ending {
         Ending::Gone => return,
         Ending::CallEnded => (1000, "call ended"),
+        Ending::LinkEnded => (1008, "guest link expired or revoked"),
         Ending::Behind(reason) => {
             state.metrics.listener_cut();
             tracing::info!(reason, "a listener was cut off");
@@ -144,6 +162,14 @@ async fn serve(
         reason: close.1.into(),
     };
     let _ = tokio::time::timeout(SEND_DEADLINE, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// Resolves when `until` is reached; never without one.
+async fn reached(until: Option<&Until>) {
+    match until {
+        Some(until) => until.reached().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A listener's place in `mediagate_listeners`, left however its stream ends.

@@ -30,6 +30,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 pub(crate) mod dashboard;
+pub(crate) mod guest;
 mod listen;
 
 use crate::AppState;
@@ -48,6 +49,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/calls/{call_id}/stop-audio", post(stop_audio))
         .route("/calls/{call_id}/hangup", post(hangup))
         .route("/calls/{call_id}/listen", get(listen::listen))
+        .route("/guest-links", post(guest::issue))
+        .route("/guest-links/{id}", axum::routing::delete(guest::revoke))
         .route("/drain", post(drain))
         .route("/events", get(events))
         .route("/files/{call_id}/", get(dashboard::folder))
@@ -68,6 +71,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
         .route("/listen-worklet.js", get(dashboard::worklet))
+        // Guest links check their own token on every request.
+        .route("/guest/{token}", get(guest::page))
+        .route("/guest/{token}/calls/{call_id}", get(guest::call))
+        .route("/guest/{token}/calls/{call_id}/events", get(guest::events))
+        .route("/guest/{token}/calls/{call_id}/listen", get(guest::listen))
         .merge(api)
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(state.config.admin.max_body_bytes))
@@ -107,7 +115,7 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             "the admin API has no token configured: loopback clients only",
         )
         .into_response(),
-        AdminRefusal::Missing | AdminRefusal::Invalid => {
+        _ => {
             let mut response = Failure::new(
                 StatusCode::UNAUTHORIZED,
                 if refusal == AdminRefusal::Missing {
@@ -178,6 +186,21 @@ pub(crate) struct CallView {
     duration_secs: f64,
     /// Its live transports (media, transcription).
     transports: Vec<TransportView>,
+    /// Its last final transcripts (up to 50), in the order they came.
+    transcript: Vec<TranscriptLine>,
+}
+
+/// A final transcript.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct TranscriptLine {
+    /// `acs`, or the engine's name.
+    source: String,
+    /// Who spoke, when known.
+    speaker: Option<String>,
+    /// What was said.
+    text: String,
+    /// Where it starts on the call's timeline, in ms.
+    start_ms: u64,
 }
 
 /// One live transport of a call.
@@ -319,7 +342,26 @@ fn calls_of(transports: &[Arc<LiveTransport>]) -> Vec<CallView> {
                 started_at: view.started_at,
                 duration_secs: view.duration_secs,
                 transports: vec![view],
+                transcript: Vec::new(),
             }),
+        }
+        // The call's list, once: its transports share it.
+        if let Some(call) = calls.iter_mut().find(|c| *c.call_id == *transport.call_id) {
+            if call.transcript.is_empty() {
+                let recent = transport
+                    .transcript
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                call.transcript = recent
+                    .iter()
+                    .map(|t| TranscriptLine {
+                        source: t.source.to_string(),
+                        speaker: t.speaker.as_deref().map(str::to_owned),
+                        text: t.text.clone(),
+                        start_ms: t.start_ms,
+                    })
+                    .collect();
+            }
         }
     }
     calls
@@ -603,7 +645,18 @@ async fn events(
             .find(|(key, _)| key == "call")
             .map(|(_, value)| value.into_owned())
     });
-    let watcher = Watcher::new(Arc::clone(&state), call);
+    event_stream(state, call, None, None)
+}
+
+/// An SSE stream of the events of `call` (or all), of the `kinds` given (or all), until
+/// `until` (a guest token's end) if given.
+pub(crate) fn event_stream(
+    state: Arc<AppState>,
+    call: Option<String>,
+    kinds: Option<&'static [&'static str]>,
+    until: Option<guest::Until>,
+) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+    let watcher = Watcher::new(Arc::clone(&state), call, kinds, until);
     // A comment first: once a client reads it, it is subscribed.
     let subscribed = futures_util::stream::once(async {
         Ok::<_, Infallible>(sse::Event::default().comment("subscribed"))
@@ -611,13 +664,16 @@ async fn events(
     let stream = futures_util::stream::unfold(Some(watcher), |watcher| async move {
         let mut watcher = watcher?;
         loop {
-            match watcher.rx.recv().await {
+            let received = match &watcher.until {
+                None => watcher.rx.recv().await,
+                Some(until) => tokio::select! {
+                    () = until.reached() => return None,
+                    received = watcher.rx.recv() => received,
+                },
+            };
+            match received {
                 Ok(event) => {
-                    if watcher
-                        .call
-                        .as_deref()
-                        .is_some_and(|call| call != &*event.call_id)
-                    {
+                    if !watcher.wants(&event) {
                         continue;
                     }
                     let sent = sse::Event::default().event(event.kind).data(&event.data);
@@ -642,17 +698,34 @@ async fn events(
 struct Watcher {
     rx: tokio::sync::broadcast::Receiver<Arc<crate::events::Published>>,
     call: Option<String>,
+    kinds: Option<&'static [&'static str]>,
+    until: Option<guest::Until>,
     state: Arc<AppState>,
 }
 
 impl Watcher {
-    fn new(state: Arc<AppState>, call: Option<String>) -> Self {
+    fn new(
+        state: Arc<AppState>,
+        call: Option<String>,
+        kinds: Option<&'static [&'static str]>,
+        until: Option<guest::Until>,
+    ) -> Self {
         state.metrics.event_stream_opened();
         Watcher {
             rx: state.events.subscribe(),
             call,
+            kinds,
+            until,
             state,
         }
+    }
+
+    /// Whether the watcher's filters let `event` through.
+    fn wants(&self, event: &crate::events::Published) -> bool {
+        self.call
+            .as_deref()
+            .is_none_or(|call| call == &*event.call_id)
+            && self.kinds.is_none_or(|kinds| kinds.contains(&event.kind))
     }
 }
 
@@ -686,9 +759,11 @@ async fn openapi() -> Response {
         stop_audio,
         hangup,
         drain,
-        events
+        events,
+        guest::issue,
+        guest::revoke
     ),
-    components(schemas(ApiError, CallView, TransportView, SourceView, ProcessorView, EndedCallView, Played, Stopped, HungUp, Draining)),
+    components(schemas(ApiError, CallView, TransportView, SourceView, TranscriptLine, ProcessorView, EndedCallView, Played, Stopped, HungUp, Draining, guest::NewGuestLink, guest::GuestLink, guest::Scope)),
     modifiers(&BearerToken),
     security(("admin_token" = [])),
 )]

@@ -348,6 +348,7 @@ impl Driver {
             playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
             sources: std::sync::Mutex::default(),
             tap: tokio::sync::broadcast::channel(crate::live::TAP_FRAMES).0,
+            transcript: Arc::default(),
         }));
     }
 

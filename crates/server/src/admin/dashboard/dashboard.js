@@ -10,6 +10,13 @@ const MAX_TRANSCRIPT_LINES = 200;
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
+// A guest link's page shows one call and reads only its routes (the body says which).
+const guest = document.body.dataset.guest;
+const api = {
+  events: guest ? `${guest}/events` : "/events",
+  listen: (callId) => (guest ? `${guest}/listen` : `/calls/${encodeURIComponent(callId)}/listen`),
+};
+
 function text(element, value) {
   element.textContent = value;
   return element;
@@ -49,6 +56,23 @@ function callElement(callId) {
     const r = await post(`${path}/stop-audio`);
     text(status, r.ok ? "audio stopped" : r.message);
   });
+  $(".share", element).addEventListener("click", async () => {
+    const request = JSON.stringify({ call_id: callId, scope: "watch+listen", ttl_secs: 3600 });
+    const response = await fetch("/guest-links", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: request,
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      text(status, body.error || response.statusText);
+      return;
+    }
+    const link = text(document.createElement("a"), "guest link (1 h, watch and listen)");
+    link.href = `${location.origin}${body.url}`;
+    link.className = "guest-link";
+    status.replaceChildren(link);
+  });
   $(".hangup", element).addEventListener("click", async () => {
     const r = await post(`${path}/hangup`);
     text(status, r.ok ? "ending…" : r.message);
@@ -60,7 +84,7 @@ function callElement(callId) {
     text(status, r.ok ? `playing ${file.name}` : r.message);
     event.target.value = "";
   });
-  const call = { element, partials: new Map(), tones: [], listener: null };
+  const call = { element, partials: new Map(), finals: new Set(), tones: [], listener: null };
   const listen = $(".listen", element);
   listen.addEventListener("click", () => {
     if (call.listener) {
@@ -102,8 +126,25 @@ function showLevel(call, name, dbfs) {
   source.querySelector(".meter > div").style.width = `${(fraction * 100).toFixed(1)}%`;
 }
 
+// What makes a final the same one, whether it came from the history or live.
+const finalKey = (line) => `${line.source}|${line.start_ms}|${line.text}`;
+
+// The finals the gateway kept, for a page opened while the call goes on.
+function backfill(call, lines) {
+  const list = $(".transcript", call.element);
+  if (call.backfilled || list.children.length > 0) return;
+  call.backfilled = true;
+  for (const line of lines) {
+    call.finals.add(finalKey(line));
+    const item = text(document.createElement("li"), `${line.speaker ? `${line.speaker}: ` : ""}${line.text}`);
+    item.className = "final";
+    list.append(item);
+  }
+}
+
 function render(view) {
   const call = callElement(view.call_id);
+  backfill(call, view.transcript);
   text($(".duration", call.element), seconds(view.duration_secs));
   const rows = [];
   for (const transport of view.transports) {
@@ -147,7 +188,31 @@ function renderEnded(views) {
   $("#ended").replaceChildren(...items);
 }
 
+// A guest's one call: its duration and sources; when the link stops working, why.
+async function refreshGuest() {
+  const response = await fetch(guest);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    for (const callId of [...calls.keys()]) endCall(callId);
+    const note = $("#no-calls");
+    note.hidden = false;
+    text(note, body.error || `the call is no longer available (${response.status})`);
+    return;
+  }
+  const call = callElement(body.call_id);
+  backfill(call, body.transcript);
+  text($(".duration", call.element), seconds(body.duration_secs));
+  for (const source of body.sources) {
+    if (source.rms_dbfs === null || source.rms_dbfs === undefined) meter(call, source.name);
+  }
+  $("#no-calls").hidden = true;
+}
+
 async function refresh() {
+  if (guest) {
+    await refreshGuest();
+    return;
+  }
   try {
     const response = await fetch("/calls");
     if (response.status === 401) {
@@ -171,6 +236,13 @@ function transcript(call, data) {
   const list = $(".transcript", call.element);
   const key = `${data.source}/${data.speaker ?? ""}`;
   let line = call.partials.get(key);
+  if (data.status === "final" && call.finals.has(finalKey(data))) {
+    // Already shown from the history: the partial it replaces goes.
+    if (line) line.remove();
+    call.partials.delete(key);
+    return;
+  }
+  if (data.status === "final") call.finals.add(finalKey(data));
   if (!line) {
     line = document.createElement("li");
     list.append(line);
@@ -190,7 +262,7 @@ function transcript(call, data) {
 
 function listen() {
   const badge = $("#stream");
-  const events = new EventSource("/events");
+  const events = new EventSource(api.events);
   events.onopen = () => {
     text(badge, "live");
     badge.className = "badge live";
@@ -233,7 +305,7 @@ class Listener {
     window.mediagateListening[callId] = this.stats;
     this.status = status;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    this.socket = new WebSocket(`${scheme}://${location.host}/calls/${encodeURIComponent(callId)}/listen`);
+    this.socket = new WebSocket(`${scheme}://${location.host}${api.listen(callId)}`);
     this.socket.binaryType = "arraybuffer";
     this.pending = [];
     this.socket.onmessage = (message) => this.receive(message.data);
@@ -298,7 +370,7 @@ async function node() {
   text($("#node"), `v${health.version} · ${health.status}`);
 }
 
-node();
+if (!guest) node();
 refresh();
 setInterval(refresh, 1000);
 listen();
