@@ -1011,3 +1011,85 @@ async fn a_guest_link_shows_one_call_until_it_expires_or_is_revoked() {
     }
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clips_play_by_name_and_text_is_spoken() {
+    let clips = tempfile::tempdir().unwrap();
+    let beep: Vec<i16> = (0..8_000)
+        .map(|i| ((i * 91) % 16_000 - 8_000) as i16)
+        .collect();
+    std::fs::write(clips.path().join("beep.wav"), wav_of(&beep)).unwrap();
+    std::fs::write(clips.path().join("notes.txt"), "not a clip").unwrap();
+    let dir = clips.path().to_owned();
+    let (gateway, admin) = gateway(move |config| config.admin.clips_dir = Some(dir)).await;
+    let listing = http(admin, "GET", "/clips", Some(TOKEN), b"").await;
+    assert_eq!(listing.json(), serde_json::json!(["beep"]));
+    let scratch = tempfile::tempdir().unwrap();
+    let heard = scratch.path().join("heard.wav");
+    let call = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=prompted"))
+            .with_wav(sample("hello-16k.wav"))
+            .with_pacing(Pacing::Realtime)
+            .with_record_outbound(&heard),
+    ));
+    listed(admin, "prompted").await;
+    let play = |body: &'static str| {
+        http(
+            admin,
+            "POST",
+            "/calls/prompted/play",
+            Some(TOKEN),
+            body.as_bytes(),
+        )
+    };
+    let played = play(r#"{"clip":"beep"}"#).await;
+    assert_eq!(
+        played.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&played.body)
+    );
+    assert_eq!(played.json()["clip_ms"], 500);
+    for (body, status) in [
+        (r#"{"clip":"../beep"}"#, 404),
+        (r#"{"clip":"notes"}"#, 404),
+        (r#"{}"#, 422),
+        (r#"{"clip":"beep","text":"hi"}"#, 422),
+        (r#"{"volume":11}"#, 422),
+        (r#"{"text":"   "}"#, 422),
+    ] {
+        let reply = play(body).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{body}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let spoken = play(r#"{"text":"Your call is being monitored."}"#).await;
+    assert_eq!(
+        spoken.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&spoken.body)
+    );
+    let spoken_ms = spoken.json()["clip_ms"].as_u64().unwrap();
+    assert!(
+        (800..5_000).contains(&spoken_ms),
+        "{spoken_ms} ms of speech"
+    );
+    call.await.unwrap().unwrap();
+    // The clip first, sample for sample; then the speech.
+    let (heard, _) = common::read_wav(&heard);
+    assert!(heard.len() >= beep.len(), "{} samples heard", heard.len());
+    assert!(
+        heard[..beep.len()] == beep[..],
+        "the clip changed on its way"
+    );
+    let speech = &heard[beep.len()..];
+    assert!(
+        speech.iter().any(|&s| s.unsigned_abs() > 1_000),
+        "no speech heard"
+    );
+    gateway.stop().await;
+}

@@ -144,4 +144,4 @@ pub use pipeline::{
 };
 pub use processor::{Context, Execution, Input, PlayError, Playback, Processor, ProcessorError};
 pub use queue::{Inbox, InboxStats, Outbox, OverflowPolicy, Pushed, byte_bounded_inbox, inbox};
-pub use registry::{BuildError, Factory, Plan, Prototype, Registry, Settings};
+pub use registry::{BuildError, Factory, Plan, Prototype, Registry, Settings, Speaker};

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use mediagate_audio::Clip;
+
 use crate::event::CallInfo;
 use crate::processor::Processor;
 
@@ -144,7 +146,12 @@ type Builder =
 pub struct Registry {
     builders: BTreeMap<String, Builder>,
     metrics: Vec<MetricsHook>,
+    speaker: Option<Speaker>,
 }
+
+/// Text to speech for the gateway itself (the admin API's `play` with `text`): a clip of
+/// `text` spoken, or why not. Blocking: the gateway calls it off the async threads.
+pub type Speaker = Arc<dyn Fn(&str) -> Result<Clip, String> + Send + Sync + 'static>;
 
 /// Adds a processor family's series to the gateway's Prometheus registry.
 type MetricsHook = Box<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync + 'static>;
@@ -177,6 +184,17 @@ impl Registry {
         M: Fn(&mut prometheus_client::registry::Registry) + Send + Sync + 'static,
     {
         self.metrics.push(Box::new(register));
+    }
+
+    /// Gives the gateway a voice: what speaks text played into a call from outside a pipeline
+    /// (the last one set wins).
+    pub fn set_speaker(&mut self, speaker: Speaker) {
+        self.speaker = Some(speaker);
+    }
+
+    /// The voice set with [`Registry::set_speaker`], if any.
+    pub fn speaker(&self) -> Option<Speaker> {
+        self.speaker.clone()
     }
 
     /// Adds every hook's series to `registry`.

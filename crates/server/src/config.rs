@@ -67,6 +67,9 @@ pub struct AdminConfig {
     /// The key guest links are signed with (HMAC-SHA256), at least 32 bytes; none: no guest
     /// links. Also `MEDIAGATE_ADMIN__GUEST_KEY`. Changing it revokes every link.
     pub guest_key: Option<AdminToken>,
+    /// A folder of WAV clips the admin API and the dashboard play by name
+    /// (`<clips_dir>/<name>.wav`); none: uploads and text only.
+    pub clips_dir: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -78,6 +81,7 @@ impl Default for AdminConfig {
             max_connections: 64,
             max_body_bytes: 16 * 1024 * 1024,
             guest_key: None,
+            clips_dir: None,
         }
     }
 }

@@ -147,6 +147,8 @@ pub(crate) struct AppState {
     pub(crate) sessions: admin::dashboard::Sessions,
     /// Guest links: their key and revocations.
     pub(crate) guests: admin::guest::Guests,
+    /// The registry's voice, for text played into calls (`Registry::set_speaker`).
+    pub(crate) speaker: Option<mediagate_pipeline::Speaker>,
 }
 
 impl AppState {
@@ -223,6 +225,7 @@ impl Server {
         let plans = Plans::new(plans);
         let mut metrics = Metrics::default();
         metrics.extend(|prometheus| registry.metrics(prometheus));
+        let speaker = registry.speaker();
         config.validate_admin()?;
         let auth = auth::Authenticator::start(&config.auth, config.listen).await?;
         let data_dir = config.data_dir.clone();
@@ -265,6 +268,7 @@ impl Server {
             events: events::EventHub::default(),
             sessions: admin::dashboard::Sessions::default(),
             guests,
+            speaker,
         });
         Ok(Server {
             listener,

@@ -118,7 +118,8 @@ pub fn build_transcriber(
 }
 
 /// Adds the speech processors to `registry`: the engines this build has (with `installer`
-/// for a missing default model), `say` and `realtime`.
+/// for a missing default model), `say` and `realtime`; and `say`'s voice as the gateway's
+/// speaker.
 pub fn register(registry: &mut Registry, installer: Option<ModelInstaller>) {
     let metrics = SpeechMetrics::default();
     for name in engines() {

@@ -94,8 +94,14 @@ const NAME: &str = "say";
 /// The DTMF keys a prompt can be bound to.
 const KEYS: &str = "0123456789*#ABCD";
 
-/// Adds `say` to `registry`.
+/// Adds `say` to `registry`, and gives the gateway espeak-ng's default voice
+/// ([`Registry::set_speaker`]: the admin API speaks text into calls with it).
 pub(crate) fn register(registry: &mut Registry) {
+    registry.set_speaker(std::sync::Arc::new(|text: &str| {
+        Voice::new(DEFAULT_VOICE, DEFAULT_SPEED_WPM)
+            .synthesize(text)
+            .map_err(|e| e.to_string())
+    }));
     // Every prompt is synthesized here, once per route; each call's `say` shares the clips.
     registry.register(NAME, |settings| {
         Ok(Prototype(Say::from_settings(settings.value())?))

@@ -209,7 +209,7 @@ pub(super) async fn style() -> Response {
 
 /// A name that may be one path component under the data dir: no separators, no `..`, nothing
 /// hidden.
-fn plain_name(name: &str) -> bool {
+pub(super) fn plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')

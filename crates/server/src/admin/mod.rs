@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use futures_util::{Stream, StreamExt};
 use mediagate_audio::{AudioFormat, Clip, Timestamp};
 use mediagate_pipeline::PlayError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -46,6 +46,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/calls/{call_id}", get(get_call))
         .route("/ended-calls", get(ended_calls))
         .route("/calls/{call_id}/play", post(play))
+        .route("/clips", get(clips))
         .route("/calls/{call_id}/stop-audio", post(stop_audio))
         .route("/calls/{call_id}/hangup", post(hangup))
         .route("/calls/{call_id}/listen", get(listen::listen))
@@ -441,30 +442,75 @@ pub(crate) struct Played {
     queued_ms: u64,
 }
 
-/// Plays a WAV file into the call, after what is already queued.
+/// What to play, as JSON: a clip of `[admin] clips_dir` by name, or text to speak.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlayRequest {
+    /// A clip's name: `<clips_dir>/<clip>.wav`.
+    clip: Option<String>,
+    /// Text to speak (espeak-ng's default voice), at most 4,096 bytes.
+    text: Option<String>,
+}
+
+/// Longest text spoken into a call.
+const MAX_TEXT_BYTES: usize = 4096;
+
+/// Plays into the call, after what is already queued: an uploaded WAV file (`audio/wav`), or
+/// (`application/json`) a server-side clip by name or text spoken with `say`'s voice.
 #[utoipa::path(post, path = "/calls/{call_id}/play", tag = "calls",
     params(("call_id" = String, Path, description = "The call's id")),
-    request_body(content = inline(WavUpload), content_type = "audio/wav"),
+    request_body(content(
+        (inline(WavUpload) = "audio/wav"),
+        (PlayRequest = "application/json"),
+    )),
     responses(
         (status = 200, description = "Queued", body = Played),
-        (status = 404, description = "No such live call", body = ApiError),
+        (status = 404, description = "No such live call, or no such clip", body = ApiError),
         (status = 409, description = "The call has no outbound audio (not bidirectional)", body = ApiError),
         (status = 413, description = "Larger than `admin.max_body_bytes`"),
         (status = 415, description = "Not a PCM16 WAV file the gateway can play", body = ApiError),
+        (status = 422, description = "A request naming neither or both of `clip` and `text`, or text that cannot be spoken", body = ApiError),
         (status = 503, description = "The call's outbound queue is full", body = ApiError),
     ))]
 async fn play(
     State(state): State<Arc<AppState>>,
     Path(call_id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Played>, Failure> {
     let transports = state.live.of_call(&call_id);
     if transports.is_empty() {
         return Err(Failure::no_call(&call_id));
     }
-    let clip = tokio::task::spawn_blocking(move || parse_wav(&body))
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let source = if json {
+        let request: PlayRequest = serde_json::from_slice(&body)
+            .map_err(|e| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        match (request.clip, request.text) {
+            (Some(clip), None) => Source::Clip(clip),
+            (None, Some(text)) => Source::Text(text),
+            _ => {
+                return Err(Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "name either a `clip` or a `text` to say",
+                ));
+            }
+        }
+    } else {
+        Source::Wav(body)
+    };
+    let loader = Arc::clone(&state);
+    let clip = tokio::task::spawn_blocking(move || source.load(&loader))
         .await
-        .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "the WAV parser failed"))??;
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "loading the audio failed",
+            )
+        })??;
     for transport in &transports {
         let mut player = transport.playback();
         let Some(playback) = player.as_mut() else {
@@ -486,6 +532,93 @@ async fn play(
         };
     }
     Err(no_outbound(&call_id))
+}
+
+/// Where the audio to play comes from.
+enum Source {
+    Wav(Bytes),
+    Clip(String),
+    Text(String),
+}
+
+impl Source {
+    /// The clip to play. Blocking: reads a file or runs the speaker.
+    fn load(self, state: &AppState) -> Result<Clip, Failure> {
+        match self {
+            Source::Wav(body) => parse_wav(&body),
+            Source::Clip(name) => {
+                let Some(dir) = &state.config.admin.clips_dir else {
+                    return Err(Failure::new(
+                        StatusCode::NOT_FOUND,
+                        "no clips: `[admin] clips_dir` is not set",
+                    ));
+                };
+                if !dashboard::plain_name(&name) {
+                    return Err(Failure::new(StatusCode::NOT_FOUND, "no such clip"));
+                }
+                let path = dir.join(format!("{name}.wav"));
+                let bytes =
+                    read_capped(&path, state.config.admin.max_body_bytes).map_err(|_| {
+                        Failure::new(StatusCode::NOT_FOUND, format!("no clip {name:?}"))
+                    })?;
+                parse_wav(&bytes)
+            }
+            Source::Text(text) => {
+                if text.len() > MAX_TEXT_BYTES {
+                    return Err(Failure::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("the text is over {MAX_TEXT_BYTES} bytes"),
+                    ));
+                }
+                let Some(speaker) = &state.speaker else {
+                    return Err(Failure::new(
+                        StatusCode::CONFLICT,
+                        "this gateway has no voice (its registry set no speaker)",
+                    ));
+                };
+                speaker(&text).map_err(|e| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, e))
+            }
+        }
+    }
+}
+
+/// The file at `path`, if it is no larger than `max` bytes.
+fn read_capped(path: &std::path::Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Err(std::io::Error::other("too large"));
+    }
+    Ok(bytes)
+}
+
+/// The clips `[admin] clips_dir` holds, by name.
+#[utoipa::path(get, path = "/clips", tag = "calls",
+    responses((status = 200, description = "Clip names, to play by name", body = [String])))]
+async fn clips(State(state): State<Arc<AppState>>) -> Json<Vec<String>> {
+    let Some(dir) = state.config.admin.clips_dir.clone() else {
+        return Json(Vec::new());
+    };
+    let names = tokio::task::spawn_blocking(move || {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let stem = name.strip_suffix(".wav")?;
+                dashboard::plain_name(stem).then(|| stem.to_owned())
+            })
+            .take(1000)
+            .collect();
+        names.sort();
+        names
+    })
+    .await
+    .unwrap_or_default();
+    Json(names)
 }
 
 fn no_outbound(call_id: &str) -> Failure {
@@ -755,6 +888,7 @@ async fn openapi() -> Response {
         list_calls,
         get_call,
         ended_calls,
+        clips,
         play,
         stop_audio,
         hangup,
@@ -763,7 +897,7 @@ async fn openapi() -> Response {
         guest::issue,
         guest::revoke
     ),
-    components(schemas(ApiError, CallView, TransportView, SourceView, TranscriptLine, ProcessorView, EndedCallView, Played, Stopped, HungUp, Draining, guest::NewGuestLink, guest::GuestLink, guest::Scope)),
+    components(schemas(ApiError, PlayRequest, CallView, TransportView, SourceView, TranscriptLine, ProcessorView, EndedCallView, Played, Stopped, HungUp, Draining, guest::NewGuestLink, guest::GuestLink, guest::Scope)),
     modifiers(&BearerToken),
     security(("admin_token" = [])),
 )]
@@ -797,6 +931,7 @@ mod tests {
             "/calls/{call_id}",
             "/ended-calls",
             "/calls/{call_id}/play",
+            "/clips",
             "/calls/{call_id}/stop-audio",
             "/calls/{call_id}/hangup",
             "/drain",

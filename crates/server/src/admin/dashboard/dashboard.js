@@ -1,11 +1,11 @@
 // The mediagate dashboard: live calls from GET /calls (polled each second), and what happens in
 // them from GET /events (server-sent events), as it happens. Plain JS, no build step: the
 // gateway embeds this file. Every request goes to the admin listener that served the page,
-// authenticated by its session cookie.
-"use strict";
+// authenticated by its session cookie. A module: strict, and run once the page has loaded.
 
 const calls = new Map(); // call id -> { element, partials: Map(key -> <li>), tones: [], listener }
 const ended = new Set(); // ids of calls that have ended
+let clipNames = []; // the clips the gateway plays by name ([admin] clips_dir)
 const MAX_TRANSCRIPT_LINES = 200;
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -76,6 +76,22 @@ function callElement(callId) {
   $(".hangup", element).addEventListener("click", async () => {
     const r = await post(`${path}/hangup`);
     text(status, r.ok ? "ending…" : r.message);
+  });
+  const say = $(".say-text", element);
+  say.addEventListener("keydown", async (event) => {
+    if (event.key !== "Enter" || !say.value.trim()) return;
+    const r = await post(`${path}/play`, JSON.stringify({ text: say.value }), "application/json");
+    text(status, r.ok ? `saying "${say.value}"` : r.message);
+    if (r.ok) say.value = "";
+  });
+  const clip = $(".clip", element);
+  for (const name of clipNames) clip.append(new Option(name, name));
+  clip.hidden = clipNames.length === 0;
+  clip.addEventListener("change", async () => {
+    if (!clip.value) return;
+    const r = await post(`${path}/play`, JSON.stringify({ clip: clip.value }), "application/json");
+    text(status, r.ok ? `playing ${clip.value}` : r.message);
+    clip.value = "";
   });
   $(".play-file", element).addEventListener("change", async (event) => {
     const file = event.target.files[0];
@@ -370,7 +386,15 @@ async function node() {
   text($("#node"), `v${health.version} · ${health.status}`);
 }
 
-if (!guest) node();
+async function loadClips() {
+  const response = await fetch("/clips");
+  if (response.ok) clipNames = await response.json();
+}
+
+if (!guest) {
+  node();
+  await loadClips().catch(() => {});
+}
 refresh();
 setInterval(refresh, 1000);
 listen();
