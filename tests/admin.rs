@@ -264,6 +264,37 @@ async fn the_admin_api_lists_plays_into_barges_in_on_and_ends_a_live_call() {
     let gone = http(admin, "POST", "/calls/watched/stop-audio", Some(TOKEN), b"").await;
     assert_eq!(gone.status, 404);
 
+    // Ended: listed, with its folder read-only, and nothing outside it.
+    let ended = http(admin, "GET", "/ended-calls", Some(TOKEN), b"")
+        .await
+        .json();
+    assert_eq!(ended[0]["call_id"], "watched", "{ended}");
+    assert_eq!(ended[0]["files"], "/files/watched/");
+    let folder = http(admin, "GET", "/files/watched/", Some(TOKEN), b"").await;
+    assert_eq!(folder.status, 200);
+    assert!(String::from_utf8_lossy(&folder.body).contains("href=\"mixed.wav\""));
+    let wav = http(admin, "GET", "/files/watched/mixed.wav", Some(TOKEN), b"").await;
+    assert_eq!(wav.status, 200);
+    assert!(wav.head.contains("content-type: audio/wav"));
+    let on_disk = std::fs::read(gateway.call_dir("watched").join("mixed.wav")).unwrap();
+    assert!(wav.body == on_disk, "the file served is not the file");
+    assert_eq!(
+        http(admin, "GET", "/files/watched/mixed.wav", None, b"")
+            .await
+            .status,
+        401
+    );
+    for path in [
+        "/files/watched/..%2Fwatched%2Fmixed.wav",
+        "/files/..%2F..%2Fetc/passwd",
+        "/files/watched/.hidden",
+        "/files/watched/nothing.wav",
+        "/files/%2E%2E/",
+    ] {
+        let reply = http(admin, "GET", path, Some(TOKEN), b"").await;
+        assert_eq!(reply.status, 404, "{path}");
+    }
+
     // What was heard is the clip's beginning, sample for sample, up to the cut.
     let (heard, rate) = common::read_wav(&heard);
     assert_eq!(rate, 16_000);
@@ -281,7 +312,8 @@ async fn the_admin_api_lists_plays_into_barges_in_on_and_ends_a_live_call() {
     let text = String::from_utf8(metrics.body).unwrap();
     assert_eq!(
         value_of(&text, "mediagate_admin_refused_total{reason=\"missing\"}"),
-        1.0
+        2.0,
+        "the two requests without a token"
     );
     assert_eq!(
         value_of(&text, "mediagate_admin_refused_total{reason=\"invalid\"}"),
