@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use mediagate_audio::{AudioFormat, AudioFrame, Timestamp};
@@ -52,8 +53,12 @@ pub(crate) struct LiveTransport {
     /// Its sources (`mixed`, or each participant) with their latest level, from the events it
     /// carries.
     pub(crate) sources: Mutex<BTreeMap<String, Option<Level>>>,
-    /// Its inbound audio for listeners (`GET /calls/{id}/listen`), when any listen.
-    pub(crate) tap: broadcast::Sender<Tapped>,
+    /// Its inbound audio for listeners (`GET /calls/{id}/listen`): made by the first listener,
+    /// so a call nobody listens to holds no ring; dropped with the transport, which ends the
+    /// listeners' streams.
+    pub(crate) tap: OnceLock<broadcast::Sender<Tapped>>,
+    /// Listeners now: what the socket task reads per frame (one atomic load, no lock).
+    pub(crate) listeners: AtomicUsize,
     /// The call's last final transcripts, oldest first, for a watcher who arrives late: one
     /// list for all the call's transports (shared when a transport joins), so it outlives a
     /// transcription transport that ends before the call.
@@ -88,12 +93,25 @@ const MAX_SOURCES: usize = 64;
 impl LiveTransport {
     /// Hands `frame` to the listeners, if any: a refcount, never a wait.
     pub(crate) fn tap(&self, frame: &AudioFrame) {
-        if self.tap.receiver_count() > 0 {
-            let _ = self.tap.send(Tapped {
+        if self.listeners.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(tap) = self.tap.get() {
+            let _ = tap.send(Tapped {
                 arrived: Instant::now(),
                 frame: frame.clone(),
             });
         }
+    }
+
+    /// A new listener of the transport's audio, counted until the guard drops.
+    pub(crate) fn listen(self: &Arc<Self>) -> (broadcast::Receiver<Tapped>, ListenerGuard) {
+        let tap = self
+            .tap
+            .get_or_init(|| broadcast::channel(TAP_FRAMES).0)
+            .subscribe();
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+        (tap, ListenerGuard(Arc::downgrade(self)))
     }
 
     /// Notes what `event` says about the call's sources: a participant joined, a level read.
@@ -185,6 +203,18 @@ impl LiveTransports {
             .filter(|t| &*t.call_id == call_id)
             .cloned()
             .collect()
+    }
+}
+
+/// A listener's place in [`LiveTransport::listeners`]. It does not keep the transport: when
+/// the call ends, its ring goes with it and the listener's stream ends.
+pub(crate) struct ListenerGuard(Weak<LiveTransport>);
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        if let Some(transport) = self.0.upgrade() {
+            transport.listeners.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

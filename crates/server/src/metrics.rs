@@ -510,10 +510,10 @@ impl Metrics {
         self.sent.clone()
     }
 
-    /// An audio frame of `bytes` of PCM was accepted.
-    pub(crate) fn frame_received(&self, bytes: usize) {
-        self.frames_received.inc();
-        self.audio_received_bytes.inc_by(bytes as u64);
+    /// `frames` audio frames, `bytes` of PCM in all, were accepted.
+    pub(crate) fn frames_received(&self, frames: u64, bytes: u64) {
+        self.frames_received.inc_by(frames);
+        self.audio_received_bytes.inc_by(bytes);
     }
 
     /// A WebSocket ended after `seconds`, with the close code sent or received (`None`: the

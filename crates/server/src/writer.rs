@@ -100,7 +100,7 @@ async fn write_loop<K>(
 }
 
 /// Writes until the connection is done or the socket fails; `tally` counts what was written,
-/// published to `sent` at each flush.
+/// published to `sent` every [`PUBLISH_EVERY`] frames.
 async fn write<K>(
     sink: &mut K,
     mut control: mpsc::Receiver<Control>,
@@ -141,10 +141,10 @@ async fn write<K>(
                 if sink.feed(message(out, dialect, &mut text, tally)).await.is_err() {
                     return;
                 }
-                if outgoing.is_empty() {
-                    if sink.flush().await.is_err() {
-                        return;
-                    }
+                if outgoing.is_empty() && sink.flush().await.is_err() {
+                    return;
+                }
+                if tally.frames >= PUBLISH_EVERY {
                     tally.publish(sent);
                 }
             }
@@ -152,8 +152,11 @@ async fn write<K>(
     }
 }
 
-/// What a writer wrote since it last added to the shared counters: they are added to once per
-/// flush, not per frame, so busy writers do not contend on them.
+/// Frames a writer counts before it adds them to the shared counters (and at its end).
+const PUBLISH_EVERY: u64 = 50;
+
+/// What a writer wrote since it last added to the shared counters: they are added to once a
+/// second of frames, and when it stops, not per frame, so busy writers do not contend on them.
 #[derive(Default)]
 struct Tally {
     frames: u64,

@@ -70,19 +70,20 @@ pub(super) async fn upgrade_listener(
             format!("call {call_id:?} has no audio (no media transport)"),
         ));
     };
-    if media.tap.receiver_count() >= MAX_LISTENERS_PER_CALL {
+    if media.listeners.load(std::sync::atomic::Ordering::Relaxed) >= MAX_LISTENERS_PER_CALL {
         return Err(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("call {call_id:?} has {MAX_LISTENERS_PER_CALL} listeners already"),
         ));
     }
-    let tap = media.tap.subscribe();
+    let (tap, counted) = media.listen();
     let rate = media.format.sample_rate_hz();
     tracing::info!(call_id = %call_id, source = ?source, "a supervisor listens");
     Ok(upgrade
         .max_message_size(4096)
         .on_upgrade(move |socket| async move {
             serve(socket, tap, source, rate, state, until).await;
+            drop(counted);
             drop(permit);
         }))
 }

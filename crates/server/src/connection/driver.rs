@@ -47,7 +47,13 @@ pub(crate) struct Driver {
     live: Option<Registered>,
     /// The call's id once it has opened, for the events watchers see.
     call_id: Option<Arc<str>>,
+    /// Frames and PCM bytes received and not yet added to the shared counters: they are added
+    /// once a second of frames, and at the end, not per frame.
+    unpublished: (u64, u64),
 }
+
+/// Frames the socket task counts before it adds them to the shared counters.
+const PUBLISH_EVERY: u64 = 50;
 
 /// What woke the read loop.
 enum Wake {
@@ -91,6 +97,7 @@ impl Driver {
             hangup: CancellationToken::new(),
             live: None,
             call_id: None,
+            unpublished: (0, 0),
         }
     }
 
@@ -179,12 +186,24 @@ impl Driver {
 
     /// Hands a frame to the call's processors.
     async fn push_frame(&mut self, frame: mediagate_audio::AudioFrame) {
-        self.app.metrics.frame_received(frame.pcm.len());
+        self.unpublished.0 += 1;
+        self.unpublished.1 += frame.pcm.len() as u64;
+        if self.unpublished.0 >= PUBLISH_EVERY {
+            self.publish_frames();
+        }
         if let Some(live) = &self.live {
             live.transport().tap(&frame);
         }
         if let Some(call) = &mut self.pipeline {
             call.pipeline.push_frame(&frame).await;
+        }
+    }
+
+    /// Adds the frames received since the last time to the shared counters.
+    fn publish_frames(&mut self) {
+        let (frames, bytes) = std::mem::take(&mut self.unpublished);
+        if frames > 0 {
+            self.app.metrics.frames_received(frames, bytes);
         }
     }
 
@@ -347,7 +366,8 @@ impl Driver {
             probes: pipeline.map(|p| p.probes()).unwrap_or_default(),
             playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
             sources: std::sync::Mutex::default(),
-            tap: tokio::sync::broadcast::channel(crate::live::TAP_FRAMES).0,
+            tap: std::sync::OnceLock::new(),
+            listeners: std::sync::atomic::AtomicUsize::new(0),
             transcript: Arc::default(),
         }));
     }
@@ -356,7 +376,8 @@ impl Driver {
     /// transport's report is written, `ended`, with each processor finished or still working;
     /// then it is updated as each of those finishes. Runs whatever ended the call, a panic in
     /// the read loop included.
-    pub(crate) async fn finish(self, end: End, writer: SocketWriter) {
+    pub(crate) async fn finish(mut self, end: End, writer: SocketWriter) {
+        self.publish_frames();
         let Driver {
             app,
             machine,
