@@ -395,8 +395,20 @@ async fn a_public_admin_listener_needs_a_token() {
     };
     assert!(err.to_string().contains("shorter than 16 bytes"), "{err}");
     config.admin.token = Some(AdminToken(TOKEN.to_owned()));
-    let server = Server::bind(config, mediagate::registry()).await.unwrap();
+    let server = Server::bind(config.clone(), mediagate::registry())
+        .await
+        .unwrap();
     assert!(server.admin_addr().unwrap().ip().is_unspecified());
+    drop(server);
+    // TLS on the admin listener: a missing certificate stops start-up, naming it.
+    config.admin.tls = Some(mediagate::server::TlsConfig {
+        cert: "/nonexistent/admin.pem".into(),
+        key: "/nonexistent/admin.key".into(),
+    });
+    let Err(err) = Server::bind(config, mediagate::registry()).await else {
+        panic!("started without its certificate");
+    };
+    assert!(err.to_string().contains("/nonexistent/admin.pem"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1123,5 +1135,121 @@ async fn clips_play_by_name_and_text_is_spoken() {
         speech.iter().any(|&s| s.unsigned_abs() > 1_000),
         "no speech heard"
     );
+    gateway.stop().await;
+}
+
+/// One raw HTTP/1.1 request (its head lines given whole); the status.
+async fn raw_status(addr: SocketAddr, head: &str, body: &[u8]) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response[9..12]).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_pages_of_other_origins_and_rebound_names_get_nothing() {
+    // Without a token (loopback only): a page's script on another origin, or a DNS name
+    // rebound to 127.0.0.1, is refused; the operator's own requests are served.
+    let open = TestGateway::start_isolated(|_| {}).await;
+    let admin = open.admin.unwrap();
+    assert_eq!(
+        raw_status(admin, "GET /calls HTTP/1.1\r\nhost: 127.0.0.1", b"").await,
+        200
+    );
+    assert_eq!(
+        raw_status(admin, "GET /calls HTTP/1.1\r\nhost: localhost:9090", b"").await,
+        200
+    );
+    assert_eq!(
+        raw_status(
+            admin,
+            "GET /calls HTTP/1.1\r\nhost: rebound.example:9090",
+            b""
+        )
+        .await,
+        403
+    );
+    let evil = "POST /drain HTTP/1.1\r\nhost: 127.0.0.1:9090\r\norigin: https://evil.example";
+    assert_eq!(raw_status(admin, evil, b"").await, 403);
+    assert_eq!(
+        raw_status(admin, "GET /readyz HTTP/1.1\r\nhost: 127.0.0.1", b"").await,
+        200
+    );
+    open.stop().await;
+
+    // With a token: another origin is refused even with a valid session or token, and the
+    // sign-in form works from the dashboard's own origin only.
+    let (gateway, admin) = gateway(|_| {}).await;
+    let host = format!("127.0.0.1:{}", admin.port());
+    let forged = format!(
+        "POST /drain HTTP/1.1\r\nhost: {host}\r\norigin: http://localhost:{}\r\n\
+         authorization: Bearer {TOKEN}",
+        admin.port()
+    );
+    assert_eq!(raw_status(admin, &forged, b"").await, 403);
+    let form = format!("token={TOKEN}");
+    let cross = format!(
+        "POST / HTTP/1.1\r\nhost: {host}\r\norigin: https://evil.example\r\n\
+         content-type: application/x-www-form-urlencoded"
+    );
+    assert_eq!(raw_status(admin, &cross, form.as_bytes()).await, 403);
+    let own = format!(
+        "POST / HTTP/1.1\r\nhost: {host}\r\norigin: http://{host}\r\n\
+         content-type: application/x-www-form-urlencoded"
+    );
+    assert_eq!(raw_status(admin, &own, form.as_bytes()).await, 303);
+    assert_eq!(raw_status(admin, &own, b"token=wrong").await, 401);
+    assert_eq!(
+        http(admin, "GET", "/readyz", None, b"").await.status,
+        200,
+        "not drained"
+    );
+    let metrics = http(gateway.addr, "GET", "/metrics", None, b"").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert_eq!(
+        value_of(
+            &text,
+            "mediagate_admin_refused_total{reason=\"cross_origin\"}"
+        ),
+        2.0
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_holds_few_streams_and_they_end_with_the_call() {
+    let (gateway, admin) = gateway(|config| {
+        config.admin.guest_key = Some(AdminToken(GUEST_KEY.to_owned()));
+    })
+    .await;
+    let call = tokio::spawn(mediagate::emulator::run(
+        emulate(gateway.url("/ws?callId=brief"))
+            .with_wav(sample("alice-16k.wav"))
+            .with_pacing(Pacing::Realtime),
+    ));
+    listed(admin, "brief").await;
+    let (_, token) = guest_link(admin, "brief", "watch", 600).await;
+    let path = format!("/guest/{token}/calls/brief/events");
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(EventStream::open_at(admin, &path).await);
+    }
+    // A fifth: refused while four are open.
+    assert_eq!(http(admin, "GET", &path, None, b"").await.status, 429);
+    call.await.unwrap().unwrap();
+    // The call ended: each stream says so, then ends.
+    for mut stream in streams {
+        let mut last = None;
+        while let Some((kind, _)) = stream.next().await {
+            last = Some(kind);
+        }
+        assert_eq!(last.as_deref(), Some("call_ended"));
+    }
     gateway.stop().await;
 }

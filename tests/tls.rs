@@ -122,3 +122,46 @@ async fn wss_call_is_recorded_and_plain_ws_is_refused() {
 
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_serves_https_and_refuses_plain_http() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = SelfSigned::generate();
+    let token = "an-admin-token-over-tls-0123456789";
+    let tls_config = cert.tls_config();
+    let gateway = TestGateway::start_with(move |c| {
+        c.admin.tls = Some(tls_config);
+        c.admin.token = Some(mediagate::server::AdminToken(token.to_owned()));
+    })
+    .await;
+    let admin = gateway.admin.unwrap();
+    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut tls = cert
+        .connector()
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /calls HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\n\
+         connection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("[]"), "{response}");
+
+    // Plain HTTP to it: no answer but a failed handshake.
+    let mut plain = tokio::net::TcpStream::connect(admin).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "plain HTTP was answered"
+    );
+    gateway.stop().await;
+}

@@ -70,6 +70,9 @@ pub struct AdminConfig {
     /// A folder of WAV clips the admin API and the dashboard play by name
     /// (`<clips_dir>/<name>.wav`); none: uploads and text only.
     pub clips_dir: Option<PathBuf>,
+    /// TLS (https://, wss://) on the admin listener; absent means plain HTTP, which is for
+    /// loopback or behind a proxy that terminates TLS (the token crosses the wire).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for AdminConfig {
@@ -82,6 +85,7 @@ impl Default for AdminConfig {
             max_body_bytes: 16 * 1024 * 1024,
             guest_key: None,
             clips_dir: None,
+            tls: None,
         }
     }
 }

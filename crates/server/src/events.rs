@@ -22,6 +22,8 @@ pub(crate) struct Published {
     pub(crate) call_id: Arc<str>,
     /// Its kind: the SSE event name.
     pub(crate) kind: &'static str,
+    /// A processor's own kind, for `custom` events (`level`…).
+    pub(crate) tag: Option<Arc<str>>,
     /// Its JSON (with `call_id`).
     pub(crate) data: String,
 }
@@ -61,9 +63,13 @@ impl EventHub {
         if let Some(fields) = data.as_object_mut() {
             fields.insert("call_id".to_owned(), Value::from(&**call_id));
         }
+        let tag = (kind == "custom")
+            .then(|| data["kind"].as_str().map(Arc::from))
+            .flatten();
         let published = Published {
             call_id: Arc::clone(call_id),
             kind,
+            tag,
             data: data.to_string(),
         };
         // No receiver left since the check: nobody to tell.

@@ -179,8 +179,12 @@ impl AppState {
 pub struct Server {
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    /// The admin API's listener and its address (`[admin]`), unless disabled.
-    admin: Option<(std::net::TcpListener, SocketAddr)>,
+    /// The admin API's listener, its address and its TLS (`[admin]`), unless disabled.
+    admin: Option<(
+        std::net::TcpListener,
+        SocketAddr,
+        Option<tokio_rustls::TlsAcceptor>,
+    )>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
 }
@@ -235,18 +239,15 @@ impl Server {
                 path: data_dir.clone(),
                 source,
             })?;
-        let tls = match &config.tls {
-            None => None,
-            Some(tls) => Some(load_tls(tls).await.map_err(|source| ServerError::Tls {
-                cert: tls.cert.clone(),
-                key: tls.key.clone(),
-                source,
-            })?),
-        };
+        let tls = acceptor(config.tls.as_ref()).await?;
         let (listener, local_addr) = bind_std(config.listen).await?;
         let admin = match config.admin.enabled {
             false => None,
-            true => Some(bind_std(config.admin.listen).await?),
+            true => {
+                let tls = acceptor(config.admin.tls.as_ref()).await?;
+                let (listener, addr) = bind_std(config.admin.listen).await?;
+                Some((listener, addr, tls))
+            }
         };
         let guests =
             admin::guest::Guests::new(config.admin.guest_key.as_ref().map(|key| key.0.as_str()));
@@ -286,7 +287,7 @@ impl Server {
 
     /// The admin API's address (useful with port 0); `None` when `[admin]` is disabled.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|(_, addr)| *addr)
+        self.admin.as_ref().map(|(_, addr, _)| *addr)
     }
 
     /// A handle that reads the gateway's counters while it runs.
@@ -362,13 +363,22 @@ impl Server {
         // The admin API serves through the drain (to watch it), and stops once it is over.
         let admin_stop = CancellationToken::new();
         let _admin_stops = admin_stop.clone().drop_guard();
-        if let Some((admin, addr)) = self.admin {
+        if let Some((admin, addr, tls)) = self.admin {
             admin.set_nonblocking(true).map_err(ServerError::Serve)?;
             let admin = tokio::net::TcpListener::from_std(admin).map_err(ServerError::Serve)?;
-            tracing::info!(%addr, "admin API listening (http://)");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, "admin API listening ({scheme}://)");
+            if tls.is_none() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    %addr,
+                    "the admin API listens beyond loopback without TLS: its token and guest \
+                     links cross the network in the clear unless a proxy terminates TLS \
+                     (set [admin] tls)"
+                );
+            }
             tokio::spawn(listener::serve(
                 admin,
-                None,
+                tls,
                 admin::router(Arc::clone(&state)),
                 Arc::clone(&state),
                 listener::Gate {
@@ -445,6 +455,23 @@ where
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// A listener's TLS acceptor, when it has TLS; an error names the files.
+async fn acceptor(
+    tls: Option<&TlsConfig>,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    load_tls(tls)
+        .await
+        .map(Some)
+        .map_err(|source| ServerError::Tls {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            source,
+        })
 }
 
 /// The TLS acceptor for `tls`: its certificate chain and key, HTTP/1.1 by ALPN.

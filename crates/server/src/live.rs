@@ -104,14 +104,24 @@ impl LiveTransport {
         }
     }
 
-    /// A new listener of the transport's audio, counted until the guard drops.
-    pub(crate) fn listen(self: &Arc<Self>) -> (broadcast::Receiver<Tapped>, ListenerGuard) {
+    /// A new listener of the transport's audio, counted until the guard drops; `None` when
+    /// `max` listen already (checked and taken in one step, so concurrent requests cannot pass
+    /// it together).
+    pub(crate) fn listen(
+        self: &Arc<Self>,
+        max: usize,
+    ) -> Option<(broadcast::Receiver<Tapped>, ListenerGuard)> {
+        self.listeners
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        let guard = ListenerGuard(Arc::downgrade(self));
         let tap = self
             .tap
             .get_or_init(|| broadcast::channel(TAP_FRAMES).0)
             .subscribe();
-        self.listeners.fetch_add(1, Ordering::Relaxed);
-        (tap, ListenerGuard(Arc::downgrade(self)))
+        Some((tap, guard))
     }
 
     /// Notes what `event` says about the call's sources: a participant joined, a level read.

@@ -100,10 +100,13 @@ pub(crate) enum AdminRefusal {
     GuestWrongCall,
     /// A watch-only guest link asked to listen (403).
     GuestScope,
+    /// A browser request from a page of another origin (403).
+    CrossOrigin,
 }
 
 impl AdminRefusal {
-    const ALL: [AdminRefusal; 8] = [
+    const ALL: [AdminRefusal; 9] = [
+        AdminRefusal::CrossOrigin,
         AdminRefusal::Missing,
         AdminRefusal::Invalid,
         AdminRefusal::NotLoopback,
@@ -124,6 +127,7 @@ impl AdminRefusal {
             AdminRefusal::GuestRevoked => "guest_revoked",
             AdminRefusal::GuestWrongCall => "guest_wrong_call",
             AdminRefusal::GuestScope => "guest_scope",
+            AdminRefusal::CrossOrigin => "cross_origin",
         }
     }
 }

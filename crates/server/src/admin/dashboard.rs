@@ -12,7 +12,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -141,44 +141,75 @@ pub(super) async fn index(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let Some(token) = &state.config.admin.token else {
+    if state.config.admin.token.is_none() {
         return page(INDEX);
-    };
-    let offered = uri.query().and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "token")
-            .map(|(_, value)| value.into_owned())
-    });
-    match offered {
-        Some(offered)
-            if super::constant_time_eq(offered.trim().as_bytes(), token.0.trim().as_bytes()) =>
-        {
-            let Some(id) = state.sessions.open() else {
-                return Failure::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "no randomness for a session",
-                )
-                .into_response();
-            };
-            let cookie = format!(
-                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                SESSION_LIFE.as_secs()
-            );
-            let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            response
-        }
-        Some(_) => {
-            state.metrics.admin_refused(AdminRefusal::Invalid);
-            let mut response = page(LOGIN);
-            *response.status_mut() = StatusCode::UNAUTHORIZED;
-            response
-        }
+    }
+    match token_in(uri.query().unwrap_or("")) {
+        Some(offered) => sign_in(&state, &offered),
         None if state.sessions.admits(&headers) => page(INDEX),
         None => page(LOGIN),
     }
+}
+
+/// `POST /`: the sign-in form (the token in the body, so it stays out of the address bar, the
+/// history and proxies' logs), from the dashboard's own origin only.
+pub(super) async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if super::cross_origin(&headers) {
+        state.metrics.admin_refused(AdminRefusal::CrossOrigin);
+        return Failure::new(StatusCode::FORBIDDEN, "a sign-in from another origin")
+            .into_response();
+    }
+    if state.config.admin.token.is_none() {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    }
+    let offered = std::str::from_utf8(&body).ok().and_then(token_in);
+    sign_in(&state, offered.as_deref().unwrap_or(""))
+}
+
+/// The `token` of a query string or form body.
+fn token_in(form: &str) -> Option<String> {
+    form_urlencoded::parse(form.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A session and `/` for the admin token; the sign-in page again (401) for anything else.
+fn sign_in(state: &AppState, offered: &str) -> Response {
+    let valid = state.config.admin.token.as_ref().is_some_and(|token| {
+        super::constant_time_eq(offered.trim().as_bytes(), token.0.trim().as_bytes())
+    });
+    if !valid {
+        state.metrics.admin_refused(AdminRefusal::Invalid);
+        let mut response = page(LOGIN);
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    let Some(id) = state.sessions.open() else {
+        return Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no randomness for a session",
+        )
+        .into_response();
+    };
+    // Over TLS, the cookie is never sent in the clear.
+    let secure = if state.config.admin.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_LIFE.as_secs()
+    );
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

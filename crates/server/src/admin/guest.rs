@@ -32,6 +32,8 @@ const AUDIENCE: &str = "mediagate-guest";
 const MAX_TTL_SECS: u64 = 24 * 3600;
 /// Revocations kept at once (each until its token would have expired anyway).
 const MAX_REVOKED: usize = 4096;
+/// Streams (events, listening) one link may hold open at once.
+const MAX_STREAMS_PER_LINK: usize = 4;
 
 /// What a guest may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -94,6 +96,8 @@ pub(crate) struct Guests {
     key: Option<(EncodingKey, DecodingKey)>,
     /// Revoked ids, with when their tokens expire.
     revoked: Mutex<HashMap<String, u64>>,
+    /// Streams open, by link id.
+    streams: Mutex<HashMap<String, usize>>,
 }
 
 impl Guests {
@@ -106,6 +110,7 @@ impl Guests {
                 )
             }),
             revoked: Mutex::default(),
+            streams: Mutex::default(),
         }
     }
 
@@ -312,12 +317,20 @@ pub(super) async fn events(
         Ok(claims) => claims,
         Err(refused) => return refused.into_response(),
     };
-    let until = Until::new(Arc::clone(&state), claims);
+    let Some(until) = Until::new(Arc::clone(&state), claims) else {
+        return too_many_streams();
+    };
     super::event_stream(state, Some(call_id), Some(GUEST_EVENTS), Some(until)).into_response()
 }
 
 /// The kinds of events a guest sees.
-const GUEST_EVENTS: &[&str] = &["call_started", "call_ended", "transcript", "dtmf", "custom"];
+const GUEST_EVENTS: &[&str] = &[
+    "call_started",
+    "call_ended",
+    "transcript",
+    "dtmf",
+    "custom:level",
+];
 
 /// `/guest/<token>/calls/<call>/listen`, for a `watch+listen` link.
 pub(super) async fn listen(
@@ -339,11 +352,21 @@ pub(super) async fn listen(
         )
         .into_response();
     }
-    let until = Until::new(Arc::clone(&state), claims);
+    let Some(until) = Until::new(Arc::clone(&state), claims) else {
+        return too_many_streams();
+    };
     match super::listen::upgrade_listener(state, call_id, uri, permit, upgrade, Some(until)).await {
         Ok(response) => response,
         Err(failure) => failure.into_response(),
     }
+}
+
+fn too_many_streams() -> Response {
+    Failure::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("this guest link holds {MAX_STREAMS_PER_LINK} streams open already"),
+    )
+    .into_response()
 }
 
 /// When a guest's stream must end: its token's expiry, or its revocation.
@@ -354,12 +377,26 @@ pub(crate) struct Until {
 }
 
 impl Until {
-    fn new(state: Arc<AppState>, claims: Claims) -> Self {
-        Until {
+    /// A stream of the link `claims` names; `None` when the link holds
+    /// [`MAX_STREAMS_PER_LINK`] already (a guest cannot take the admin listener's connections).
+    fn new(state: Arc<AppState>, claims: Claims) -> Option<Self> {
+        {
+            let mut streams = state
+                .guests
+                .streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let open = streams.entry(claims.jti.clone()).or_default();
+            if *open >= MAX_STREAMS_PER_LINK {
+                return None;
+            }
+            *open += 1;
+        }
+        Some(Until {
             state,
             id: claims.jti,
             expires: claims.exp,
-        }
+        })
     }
 
     /// Resolves when the token expires or is revoked (checked each second).
@@ -369,6 +406,23 @@ impl Until {
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+impl Drop for Until {
+    fn drop(&mut self) {
+        let mut streams = self
+            .state
+            .guests
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = streams.get_mut(&self.id) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.id);
+            }
         }
     }
 }

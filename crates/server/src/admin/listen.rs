@@ -60,23 +60,19 @@ pub(super) async fn upgrade_listener(
             .find(|(key, _)| key == "source")
             .map(|(_, value)| value.into_owned())
     });
-    let transports = state.live.of_call(&call_id);
-    if transports.is_empty() {
-        return Err(Failure::no_call(&call_id));
-    }
+    let transports = super::live_call(&state, &call_id)?;
     let Some(media) = transports.iter().find(|t| t.kind == TransportKind::Media) else {
         return Err(Failure::new(
             StatusCode::CONFLICT,
             format!("call {call_id:?} has no audio (no media transport)"),
         ));
     };
-    if media.listeners.load(std::sync::atomic::Ordering::Relaxed) >= MAX_LISTENERS_PER_CALL {
+    let Some((tap, counted)) = media.listen(MAX_LISTENERS_PER_CALL) else {
         return Err(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("call {call_id:?} has {MAX_LISTENERS_PER_CALL} listeners already"),
         ));
-    }
-    let (tap, counted) = media.listen();
+    };
     let rate = media.format.sample_rate_hz();
     tracing::info!(call_id = %call_id, source = ?source, "a supervisor listens");
     Ok(upgrade

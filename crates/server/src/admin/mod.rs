@@ -68,7 +68,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(crate::routes::readyz))
         // The dashboard's pages let a browser in themselves (a token in the address, then a
         // session cookie); its script and style hold nothing secret.
-        .route("/", get(dashboard::index))
+        .route("/", get(dashboard::index).post(dashboard::login))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
         .route("/listen-worklet.js", get(dashboard::worklet))
@@ -87,6 +87,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 /// from loopback).
 async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let refusal = match &state.config.admin.token {
+        // A web page's script can reach loopback too: its requests are refused by their
+        // `Origin`, and a rebound DNS name by its `Host`.
+        _ if cross_origin(request.headers()) => Some(AdminRefusal::CrossOrigin),
+        None if !loopback_host(request.headers()) => Some(AdminRefusal::NotLoopback),
         None => {
             let remote = request
                 .extensions()
@@ -113,7 +117,12 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
     match refusal {
         AdminRefusal::NotLoopback => Failure::new(
             StatusCode::FORBIDDEN,
-            "the admin API has no token configured: loopback clients only",
+            "the admin API has no token configured: loopback clients (and loopback names) only",
+        )
+        .into_response(),
+        AdminRefusal::CrossOrigin => Failure::new(
+            StatusCode::FORBIDDEN,
+            "a request from another origin (a web page's script) is refused",
         )
         .into_response(),
         _ => {
@@ -133,6 +142,43 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             response
         }
     }
+}
+
+/// Whether a browser sent the request from a page of another origin: its `Origin` names a host
+/// other than the one it asked. (Clients that are not browsers send no `Origin`.)
+pub(crate) fn cross_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(origin), Some(host)) => !origin.eq_ignore_ascii_case(host),
+        // `Origin: null` (a sandboxed or file page), or no `Host`: not the dashboard.
+        _ => true,
+    }
+}
+
+/// Whether the request names a loopback host (`localhost`, 127.0.0.0/8, `[::1]`), as a
+/// request to the token-less admin API must: another name pointing at 127.0.0.1 is a rebound
+/// DNS name, a web page's way in.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 without Host: not a browser.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The credential of an `Authorization: Bearer` header.
@@ -368,6 +414,15 @@ fn calls_of(transports: &[Arc<LiveTransport>]) -> Vec<CallView> {
     calls
 }
 
+/// The live transports of `call_id`; 404 when it has none.
+fn live_call(state: &AppState, call_id: &str) -> Result<Vec<Arc<LiveTransport>>, Failure> {
+    let transports = state.live.of_call(call_id);
+    if transports.is_empty() {
+        return Err(Failure::no_call(call_id));
+    }
+    Ok(transports)
+}
+
 /// The live calls.
 #[utoipa::path(get, path = "/calls", tag = "calls",
     responses((status = 200, description = "Every live call", body = [CallView])))]
@@ -478,10 +533,7 @@ async fn play(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Played>, Failure> {
-    let transports = state.live.of_call(&call_id);
-    if transports.is_empty() {
-        return Err(Failure::no_call(&call_id));
-    }
+    let transports = live_call(&state, &call_id)?;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -503,14 +555,26 @@ async fn play(
         Source::Wav(body)
     };
     let loader = Arc::clone(&state);
-    let clip = tokio::task::spawn_blocking(move || source.load(&loader))
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "loading the audio failed",
-            )
-        })??;
+    // The call's rate, from its media transport (the one with a player).
+    let rate = transports
+        .iter()
+        .find(|t| t.kind == crate::session::TransportKind::Media)
+        .map(|t| t.format.sample_rate_hz())
+        .ok_or_else(|| no_outbound(&call_id))?;
+    // Decoded, mixed down and resampled here, off the async threads and before the player's
+    // lock is taken: under it, the samples are only queued.
+    let clip = tokio::task::spawn_blocking(move || {
+        source
+            .load(&loader)
+            .and_then(|clip| to_call_format(&clip, rate))
+    })
+    .await
+    .map_err(|_| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "loading the audio failed",
+        )
+    })??;
     for transport in &transports {
         let mut player = transport.playback();
         let Some(playback) = player.as_mut() else {
@@ -580,6 +644,26 @@ impl Source {
             }
         }
     }
+}
+
+/// `clip` as mono samples at `rate`, what a call plays.
+fn to_call_format(clip: &Clip, rate: u32) -> Result<Clip, Failure> {
+    let channels = usize::from(clip.format.channels());
+    let mono = if channels > 1 {
+        let samples: Vec<i16> = clip.samples().collect();
+        let mixed: Vec<i16> = samples
+            .chunks_exact(channels)
+            .map(|frame| {
+                let sum: i32 = frame.iter().map(|&s| i32::from(s)).sum();
+                (sum / channels as i32) as i16
+            })
+            .collect();
+        Clip::from_samples(AudioFormat::mono(clip.format.sample_rate_hz()), &mixed)
+    } else {
+        clip.clone()
+    };
+    mono.at_rate(rate)
+        .map_err(|e| Failure::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()))
 }
 
 /// The file at `path`, if it is no larger than `max` bytes.
@@ -681,10 +765,7 @@ async fn stop_audio(
     State(state): State<Arc<AppState>>,
     Path(call_id): Path<String>,
 ) -> Result<Json<Stopped>, Failure> {
-    let transports = state.live.of_call(&call_id);
-    if transports.is_empty() {
-        return Err(Failure::no_call(&call_id));
-    }
+    let transports = live_call(&state, &call_id)?;
     for transport in &transports {
         if let Some(playback) = transport.playback().as_mut() {
             let cut = playback.stop_audio();
@@ -716,10 +797,7 @@ async fn hangup(
     State(state): State<Arc<AppState>>,
     Path(call_id): Path<String>,
 ) -> Result<(StatusCode, Json<HungUp>), Failure> {
-    let transports = state.live.of_call(&call_id);
-    if transports.is_empty() {
-        return Err(Failure::no_call(&call_id));
-    }
+    let transports = live_call(&state, &call_id)?;
     for transport in &transports {
         transport.hangup.cancel();
     }
@@ -810,7 +888,11 @@ pub(crate) fn event_stream(
                         continue;
                     }
                     let sent = sse::Event::default().event(event.kind).data(&event.data);
-                    return Some((Ok(sent), Some(watcher)));
+                    // A guest's stream ends with its call.
+                    let over = watcher.until.is_some()
+                        && event.kind == "call_ended"
+                        && watcher.state.live.of_call(&event.call_id).is_empty();
+                    return Some((Ok(sent), (!over).then_some(watcher)));
                 }
                 Err(RecvError::Lagged(missed)) => {
                     watcher.state.metrics.event_stream_cut();
@@ -854,11 +936,17 @@ impl Watcher {
     }
 
     /// Whether the watcher's filters let `event` through.
+    /// (`custom:<tag>` in `kinds` lets only that processor kind of `custom` events through.)
     fn wants(&self, event: &crate::events::Published) -> bool {
+        let kind_wanted = |wanted: &&str| {
+            *wanted == event.kind
+                || (event.kind == "custom"
+                    && wanted.strip_prefix("custom:") == event.tag.as_deref())
+        };
         self.call
             .as_deref()
             .is_none_or(|call| call == &*event.call_id)
-            && self.kinds.is_none_or(|kinds| kinds.contains(&event.kind))
+            && self.kinds.is_none_or(|kinds| kinds.iter().any(kind_wanted))
     }
 }
 
@@ -938,6 +1026,46 @@ mod tests {
             "/events",
         ] {
             assert!(paths.iter().any(|p| *p == path), "{path} not in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn pages_of_other_origins_and_rebound_names_are_told_apart() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            map
+        };
+        assert!(!cross_origin(&headers(&[("host", "127.0.0.1:9090")])));
+        assert!(!cross_origin(&headers(&[
+            ("host", "127.0.0.1:9090"),
+            ("origin", "http://127.0.0.1:9090")
+        ])));
+        assert!(cross_origin(&headers(&[
+            ("host", "127.0.0.1:9090"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(cross_origin(&headers(&[
+            ("host", "127.0.0.1:9090"),
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(cross_origin(&headers(&[("host", "a"), ("origin", "null")])));
+        for host in [
+            "localhost:9090",
+            "127.0.0.1",
+            "127.1.2.3:1",
+            "[::1]:9090",
+            "LOCALHOST",
+        ] {
+            assert!(loopback_host(&headers(&[("host", host)])), "{host}");
+        }
+        for host in ["rebound.evil.example:9090", "10.0.0.1:9090", "[::2]:1"] {
+            assert!(!loopback_host(&headers(&[("host", host)])), "{host}");
         }
     }
 

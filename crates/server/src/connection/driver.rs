@@ -341,22 +341,10 @@ impl Driver {
         );
         let pipeline = self.pipeline.as_ref().map(|call| &call.pipeline);
         let call_id: Arc<str> = call_id.into();
-        self.app.events.publish(&call_id, || {
-            Some((
-                "call_started",
-                serde_json::json!({
-                    "connection": self.info.id,
-                    "kind": kind.as_str(),
-                    "path": self.info.path,
-                    "sample_rate_hz": format.sample_rate_hz(),
-                    "channels": format.channels(),
-                }),
-            ))
-        });
         self.call_id = Some(Arc::clone(&call_id));
         self.live = Some(self.app.live.register(LiveTransport {
             connection: self.info.id,
-            call_id,
+            call_id: Arc::clone(&call_id),
             kind,
             path: self.info.path.clone(),
             remote_addr: self.info.remote_addr,
@@ -370,6 +358,19 @@ impl Driver {
             listeners: std::sync::atomic::AtomicUsize::new(0),
             transcript: Arc::default(),
         }));
+        // Announced once listed: a watcher that asks for the call then finds it.
+        self.app.events.publish(&call_id, || {
+            Some((
+                "call_started",
+                serde_json::json!({
+                    "connection": self.info.id,
+                    "kind": kind.as_str(),
+                    "path": self.info.path,
+                    "sample_rate_hz": format.sample_rate_hz(),
+                    "channels": format.channels(),
+                }),
+            ))
+        });
     }
 
     /// The fixed teardown order: input has stopped; the processors get `CallEnded`; the

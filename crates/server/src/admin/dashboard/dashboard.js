@@ -209,6 +209,8 @@ async function refreshGuest() {
   const response = await fetch(guest);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
+    // The call has ended, or the link stopped working: nothing more to ask for.
+    clearInterval(polling);
     for (const callId of [...calls.keys()]) endCall(callId);
     const note = $("#no-calls");
     note.hidden = false;
@@ -396,5 +398,5 @@ if (!guest) {
   await loadClips().catch(() => {});
 }
 refresh();
-setInterval(refresh, 1000);
+const polling = setInterval(refresh, 1000);
 listen();
