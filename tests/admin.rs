@@ -1253,3 +1253,60 @@ async fn a_guest_holds_few_streams_and_they_end_with_the_call() {
     }
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_guest_link_stays_revoked_after_a_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.token = Some(AdminToken(TOKEN.to_owned()));
+    config.admin.guest_key = Some(AdminToken(GUEST_KEY.to_owned()));
+    config.pipeline.processors = vec!["wav".to_owned()];
+    let run = |config: Config| async move {
+        let server = Server::bind(config, mediagate::registry()).await.unwrap();
+        let (addr, admin) = (server.local_addr(), server.admin_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        (addr, admin, stop, task)
+    };
+
+    let (addr, admin, stop, task) = run(config.clone()).await;
+    let call = tokio::spawn(mediagate::emulator::run(
+        emulate(format!("ws://{addr}/ws?callId=kept"))
+            .with_wav(sample("alice-16k.wav"))
+            .with_pacing(Pacing::Realtime),
+    ));
+    listed(admin, "kept").await;
+    let (id, token) = guest_link(admin, "kept", "watch", 600).await;
+    let (_, other) = guest_link(admin, "kept", "watch", 600).await;
+    let bad = http(admin, "DELETE", "/guest-links/..%2Fx", Some(TOKEN), b"").await;
+    assert_eq!(bad.status, 404);
+    let revoked = http(
+        admin,
+        "DELETE",
+        &format!("/guest-links/{id}"),
+        Some(TOKEN),
+        b"",
+    )
+    .await;
+    assert_eq!(revoked.status, 204);
+    call.await.unwrap().unwrap();
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+
+    // The same data dir, a new process: the revoked link is still refused, the other is not.
+    let (_, admin, stop, task) = run(config).await;
+    let page = http(admin, "GET", &format!("/guest/{token}"), None, b"").await;
+    assert_eq!(page.status, 401);
+    assert!(page.json()["error"].as_str().unwrap().contains("revoked"));
+    let kept = http(admin, "GET", &format!("/guest/{other}"), None, b"").await;
+    assert_eq!(kept.status, 200);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -249,8 +249,13 @@ impl Server {
                 Some((listener, addr, tls))
             }
         };
-        let guests =
-            admin::guest::Guests::new(config.admin.guest_key.as_ref().map(|key| key.0.as_str()));
+        let revocations = data_dir.join(admin::guest::REVOCATIONS_FILE);
+        let saved = tokio::fs::read(&revocations).await.ok();
+        let guests = admin::guest::Guests::new(
+            config.admin.guest_key.as_ref().map(|key| key.0.as_str()),
+            revocations,
+            saved.as_deref(),
+        );
         let state = Arc::new(AppState {
             registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,

@@ -9,6 +9,7 @@
 //! revocation ends then. Anything else is 401.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,10 +99,30 @@ pub(crate) struct Guests {
     revoked: Mutex<HashMap<String, u64>>,
     /// Streams open, by link id.
     streams: Mutex<HashMap<String, usize>>,
+    /// Where the revocations are kept across restarts.
+    file: PathBuf,
+}
+
+/// The revocations' file in the data dir (hidden: `/files` never serves it).
+pub(crate) const REVOCATIONS_FILE: &str = ".guest-revocations.json";
+
+/// Whether `id` can be a link's id (32 hex digits as issued; a little slack).
+fn plain_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Guests {
-    pub(crate) fn new(key: Option<&str>) -> Self {
+    /// Guests of `key`, with the revocations kept in `file` (`saved`: its contents at start-up,
+    /// if any; the expired ones are forgotten).
+    pub(crate) fn new(key: Option<&str>, file: PathBuf, saved: Option<&[u8]>) -> Self {
+        let now = now_secs();
+        let mut revoked: HashMap<String, u64> = saved
+            .and_then(|bytes| serde_json::from_slice(bytes).ok())
+            .unwrap_or_default();
+        revoked.retain(|id, until| *until > now && plain_id(id));
+        if revoked.len() > MAX_REVOKED {
+            revoked = revoked.into_iter().take(MAX_REVOKED).collect();
+        }
         Guests {
             key: key.map(|k| {
                 (
@@ -109,9 +130,19 @@ impl Guests {
                     DecodingKey::from_secret(k.trim().as_bytes()),
                 )
             }),
-            revoked: Mutex::default(),
+            revoked: Mutex::new(revoked),
             streams: Mutex::default(),
+            file,
         }
+    }
+
+    /// Writes the revocations to their file (a new file renamed over the old: never half
+    /// written). Blocking.
+    fn save(&self, revoked: &HashMap<String, u64>) -> std::io::Result<()> {
+        let json = serde_json::to_vec(revoked).map_err(std::io::Error::other)?;
+        let temporary = self.file.with_extension("json.tmp");
+        std::fs::write(&temporary, json)?;
+        std::fs::rename(&temporary, &self.file)
     }
 
     fn revoked(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -213,24 +244,51 @@ pub(super) async fn issue(
     ))
 }
 
-/// Revokes a guest link: its page, streams and listening end within a second.
+/// Revokes a guest link: its page, streams and listening end within a second, and it stays
+/// revoked across restarts (kept in the data dir until it would have expired).
 #[utoipa::path(delete, path = "/guest-links/{id}", tag = "guests",
     params(("id" = String, Path, description = "The link's id")),
-    responses((status = 204, description = "Revoked")))]
+    responses(
+        (status = 204, description = "Revoked, and saved in the data dir: it stays revoked across restarts"),
+        (status = 404, description = "Not a link's id", body = super::ApiError),
+        (status = 500, description = "Revoked, but not saved: until the gateway restarts", body = super::ApiError),
+        (status = 503, description = "Too many links revoked and not expired yet", body = super::ApiError),
+    ))]
 pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> StatusCode {
+) -> Result<StatusCode, Failure> {
+    if !plain_id(&id) {
+        return Err(Failure::new(StatusCode::NOT_FOUND, "not a guest link's id"));
+    }
     let now = now_secs();
-    let mut revoked = state.guests.revoked();
-    revoked.retain(|_, expires| *expires > now);
-    if revoked.len() < MAX_REVOKED || revoked.contains_key(&id) {
+    let snapshot = {
+        let mut revoked = state.guests.revoked();
+        revoked.retain(|_, expires| *expires > now);
+        if revoked.len() >= MAX_REVOKED && !revoked.contains_key(&id) {
+            return Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_REVOKED} links are revoked and not expired yet"),
+            ));
+        }
         // Kept for the longest any token lives: its own expiry is not known here.
         revoked.insert(id.clone(), now + MAX_TTL_SECS);
-        tracing::info!(link = %id, "guest link revoked");
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        revoked.clone()
+    };
+    tracing::info!(link = %id, "guest link revoked");
+    let saver = Arc::clone(&state);
+    let saved = tokio::task::spawn_blocking(move || saver.guests.save(&snapshot))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match saved {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot save the guest-link revocations");
+            Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("revoked until the gateway restarts: cannot save it ({e})"),
+            ))
+        }
     }
 }
 
