@@ -52,19 +52,7 @@ impl Sessions {
 
     /// A new session: 32 random bytes, hex.
     fn open(&self) -> Option<String> {
-        let mut bytes = [0u8; 32];
-        let mut filled = 0;
-        while filled < bytes.len() {
-            match rustix::rand::getrandom(
-                &mut bytes[filled..],
-                rustix::rand::GetRandomFlags::empty(),
-            ) {
-                Ok(n) => filled += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return None,
-            }
-        }
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = super::random_hex(32)?;
         let now = Instant::now();
         let mut sessions = self.lock();
         sessions.retain(|_, expires| *expires > now);
@@ -172,9 +160,7 @@ pub(super) async fn login(
 
 /// The `token` of a query string or form body.
 fn token_in(form: &str) -> Option<String> {
-    form_urlencoded::parse(form.as_bytes())
-        .find(|(key, _)| key == "token")
-        .map(|(_, value)| value.into_owned())
+    super::form_value(form, "token")
 }
 
 /// A session and `/` for the admin token; the sign-in page again (401) for anything else.

@@ -177,20 +177,6 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A random id: 16 bytes, hex.
-fn random_id() -> Option<String> {
-    let mut bytes = [0u8; 16];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return None,
-        }
-    }
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Issues a guest link to one live call.
 #[utoipa::path(post, path = "/guest-links", tag = "guests",
     request_body = NewGuestLink,
@@ -219,7 +205,7 @@ pub(super) async fn issue(
     if state.live.of_call(&request.call_id).is_empty() {
         return Err(Failure::no_call(&request.call_id));
     }
-    let id = random_id()
+    let id = super::random_hex(16)
         .ok_or_else(|| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "no randomness"))?;
     let iat = now_secs();
     let claims = Claims {

@@ -55,11 +55,9 @@ pub(super) async fn upgrade_listener(
     upgrade: WebSocketUpgrade,
     until: Option<Until>,
 ) -> Result<Response, Failure> {
-    let source = uri.query().and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "source")
-            .map(|(_, value)| value.into_owned())
-    });
+    let source = uri
+        .query()
+        .and_then(|query| super::form_value(query, "source"));
     let transports = super::live_call(&state, &call_id)?;
     let Some(media) = transports.iter().find(|t| t.kind == TransportKind::Media) else {
         return Err(Failure::new(

@@ -712,6 +712,29 @@ fn no_outbound(call_id: &str) -> Failure {
     )
 }
 
+/// The value of `key` in a query string or a form body, percent-decoded.
+pub(super) fn form_value(form: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(form.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `bytes` random bytes from the kernel, as hex: session and guest-link ids. `None` when the
+/// kernel gives none.
+pub(super) fn random_hex(bytes: usize) -> Option<String> {
+    let mut random = vec![0u8; bytes];
+    let mut filled = 0;
+    while filled < random.len() {
+        match rustix::rand::getrandom(&mut random[filled..], rustix::rand::GetRandomFlags::empty())
+        {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -851,11 +874,7 @@ async fn events(
     State(state): State<Arc<AppState>>,
     uri: Uri,
 ) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
-    let call = uri.query().and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "call")
-            .map(|(_, value)| value.into_owned())
-    });
+    let call = uri.query().and_then(|query| form_value(query, "call"));
     event_stream(state, call, None, None)
 }
 
