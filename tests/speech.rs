@@ -43,10 +43,13 @@ fn spoken_call(dir: &Path) -> (PathBuf, Vec<String>) {
     let mut out = BytesMut::new();
     resampler.process(&pcm, &mut out);
     resampler.flush(&mut out);
-    let samples: Vec<i16> = out
+    let mut samples: Vec<i16> = out
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect();
+    // Whole 20 ms frames (480 samples), as ACS sends them and the emulator pads them: the
+    // recording is then the file, sample for sample.
+    samples.resize(samples.len().div_ceil(480) * 480, 0);
     let path = dir.join("call-24k.wav");
     write_wav(&path, 24_000, &samples);
     (path, said)

@@ -172,8 +172,8 @@ impl FrameEncoder {
         }
     }
 
-    /// The samples of frame `tick` of a track: 20 ms, or fewer for the last one; `None` past the
-    /// end.
+    /// The samples of frame `tick` of a track: 20 ms, or fewer for the last one (which
+    /// [`FrameEncoder::audio`] pads); `None` past the end.
     fn frame_at<'s>(&self, samples: &'s [i16], tick: u64) -> Option<&'s [i16]> {
         let per_frame = self.format.frame_samples();
         let start = usize::try_from(tick).ok()?.checked_mul(per_frame)?;
@@ -190,6 +190,9 @@ impl FrameEncoder {
     ) -> PlanAction {
         self.pcm.clear();
         self.pcm.extend(frame.iter().flat_map(|s| s.to_le_bytes()));
+        // ACS sends whole 20 ms frames only, as the metadata's `length` says: a track's last,
+        // partial frame goes out padded with silence.
+        self.pcm.resize(self.format.frame_bytes(), 0);
         self.base64.clear();
         encode_pcm(&self.pcm, &mut self.base64);
         let offset_micros = i64::try_from(tick)
@@ -325,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn last_partial_frame_is_not_padded_and_dtmf_outlives_the_audio() {
+    fn last_partial_frame_is_padded_to_20_ms_and_dtmf_outlives_the_audio() {
         let tracks = TrackSet {
             format: AudioFormat::mono(16_000),
             tracks: vec![Track {
@@ -338,10 +341,15 @@ mod tests {
             ticks(&plan),
             [(0, "audio"), (0, "dtmf"), (1, "audio"), (5, "dtmf")]
         );
-        let PlanAction::Audio { pcm_bytes, .. } = plan.entries[2].action else {
+        let PlanAction::Audio { pcm_bytes, message } = &plan.entries[2].action else {
             panic!("audio expected");
         };
-        assert_eq!(pcm_bytes, 10);
+        assert_eq!(*pcm_bytes, 640, "5 samples and 315 of silence");
+        let mut padded = [1u8, 0].repeat(5);
+        padded.resize(640, 0);
+        let mut expected = String::new();
+        encode_pcm(&padded, &mut expected);
+        assert!(message.as_str().contains(&expected));
         assert!(plan.metadata.as_str().contains(r#""length":640"#));
     }
 

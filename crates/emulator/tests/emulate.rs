@@ -37,6 +37,14 @@ fn tick(frame: &AudioData<'_>) -> i64 {
     ts.micros_since(start_time()) / 20_000
 }
 
+/// `samples` padded with silence to whole 20 ms frames of `per_frame` samples, as the
+/// emulator sends them (ACS sends whole frames only).
+fn padded(samples: &[i16], per_frame: usize) -> Vec<i16> {
+    let mut padded = samples.to_vec();
+    padded.resize(samples.len().div_ceil(per_frame) * per_frame, 0);
+    padded
+}
+
 fn pcm_bytes(samples: &[i16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
@@ -75,10 +83,11 @@ async fn mixed_stream_reproduces_the_wav_byte_for_byte() {
         assert_eq!(tick(&frame), i as i64);
         received.extend_from_slice(&frame.decode_pcm(2, &mut pool).unwrap());
     }
-    assert_eq!(received, pcm_bytes(&samples));
+    // The last frame (123 samples) is padded to a whole one.
+    assert_eq!(received, pcm_bytes(&padded(&samples, 320)));
     assert_eq!(connection.messages.len(), 1 + 26);
     assert_eq!(report.frames_sent, 26);
-    assert_eq!(report.audio_bytes_sent, samples.len() as u64 * 2);
+    assert_eq!(report.audio_bytes_sent, 26 * 640);
     assert_eq!(report.frames_skipped_silent, 0);
     assert!(!report.stopped_early);
     assert_eq!(report.gateway_close.map(|c| c.code), Some(1000));
@@ -348,7 +357,7 @@ async fn outbound_messages_from_the_gateway_are_counted() {
 #[tokio::test]
 async fn echoed_audio_is_recorded_sample_for_sample_and_timed() {
     let dir = tempfile::tempdir().unwrap();
-    // 51 frames, the last one partial.
+    // 51 frames, the last one partial (padded to 20 ms when sent).
     let samples = tone(16_000 + 100, 7);
     let wav = write_wav(dir.path(), "in.wav", 16_000, &samples);
     let recording = dir.path().join("out.wav");
@@ -373,12 +382,12 @@ async fn echoed_audio_is_recorded_sample_for_sample_and_timed() {
         (1, 16_000, 16)
     );
     let recorded: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    assert_eq!(recorded, samples);
+    assert_eq!(recorded, padded(&samples, 320));
 
     let outbound = &report.outbound;
     assert_eq!(report.messages_received_from_gateway.audio_data, 51);
-    assert_eq!(outbound.samples, samples.len() as u64);
-    assert_eq!(outbound.duration, Duration::from_micros(1_006_250));
+    assert_eq!(outbound.samples, 51 * 320);
+    assert_eq!(outbound.duration, Duration::from_millis(1_020));
     assert_eq!(outbound.recording.as_deref(), Some(recording.as_path()));
     assert_eq!(
         (outbound.samples_not_recorded, outbound.undecodable_frames),
@@ -404,7 +413,7 @@ async fn echoed_audio_is_recorded_sample_for_sample_and_timed() {
     let json: serde_json::Value = serde_json::from_str(&report.to_json_pretty()).unwrap();
     assert_eq!(json["outbound"]["round_trip"]["count"], 51);
     assert_eq!(json["outbound"]["stop_audio"][0]["sample_index"], 3200);
-    assert_eq!(json["outbound"]["samples"], 16_100);
+    assert_eq!(json["outbound"]["samples"], 16_320);
     let summary = report.to_string();
     assert!(summary.contains("echo round trip: n=51"), "{summary}");
     assert!(summary.contains("(sample 3200)"), "{summary}");
