@@ -29,6 +29,7 @@
 
 mod config;
 mod connection;
+pub mod control;
 mod error;
 mod media;
 mod outbound;
