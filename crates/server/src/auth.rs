@@ -253,6 +253,16 @@ impl fmt::Debug for SharedSecret {
     }
 }
 
+/// `[auth] mode = "secret"`: the secret, for the transport URLs the control plane gives ACS
+/// (which cannot send headers on its upgrades); `None` in the other modes.
+pub(crate) fn url_secret(config: &AuthConfig) -> Result<Option<String>, AuthError> {
+    if config.mode != AuthMode::Secret {
+        return Ok(None);
+    }
+    let secret = SharedSecret::load(config)?;
+    Ok(String::from_utf8(secret.0).ok())
+}
+
 impl SharedSecret {
     /// Reads the secret from `secret_file`, else from the variable `secret_env`.
     fn load(config: &AuthConfig) -> Result<SharedSecret, AuthError> {
@@ -526,3 +536,42 @@ impl RefusalLog {
 
 #[cfg(test)]
 mod tests;
+
+/// Checks the JWT ACS signs its mid-call callbacks with (`Authorization: Bearer …`): the
+/// upgrade tokens' validator, with `[acs]`'s audience and key source.
+#[derive(Debug)]
+pub(crate) struct CallbackVerifier(jwt::JwtValidator);
+
+impl CallbackVerifier {
+    /// From `[acs]`: keys fetched now (a failed fetch is logged and retried on the first
+    /// callback, as for upgrades).
+    pub(crate) async fn start(acs: &crate::acs::AcsConfig) -> Result<CallbackVerifier, AuthError> {
+        let config = AuthConfig {
+            mode: AuthMode::Acs,
+            openid_config_url: acs.openid_config_url.clone(),
+            audience: acs.audience.clone(),
+            jwks_file: acs.jwks_file.clone(),
+            issuer: acs.issuer.clone(),
+            ..AuthConfig::default()
+        };
+        let validator = jwt::JwtValidator::from_config(&config)?;
+        if let Err(reason) = validator.load().await {
+            if let Some(path) = &config.jwks_file {
+                return Err(AuthError::JwksFile {
+                    path: path.clone(),
+                    reason,
+                });
+            }
+            tracing::warn!(%reason, "cannot fetch ACS's keys for callbacks yet: callbacks are refused until a fetch succeeds");
+        }
+        Ok(CallbackVerifier(validator))
+    }
+
+    /// Whether a callback with these headers comes from ACS.
+    pub(crate) async fn verify(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match bearer(headers)? {
+            None => Err(Refusal::Missing),
+            Some(token) => self.0.validate(token).await,
+        }
+    }
+}

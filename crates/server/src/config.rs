@@ -46,6 +46,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Where `/metrics` is served.
     pub metrics: MetricsConfig,
+    /// The Call Automation control plane: answer calls by rule, take ACS's events and
+    /// callbacks.
+    pub acs: crate::acs::AcsConfig,
 }
 
 /// The admin API (`[admin]`): its own listener, for operators, never for the platform.
@@ -345,6 +348,7 @@ impl Default for Config {
             timeline: TimelineConfig::default(),
             admin: AdminConfig::default(),
             metrics: MetricsConfig::default(),
+            acs: crate::acs::AcsConfig::default(),
         }
     }
 }
@@ -484,6 +488,7 @@ impl Config {
                 reason: reason.to_owned(),
             })
         };
+        self.acs.validate(&self.routes)?;
         if self.timeline.max_ahead_secs > 3_600 {
             return invalid("timeline.max_ahead_secs", "must be at most 3600");
         }

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod acs;
 mod admin;
 mod auth;
 mod config;
@@ -45,6 +46,9 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use acs::{
+    AcsConfig, AnswerRule, AttendantConfig, AttendantMode, Channels, ControlPlaneError, RuleAction,
+};
 pub use auth::{AuthConfig, AuthError, AuthMode, system_root_certs};
 pub use config::{
     AdminConfig, AdminToken, AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX,
@@ -91,6 +95,9 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// The Call Automation control plane could not start (credentials, secret, keys).
+    #[error(transparent)]
+    ControlPlane(#[from] acs::ControlPlaneError),
     /// Shutdown ended with calls whose files could not be finalized (`mediagate repair` makes
     /// what they left valid).
     #[error("{calls} call(s) could not be finalized at shutdown")]
@@ -149,6 +156,8 @@ pub(crate) struct AppState {
     pub(crate) guests: admin::guest::Guests,
     /// The registry's voice, for text played into calls (`Registry::set_speaker`).
     pub(crate) speaker: Option<mediagate_pipeline::Speaker>,
+    /// The Call Automation control plane (`[acs] enabled`).
+    pub(crate) acs: Option<Arc<acs::ControlPlane>>,
 }
 
 impl AppState {
@@ -256,6 +265,12 @@ impl Server {
             revocations,
             saved.as_deref(),
         );
+        let acs = match config.acs.enabled {
+            true => Some(Arc::new(
+                acs::ControlPlane::start(&config.acs, &config.auth).await?,
+            )),
+            false => None,
+        };
         let state = Arc::new(AppState {
             registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
             config,
@@ -275,6 +290,7 @@ impl Server {
             sessions: admin::dashboard::Sessions::default(),
             guests,
             speaker,
+            acs,
         });
         Ok(Server {
             listener,

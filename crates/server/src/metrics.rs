@@ -162,6 +162,8 @@ pub(crate) struct Metrics {
     playback_late_frames: Counter,
     auth_refused: Family<Label, Counter>,
     admin_refused: Family<Label, Counter>,
+    acs_refused: Family<Label, Counter>,
+    acs_calls: Family<Label, Counter>,
     event_streams: Gauge,
     event_streams_cut: Counter,
     listeners: Gauge,
@@ -281,6 +283,8 @@ impl Default for Metrics {
             playback_late_frames: Counter::default(),
             auth_refused: Family::default(),
             admin_refused: Family::default(),
+            acs_refused: Family::default(),
+            acs_calls: Family::default(),
             event_streams: Gauge::default(),
             event_streams_cut: Counter::default(),
             listeners: Gauge::default(),
@@ -468,6 +472,16 @@ impl Default for Metrics {
             m.admin_refused.clone(),
         );
         registry.register(
+            "acs_refused",
+            "Event Grid deliveries and ACS callbacks refused or skipped, by reason",
+            m.acs_refused.clone(),
+        );
+        registry.register(
+            "acs_calls",
+            "Incoming calls decided by the control plane, by action",
+            m.acs_calls.clone(),
+        );
+        registry.register(
             "auth_refused",
             "WebSocket upgrades refused as not authenticated, by reason",
             m.auth_refused.clone(),
@@ -581,6 +595,22 @@ impl Metrics {
     /// An event stream was cut off: its reader fell behind.
     pub(crate) fn event_stream_cut(&self) {
         self.event_streams_cut.inc();
+    }
+
+    /// The control plane refused or skipped a delivery or callback (`events_secret`,
+    /// `bad_event`, `busy`, or an upgrade token's refusal reason for callbacks).
+    pub(crate) fn acs_refused(&self, reason: &'static str) {
+        self.acs_refused
+            .get_or_create(&[("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// The control plane decided an incoming call (`answered`, `rejected`, `redirected`,
+    /// `failed`).
+    pub(crate) fn acs_call(&self, action: &'static str) {
+        self.acs_calls
+            .get_or_create(&[("action", action.to_owned())])
+            .inc();
     }
 
     /// The admin API refused a request.

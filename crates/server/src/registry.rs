@@ -43,6 +43,9 @@ struct LiveCall {
     /// Every id this call is known by (its identity, query `callId`, `callConnectionId`).
     keys: BTreeSet<String>,
     transports: Vec<TransportKind>,
+    /// Held open by the control plane (answered, not yet disconnected): the call does not end
+    /// when its last transport does, so callbacks after the sockets close still belong to it.
+    held: bool,
 }
 
 /// A transport's place in a call: the folder and its own entry in session.json.
@@ -145,6 +148,7 @@ impl CallRegistry {
             started_at: now,
             ended_at: None,
             transports: vec![report],
+            control: None,
         };
         let folder = Arc::new(CallFolder::new(
             name.clone(),
@@ -160,6 +164,7 @@ impl CallRegistry {
                 folder: Arc::clone(&folder),
                 keys,
                 transports: vec![kind],
+                held: false,
             },
         );
         self.live_count.store(live.calls.len(), Ordering::Relaxed);
@@ -215,22 +220,111 @@ impl CallRegistry {
                 if let Some(i) = call.transports.iter().position(|k| *k == slot.kind) {
                     call.transports.remove(i);
                 }
-                call.transports.is_empty()
+                call.transports.is_empty() && !call.held
             }
             None => true,
         };
         if ended {
-            if let Some(call) = live.calls.remove(name) {
-                for key in &call.keys {
-                    if live.by_key.get(key).is_some_and(|n| n == name) {
-                        live.by_key.remove(key);
-                    }
+            Self::end(live, &slot.folder, now);
+            self.live_count.store(live.calls.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Takes an ended call out of the live table, and says so in its report.
+    fn end(live: &mut Live, folder: &CallFolder, now: Timestamp) {
+        let name = folder.name();
+        if let Some(call) = live.calls.remove(name) {
+            for key in &call.keys {
+                if live.by_key.get(key).is_some_and(|n| n == name) {
+                    live.by_key.remove(key);
                 }
             }
-            self.live_count.store(live.calls.len(), Ordering::Relaxed);
-            let mut report = slot.folder.report.lock().unwrap_or_else(|p| p.into_inner());
-            report.status = CallStatus::Ended;
-            report.ended_at = Some(now);
         }
+        let mut report = folder.report.lock().unwrap_or_else(|p| p.into_inner());
+        report.status = CallStatus::Ended;
+        report.ended_at = Some(now);
+    }
+
+    /// A call the control plane holds before any transport arrives (an incoming call being
+    /// answered): its folder, named from `identity`, known by `keys`, so the media and
+    /// transcription sockets join it. It ends when [`release`](Self::release)d and its last
+    /// transport has closed. Counts towards `max_calls`. Blocking (creates the folder).
+    pub(crate) fn reserve(
+        &self,
+        identity: Identity,
+        keys: BTreeSet<String>,
+        now: Timestamp,
+    ) -> io::Result<Arc<CallFolder>> {
+        let mut guard = self.lock();
+        let live = &mut *guard;
+        if live.calls.len() >= self.max_calls {
+            return Err(io::Error::other(CallsFull(live.calls.len())));
+        }
+        let name = self.create_folder(live, &sanitize_file_stem(&identity.value))?;
+        let report = CallReport {
+            call_id: name.clone(),
+            identity,
+            status: CallStatus::Live,
+            started_at: now,
+            ended_at: None,
+            transports: Vec::new(),
+            control: None,
+        };
+        let folder = Arc::new(CallFolder::new(
+            name.clone(),
+            self.data_dir.join(&name),
+            report,
+        ));
+        for key in &keys {
+            live.by_key.insert(key.clone(), name.clone());
+        }
+        live.calls.insert(
+            name,
+            LiveCall {
+                folder: Arc::clone(&folder),
+                keys,
+                transports: Vec::new(),
+                held: true,
+            },
+        );
+        self.live_count.store(live.calls.len(), Ordering::Relaxed);
+        Ok(folder)
+    }
+
+    /// Makes a live call known by `key` too (its `callConnectionId`, once ACS gives it).
+    pub(crate) fn add_key(&self, folder: &CallFolder, key: &str) {
+        let mut guard = self.lock();
+        let live = &mut *guard;
+        if let Some(call) = live.calls.get_mut(folder.name()) {
+            call.keys.insert(key.to_owned());
+            live.by_key.insert(key.to_owned(), folder.name().to_owned());
+        }
+    }
+
+    /// How many transports a call has connected now; `None` once it has ended.
+    pub(crate) fn transports_of(&self, folder: &CallFolder) -> Option<usize> {
+        self.lock()
+            .calls
+            .get(folder.name())
+            .map(|c| c.transports.len())
+    }
+
+    /// Lets go of a call [`reserve`](Self::reserve)d: it ends now if no transport is
+    /// connected (`true`), else when the last one closes.
+    pub(crate) fn release(&self, folder: &CallFolder, now: Timestamp) -> bool {
+        let mut guard = self.lock();
+        let live = &mut *guard;
+        let ended = match live.calls.get_mut(folder.name()) {
+            Some(call) => {
+                call.held = false;
+                call.transports.is_empty()
+            }
+            None => false,
+        };
+        if ended {
+            Self::end(live, folder, now);
+            self.live_count.store(live.calls.len(), Ordering::Relaxed);
+        }
+        ended
     }
 }

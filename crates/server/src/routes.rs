@@ -12,7 +12,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde::Serialize;
 
 use crate::AppState;
@@ -27,7 +27,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/ws", any(websocket))
-        .route("/ws/{*rest}", any(websocket));
+        .route("/ws/{*rest}", any(websocket))
+        .route("/acs/events", any(crate::acs::events))
+        .route("/acs/callbacks/{call}", post(crate::acs::callbacks));
     let router = match state.config.metrics.listen {
         MetricsListener::Main => router.route("/metrics", get(metrics)),
         MetricsListener::Admin => router,

@@ -43,6 +43,11 @@ pub(crate) struct Driver {
     outgoing: mpsc::Sender<Outgoing>,
     /// Cancelled by the operator to end this transport (the admin API).
     hangup: CancellationToken,
+    /// Events the control plane hands this call's processors ([`LiveTransport::inject`]).
+    injected: (
+        tokio::sync::mpsc::Sender<Event>,
+        tokio::sync::mpsc::Receiver<Event>,
+    ),
     /// Its entry among the live transports, once the call has opened.
     live: Option<Registered>,
     /// The call's id once it has opened, for the events watchers see.
@@ -62,6 +67,8 @@ enum Wake {
     Timeout,
     /// A processor emitted an event: every processor gets it now, not with the next frame.
     Emitted(Event),
+    /// The control plane has an event for the call's processors.
+    Injected(Event),
     Message(Option<Result<Message, axum::Error>>),
 }
 
@@ -95,6 +102,7 @@ impl Driver {
             pipeline: None,
             outgoing,
             hangup: CancellationToken::new(),
+            injected: tokio::sync::mpsc::channel(crate::live::INJECT_QUEUE),
             live: None,
             call_id: None,
             unpublished: (0, 0),
@@ -142,6 +150,7 @@ impl Driver {
                 () = shutdown.cancelled() => Wake::Shutdown,
                 () = hangup.cancelled() => Wake::Hangup,
                 () = timer => Wake::Timeout,
+                Some(event) = self.injected.1.recv() => Wake::Injected(event),
                 // Events first, but the socket gets its turn after a queue's worth of them in a
                 // row: a processor that emits in answer to every event cannot starve it.
                 event = emitted, if emitted_in_a_row < EVENT_QUEUE => Wake::Emitted(event),
@@ -157,6 +166,12 @@ impl Driver {
                 Wake::Hangup => self.machine.handle(Input::Hangup, now),
                 Wake::Timeout => self.machine.handle(Input::Timeout, now),
                 Wake::Emitted(event) => self.deliver(event),
+                // Recorded and shown to watchers by the control plane, once per call.
+                Wake::Injected(event) => {
+                    if let Some(call) = &mut self.pipeline {
+                        call.pipeline.push_event(event);
+                    }
+                }
                 Wake::Message(None) => self.machine.handle(Input::Disconnected, now),
                 Wake::Message(Some(Err(e))) => {
                     let detail = e.to_string();
@@ -351,6 +366,7 @@ impl Driver {
             format,
             started_at: Timestamp::now(),
             hangup: self.hangup.clone(),
+            inject: self.injected.0.clone(),
             probes: pipeline.map(|p| p.probes()).unwrap_or_default(),
             playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
             sources: std::sync::Mutex::default(),

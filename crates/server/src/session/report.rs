@@ -20,6 +20,9 @@ pub(crate) struct CallReport {
     pub(crate) ended_at: Option<Timestamp>,
     /// One entry per WebSocket of this call (media, transcription), in connection order.
     pub(crate) transports: Vec<TransportReport>,
+    /// What the control plane did with the call (answered through ACS Call Automation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) control: Option<crate::acs::ControlReport>,
 }
 
 /// How the call was named.

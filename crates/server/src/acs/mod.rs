@@ -1,0 +1,603 @@
+//! The control plane: this gateway as the Call Automation application ACS talks to.
+//!
+//! - `POST /acs/events` ([`webhook`]) takes Event Grid deliveries: the subscription
+//!   handshake (both schemas) and `Microsoft.Communication.IncomingCall`. Deliveries carry a
+//!   secret in the URL's query, compared in constant time.
+//! - Each incoming call is matched against `[[acs.answer]]` ([`policy`]) and answered (media
+//!   and transcription streamed to this gateway's own route, with the call's id), rejected or
+//!   redirected through the Call Automation client (`mediagate-acs`).
+//! - From the first webhook the call has its folder (held open by the control plane until ACS
+//!   says it disconnected), which its sockets join: one call, one folder.
+//! - `POST /acs/callbacks/{call}` takes the mid-call events, signed by ACS (a JWT checked by
+//!   the upgrade tokens' validator). Each goes into the call's `events.jsonl`, to its
+//!   processors (as a custom event `acs.<Type>`) and to the admin API's watchers; and drives
+//!   the rule's [`attendant`].
+
+mod attendant;
+mod config;
+mod policy;
+mod webhook;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mediagate_acs::models::CommunicationIdentifier;
+use mediagate_acs::{
+    CallAutomationClient, ClientOptions, ConnectionString, Credential, TokenFrom, TokenSource,
+};
+use mediagate_protocol::Timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub use config::{AcsConfig, AnswerRule, AttendantConfig, AttendantMode, Channels, RuleAction};
+pub(crate) use webhook::{callbacks, events};
+
+use crate::AppState;
+use crate::auth::CallbackVerifier;
+use crate::session::{CallFolder, Identity};
+
+/// The file of a call's control-plane events, one JSON object a line.
+pub(crate) const EVENTS_FILE: &str = "events.jsonl";
+/// The most lines written to one call's events.jsonl; past it, events are counted, not kept.
+const MAX_EVENT_LINES: u64 = 4096;
+/// Incoming calls remembered, so a redelivered event is not answered twice.
+const REMEMBERED: usize = 4096;
+/// How long an answered call may wait for `CallConnected`, and a call whose sockets closed for
+/// `CallDisconnected`, before the control plane lets it go.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// What the control plane did with a call: session.json's `control`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct ControlReport {
+    /// The rule that decided.
+    pub(crate) rule: String,
+    /// `answered`, `rejected`, `redirected`, or `failed` (the request was refused).
+    pub(crate) action: String,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) server_call_id: Option<String>,
+    pub(crate) call_connection_id: Option<String>,
+    pub(crate) connected_at: Option<Timestamp>,
+    pub(crate) disconnected_at: Option<Timestamp>,
+    /// Callbacks received (all of them, including those not kept past the events file's cap).
+    pub(crate) callbacks: u64,
+    /// Where the attendant transferred the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) transferred_to: Option<String>,
+    /// The key the caller pressed for the attendant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+    /// Why a request failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+/// The control plane's state.
+pub(crate) struct ControlPlane {
+    pub(crate) config: AcsConfig,
+    pub(crate) client: CallAutomationClient,
+    /// Event Grid's secret; `None` only with `allow_unauthenticated_events`.
+    events_secret: Option<Vec<u8>>,
+    pub(crate) verifier: CallbackVerifier,
+    public_url: Url,
+    /// `[auth] mode = "secret"`: put in the transport URLs (ACS sends no headers of ours).
+    media_token: Option<String>,
+    calls: Mutex<Calls>,
+    /// Incoming calls being decided.
+    pending: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("public_url", &self.public_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Calls {
+    by_id: HashMap<String, Arc<AcsCall>>,
+    /// Correlation ids (else contexts) of the incoming calls seen lately, oldest first.
+    seen: VecDeque<String>,
+    seen_set: HashSet<String>,
+}
+
+/// One call of the control plane.
+pub(crate) struct AcsCall {
+    pub(crate) folder: Arc<CallFolder>,
+    pub(crate) rule: AnswerRule,
+    pub(crate) caller: CommunicationIdentifier,
+    state: Mutex<CallState>,
+    /// Serializes appends to events.jsonl (held on a blocking thread, never across .await).
+    log: Mutex<EventLog>,
+    /// Cancelled when the control plane lets the call go.
+    pub(crate) released: CancellationToken,
+}
+
+#[derive(Default)]
+struct CallState {
+    call_connection_id: Option<String>,
+    connected: bool,
+    disconnected: bool,
+    attendant: attendant::State,
+}
+
+#[derive(Default)]
+struct EventLog {
+    lines: u64,
+    dropped: u64,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    /// Credentials, endpoint or secret missing or wrong.
+    #[error("[acs]: {0}")]
+    Config(String),
+    /// The callback verifier's keys.
+    #[error("[acs]: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+}
+
+impl ControlPlane {
+    /// From `[acs]` (validated) and the environment.
+    pub(crate) async fn start(
+        config: &AcsConfig,
+        auth: &crate::auth::AuthConfig,
+    ) -> Result<ControlPlane, ControlPlaneError> {
+        let bad = |s: String| ControlPlaneError::Config(s);
+        let mut options =
+            if config.entra_token_file.is_some() || !config.entra_token_command.is_empty() {
+                let endpoint = config.endpoint.as_deref().ok_or_else(|| {
+                    bad("acs.endpoint is required with an Entra token".to_owned())
+                })?;
+                let endpoint =
+                    Url::parse(endpoint).map_err(|e| bad(format!("acs.endpoint: {e}")))?;
+                let from = match &config.entra_token_file {
+                    Some(path) => TokenFrom::File(path.clone()),
+                    None => TokenFrom::Command(config.entra_token_command.clone()),
+                };
+                ClientOptions {
+                    endpoint,
+                    credential: Credential::Entra(Arc::new(TokenSource::new(from))),
+                    api_version: config.api_version.clone(),
+                    retry: Default::default(),
+                    extra_roots: Vec::new(),
+                }
+            } else {
+                let name = &config.connection_string_env;
+                let value = std::env::var(name).map_err(|_| {
+                    bad(format!(
+                        "the environment variable {name} (endpoint=…;accesskey=…) is not set"
+                    ))
+                })?;
+                let cs: ConnectionString = value
+                    .parse()
+                    .map_err(|e: mediagate_acs::Error| bad(e.to_string()))?;
+                ClientOptions::from_connection_string(&cs)
+            };
+        options.api_version = config.api_version.clone();
+        let client = CallAutomationClient::new(options).map_err(|e| bad(e.to_string()))?;
+        let events_secret = match std::env::var(&config.events_secret_env) {
+            Ok(secret) if secret.trim().len() >= crate::auth::MIN_SECRET_BYTES => {
+                Some(secret.trim().as_bytes().to_vec())
+            }
+            Ok(_) => {
+                return Err(bad(format!(
+                    "{} must hold at least 16 bytes",
+                    config.events_secret_env
+                )));
+            }
+            Err(_) if config.allow_unauthenticated_events => {
+                tracing::warn!(
+                    "[acs] allow_unauthenticated_events: anyone who reaches /acs/events can make this gateway answer calls"
+                );
+                None
+            }
+            Err(_) => {
+                return Err(bad(format!(
+                    "the environment variable {} is not set: Event Grid deliveries must carry it (/acs/events?secret=…)",
+                    config.events_secret_env
+                )));
+            }
+        };
+        let verifier = CallbackVerifier::start(config).await?;
+        let public_url =
+            Url::parse(&config.public_url).map_err(|e| bad(format!("acs.public_url: {e}")))?;
+        let media_token = crate::auth::url_secret(auth)?;
+        tracing::info!(public_url = %public_url, endpoint = %client.endpoint(), rules = config.answer.len(), "Call Automation control plane");
+        Ok(ControlPlane {
+            config: config.clone(),
+            client,
+            events_secret,
+            verifier,
+            public_url,
+            media_token,
+            calls: Mutex::new(Calls::default()),
+            pending: Arc::new(Semaphore::new(config.max_pending)),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The call with this id (its folder name).
+    pub(crate) fn call(&self, id: &str) -> Option<Arc<AcsCall>> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    /// Whether an incoming call was seen already (and remembers it if not).
+    fn first_sighting(&self, key: &str) -> bool {
+        let mut calls = self.lock();
+        if calls.seen_set.contains(key) {
+            return false;
+        }
+        if calls.seen.len() >= REMEMBERED {
+            if let Some(old) = calls.seen.pop_front() {
+                calls.seen_set.remove(&old);
+            }
+        }
+        calls.seen.push_back(key.to_owned());
+        calls.seen_set.insert(key.to_owned());
+        true
+    }
+
+    /// `public_url` joined with `path`.
+    fn public(&self, path: &str) -> String {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        format!("{base}{path}")
+    }
+
+    /// The WebSocket URL ACS streams a call to: the rule's route, with the call's id (and the
+    /// secret, in `secret` mode).
+    fn transport_url(&self, route: &str, call_id: &str) -> String {
+        let mut url = self.public_url.clone();
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        let _ = url.set_scheme(scheme);
+        url.set_path(route);
+        {
+            let mut query = url.query_pairs_mut();
+            query.clear().append_pair("callId", call_id);
+            if let Some(token) = &self.media_token {
+                query.append_pair("token", token);
+            }
+        }
+        url.to_string()
+    }
+}
+
+/// An incoming call, from an Event Grid delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct Incoming {
+    pub(crate) event_id: String,
+    pub(crate) from: CommunicationIdentifier,
+    pub(crate) to: CommunicationIdentifier,
+    pub(crate) context: String,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) server_call_id: Option<String>,
+    pub(crate) data: Value,
+}
+
+/// Decides an incoming call: the rule, then the request. Runs in its own task.
+pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incoming: Incoming) {
+    let Some((index, rule)) = policy::choose(&plane.config.answer, &incoming.from, &incoming.to)
+    else {
+        tracing::info!(from = ?incoming.from.raw(), to = ?incoming.to.raw(), "incoming call matches no [[acs.answer]] rule: left to ring");
+        return;
+    };
+    let rule = rule.clone();
+    let rule_name = if rule.name.is_empty() {
+        format!("#{}", index + 1)
+    } else {
+        rule.name.clone()
+    };
+    // The call's folder, from the first webhook: named by ACS's correlation id (the id ACS's
+    // own logs and support use).
+    let name = incoming
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| incoming.event_id.clone());
+    let identity = Identity {
+        source: "acs:correlationId",
+        value: name.clone(),
+    };
+    let keys = [name.clone()].into_iter().collect();
+    let registry = Arc::clone(&app.registry);
+    let now = Timestamp::now();
+    let folder = match tokio::task::spawn_blocking(move || registry.reserve(identity, keys, now))
+        .await
+    {
+        Ok(Ok(folder)) => folder,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot take an incoming call: no folder (left to ring)");
+            return;
+        }
+        Err(_) => return,
+    };
+    let call = Arc::new(AcsCall {
+        folder: Arc::clone(&folder),
+        rule: rule.clone(),
+        caller: incoming.from.clone(),
+        state: Mutex::new(CallState::default()),
+        log: Mutex::new(EventLog::default()),
+        released: CancellationToken::new(),
+    });
+    let call_id = folder.name().to_owned();
+    {
+        let mut report = folder.report.lock().unwrap_or_else(|p| p.into_inner());
+        report.control = Some(ControlReport {
+            rule: rule_name.clone(),
+            from: incoming.from.raw(),
+            to: incoming.to.raw(),
+            correlation_id: incoming.correlation_id.clone(),
+            server_call_id: incoming.server_call_id.clone(),
+            ..ControlReport::default()
+        });
+    }
+    plane
+        .lock()
+        .by_id
+        .insert(call_id.clone(), Arc::clone(&call));
+    record(
+        &app,
+        &call,
+        "Microsoft.Communication.IncomingCall",
+        &incoming.event_id,
+        &incoming.data,
+    )
+    .await;
+    let outcome = match rule.action {
+        RuleAction::Answer => {
+            let request = policy::answer_request(
+                &rule,
+                &incoming.context,
+                plane.public(&format!("/acs/callbacks/{call_id}")),
+                &plane.transport_url(&rule.route, &call_id),
+                &call_id,
+            );
+            match plane.client.answer_call(&request).await {
+                Ok(properties) => {
+                    let id = properties.call_connection_id.clone();
+                    if !id.is_empty() {
+                        app.registry.add_key(&folder, &id);
+                    }
+                    call.state().call_connection_id = Some(id.clone());
+                    control(&call, |c| c.call_connection_id = Some(id));
+                    Ok("answered")
+                }
+                Err(e) => Err(e),
+            }
+        }
+        RuleAction::Reject => plane
+            .client
+            .reject_call(&mediagate_acs::models::RejectCallRequest {
+                incoming_call_context: incoming.context.clone(),
+                call_reject_reason: Some(policy::reject_reason(&rule)),
+            })
+            .await
+            .map(|()| "rejected"),
+        RuleAction::Redirect => plane
+            .client
+            .redirect_call(&mediagate_acs::models::RedirectCallRequest {
+                incoming_call_context: incoming.context.clone(),
+                target: policy::target(rule.redirect_to.as_deref().unwrap_or_default()),
+            })
+            .await
+            .map(|()| "redirected"),
+    };
+    let decision = match &outcome {
+        Ok(action) => json!({ "rule": rule_name, "action": action }),
+        Err(e) => json!({ "rule": rule_name, "action": "failed", "error": e.to_string() }),
+    };
+    record(&app, &call, "mediagate.Decision", "", &decision).await;
+    match outcome {
+        Ok(action) => {
+            app.metrics.acs_call(action);
+            tracing::info!(call = %call_id, rule = %rule_name, action, "incoming call");
+            control(&call, |c| c.action = action.to_owned());
+            if action == "answered" {
+                tokio::spawn(supervise(app, plane, call));
+                return;
+            }
+        }
+        Err(e) => {
+            app.metrics.acs_call("failed");
+            tracing::warn!(call = %call_id, rule = %rule_name, error = %e, "incoming call: the request failed");
+            control(&call, |c| {
+                c.action = "failed".to_owned();
+                c.error = Some(e.to_string());
+            });
+        }
+    }
+    release(&app, &plane, &call).await;
+}
+
+impl AcsCall {
+    fn state(&self) -> std::sync::MutexGuard<'_, CallState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The call's id at ACS, once answered.
+    pub(crate) fn call_connection_id(&self) -> Option<String> {
+        self.state().call_connection_id.clone()
+    }
+}
+
+/// Updates the call's `control` report.
+fn control(call: &AcsCall, update: impl FnOnce(&mut ControlReport)) {
+    let mut report = call.folder.report.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(control) = report.control.as_mut() {
+        update(control);
+    }
+}
+
+/// Appends an event to the call's events.jsonl (on a blocking thread) and publishes it to the
+/// admin API's watchers.
+pub(crate) async fn record(
+    app: &AppState,
+    call: &Arc<AcsCall>,
+    kind: &str,
+    id: &str,
+    data: &Value,
+) {
+    let line = json!({
+        "at": Timestamp::now(),
+        "type": kind,
+        "id": id,
+        "data": data,
+    });
+    let call_id: Arc<str> = Arc::from(call.folder.name());
+    app.events.publish(&call_id, || {
+        Some(("acs", json!({ "type": kind, "data": data })))
+    });
+    let call = Arc::clone(call);
+    let written = tokio::task::spawn_blocking(move || {
+        let mut log = call.log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.lines >= MAX_EVENT_LINES {
+            log.dropped += 1;
+            return Ok(());
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(call.folder.dir().join(EVENTS_FILE))?;
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        file.write_all(&bytes)?;
+        log.lines += 1;
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!(error = %e, "cannot write events.jsonl");
+    }
+}
+
+/// Watches an answered call until ACS disconnects it, or it never connects, or its sockets
+/// closed and ACS said nothing more; then lets it go.
+async fn supervise(app: Arc<AppState>, plane: Arc<ControlPlane>, call: Arc<AcsCall>) {
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = call.released.cancelled() => break,
+            () = app.shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let (connected, disconnected) = {
+            let state = call.state();
+            (state.connected, state.disconnected)
+        };
+        if disconnected {
+            break;
+        }
+        let transports = app.registry.transports_of(&call.folder).unwrap_or(0);
+        if transports > 0 {
+            quiet_since = tokio::time::Instant::now();
+        } else if quiet_since.elapsed() >= SETTLE {
+            tracing::info!(call = %call.folder.name(), connected, "no CallDisconnected and no socket for a minute: the call is let go");
+            break;
+        }
+    }
+    release(&app, &plane, &call).await;
+}
+
+/// Lets the call go: the registry ends it once its sockets are closed, and its session.json is
+/// written; the control plane forgets it.
+async fn release(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<AcsCall>) {
+    if call.released.is_cancelled() && plane.call(call.folder.name()).is_none() {
+        return;
+    }
+    call.released.cancel();
+    let dropped = call.log.lock().unwrap_or_else(|p| p.into_inner()).dropped;
+    if dropped > 0 {
+        tracing::warn!(call = %call.folder.name(), dropped, "events.jsonl was full: events counted, not kept");
+    }
+    let ended = app.registry.release(&call.folder, Timestamp::now());
+    let folder = Arc::clone(&call.folder);
+    let written = tokio::task::spawn_blocking(move || folder.write_report()).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::warn!(call = %call.folder.name(), "cannot write session.json");
+    }
+    if ended {
+        tracing::debug!(call = %call.folder.name(), "call ended by the control plane");
+    }
+    plane.lock().by_id.remove(call.folder.name());
+}
+
+/// A callback, handled: recorded, handed to the call's processors, and acted on.
+pub(crate) async fn on_callback(
+    app: &Arc<AppState>,
+    plane: &Arc<ControlPlane>,
+    call: &Arc<AcsCall>,
+    event: &Value,
+) {
+    let kind = event["type"].as_str().unwrap_or_default();
+    let short = kind
+        .strip_prefix("Microsoft.Communication.")
+        .unwrap_or(kind);
+    let data = &event["data"];
+    control(call, |c| c.callbacks += 1);
+    record(
+        app,
+        call,
+        kind,
+        event["id"].as_str().unwrap_or_default(),
+        data,
+    )
+    .await;
+    let custom = mediagate_pipeline::Event::Custom(Arc::new(mediagate_pipeline::CustomEvent::new(
+        &format!("acs.{short}"),
+        data.clone(),
+    )));
+    for transport in app.live.of_call(call.folder.name()) {
+        transport.inject(custom.clone());
+    }
+    match short {
+        "CallConnected" => {
+            call.state().connected = true;
+            control(call, |c| c.connected_at = Some(Timestamp::now()));
+            if call.rule.record {
+                start_recording(app, plane, call).await;
+            }
+        }
+        "CallDisconnected" => {
+            call.state().disconnected = true;
+            control(call, |c| c.disconnected_at = Some(Timestamp::now()));
+            // The sockets close on their own (ACS ends them); the supervisor lets go.
+        }
+        _ => {}
+    }
+    attendant::on_event(app, plane, call, short, data).await;
+}
+
+async fn start_recording(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<AcsCall>) {
+    let Some(id) = call.call_connection_id() else {
+        return;
+    };
+    let request = mediagate_acs::models::StartCallRecordingRequest {
+        call_connection_id: Some(id),
+        recording_state_callback_uri: Some(
+            plane.public(&format!("/acs/callbacks/{}", call.folder.name())),
+        ),
+        recording_content_type: Some("audio".to_owned()),
+        recording_channel_type: Some(match call.rule.channels {
+            Channels::Mixed => "mixed".to_owned(),
+            Channels::Unmixed => "unmixed".to_owned(),
+        }),
+        recording_format_type: Some("wav".to_owned()),
+        ..Default::default()
+    };
+    let result = match plane.client.start_recording(&request).await {
+        Ok(r) => json!({ "recordingId": r.recording_id, "recordingState": r.recording_state }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    record(app, call, "mediagate.RecordingRequested", "", &result).await;
+}
