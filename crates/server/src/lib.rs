@@ -21,6 +21,7 @@
 
 mod admin;
 mod auth;
+mod compliance;
 mod config;
 mod connection;
 mod disk;
@@ -46,6 +47,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthConfig, AuthError, AuthMode, system_root_certs};
+pub use compliance::{
+    ChainFault, FileFault, ManifestFault, Problem, Unsealed, VerifyOptions, VerifyReport,
+    verify_dir,
+};
 pub use config::{
     AdminConfig, AdminToken, AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX,
     LimitsConfig, LowDiskPolicy, MetricsConfig, MetricsListener, OutboundConfig, PipelineConfig,
@@ -149,6 +154,8 @@ pub(crate) struct AppState {
     pub(crate) guests: admin::guest::Guests,
     /// The registry's voice, for text played into calls (`Registry::set_speaker`).
     pub(crate) speaker: Option<mediagate_pipeline::Speaker>,
+    /// The data dir's hash chain: the one writer of its seals and deletions.
+    pub(crate) chain: Arc<compliance::chain::Chain>,
 }
 
 impl AppState {
@@ -256,8 +263,13 @@ impl Server {
             revocations,
             saved.as_deref(),
         );
+        let chain = Arc::new(compliance::chain::Chain::new(&data_dir));
         let state = Arc::new(AppState {
-            registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
+            registry: Arc::new(CallRegistry::new(
+                data_dir,
+                config.limits.max_calls,
+                Arc::clone(&chain),
+            )),
             config,
             plans,
             metrics,
@@ -275,6 +287,7 @@ impl Server {
             sessions: admin::dashboard::Sessions::default(),
             guests,
             speaker,
+            chain,
         });
         Ok(Server {
             listener,
@@ -353,6 +366,18 @@ impl Server {
             tokio::spawn(
                 Arc::clone(&state.disk).run(state.config.data_dir.clone(), state.shutdown.clone()),
             );
+        }
+        if let Some(keep) = state
+            .config
+            .recording
+            .retention()
+            .filter(|_| state.config.recording.enabled)
+        {
+            tracing::info!(
+                retention_secs = keep.as_secs_f64(),
+                "retention: ended calls are deleted after this"
+            );
+            tokio::spawn(compliance::retention::run(Arc::clone(&state), keep));
         }
         let serve = tokio::spawn(listener::serve(
             listener,
