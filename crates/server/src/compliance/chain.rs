@@ -608,7 +608,7 @@ mod tests {
         let opened: Entry = serde_json::from_str(third.lines().next().unwrap()).unwrap();
         assert_eq!(opened.prev_day.as_deref(), Some("2025-03-01"));
         let first = fs::read(day_path(data.path(), "2025-03-01")).unwrap();
-        let last_line = first.split_inclusive(|b| *b == b'\n').last().unwrap();
+        let last_line = first.split_inclusive(|b| *b == b'\n').next_back().unwrap();
         assert_eq!(opened.prev, Some(sha256_hex(last_line)));
         // A new writer (a restart) goes on from what is on disk.
         Chain::new(data.path())
