@@ -195,10 +195,17 @@ async fn retention_deletes_ended_calls_after_a_chain_entry_and_never_a_live_one(
         config.recording.retention_days = Some(2.0 / 86_400.0);
     })
     .await;
-    // A call that lasts longer than the retention, in real time...
+    // A call that lasts far longer than the retention (11 s, in real time)...
+    let scratch = tempfile::tempdir().unwrap();
+    let mut audio = Vec::new();
+    for name in ["alice-16k.wav", "bob-16k.wav", "carol-16k.wav"] {
+        audio.extend(common::read_wav(&sample(name)).0);
+    }
+    let long_wav = scratch.path().join("long.wav");
+    common::write_wav(&long_wav, 16_000, &audio);
     let long = tokio::spawn(mediagate::emulator::run(
         emulate(gateway.url("/ws?callId=long"))
-            .with_wav(sample("bob-16k.wav"))
+            .with_wav(&long_wav)
             .with_pacing(mediagate::emulator::Pacing::Realtime),
     ));
     // ...and a short one.

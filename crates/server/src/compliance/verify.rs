@@ -34,7 +34,7 @@ pub struct VerifyReport {
     pub calls: usize,
     /// Sealed calls whose manifest, files and chain entry all hold.
     pub sealed_intact: usize,
-    /// Day files and entries in the chain.
+    /// Day files in the chain.
     pub chain_days: usize,
     /// Entries in the chain.
     pub chain_entries: usize,
