@@ -1,7 +1,7 @@
 //! The `mediagate` command: `serve` runs the gateway, `emulate` plays the platform against one,
 //! `bench` loads a gateway with many calls and measures it, `transcribe` runs speech-to-text on
 //! a file, `models` installs speech models, `repair` makes the files of a killed gateway's
-//! calls valid again.
+//! calls valid again, `verify` checks a data dir against its manifests and hash chain.
 
 use std::path::PathBuf;
 
@@ -53,6 +53,11 @@ enum Command {
     /// rewritten from their audio, session.json marked `interrupted`. Prints a line per file
     /// repaired; fails if any could not be. Run it with the gateway stopped.
     Repair(RepairArgs),
+    /// Check a data dir for compliance: every sealed call's files against its manifest.json,
+    /// every manifest against the hash chain, the chain's links, that every ended call is
+    /// sealed and every sealed call present (unless retention deleted it). Prints a line per
+    /// problem and a summary; exits 1 on any problem.
+    Verify(VerifyArgs),
     /// The bare reference echo server that `bench --reference-echo` compares with.
     #[command(hide = true)]
     ReferenceEcho(bench::ReferenceEchoArgs),
@@ -83,6 +88,16 @@ struct RepairArgs {
     dir: PathBuf,
 }
 
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The data dir.
+    dir: PathBuf,
+    /// Calls still recording (or finishing) are listed but not counted as problems: for the
+    /// data dir of a running gateway.
+    #[arg(long)]
+    allow_live: bool,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -100,8 +115,11 @@ const MAX_BLOCKING_THREADS: usize = 32;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&cli.log, cli.log_format)?;
-    if let Command::Repair(args) = &cli.command {
-        return repair(args);
+    // The offline commands: no runtime, only files.
+    match &cli.command {
+        Command::Repair(args) => return repair(args),
+        Command::Verify(args) => return verify(args),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -121,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(command) => runtime.block_on(transcribe::models(command)),
         Command::ReferenceEcho(args) => runtime.block_on(bench::reference_echo(args)),
         Command::Repair(args) => repair(&args),
+        Command::Verify(args) => verify(&args),
     }
 }
 
@@ -146,6 +165,30 @@ fn repair(args: &RepairArgs) -> anyhow::Result<()> {
         report.repaired.len(),
         report.calls
     );
+    Ok(())
+}
+
+/// `mediagate verify DIR`: a line per problem and per note on stdout, then the summary; an
+/// error (exit code 1) on any problem.
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    let options = mediagate_server::VerifyOptions {
+        allow_live: args.allow_live,
+    };
+    let report = mediagate_server::verify_dir(&args.dir, &options)?;
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    println!("{}", report.summary());
+    if !report.problems.is_empty() {
+        anyhow::bail!(
+            "{} problem(s) in {}",
+            report.problems.len(),
+            args.dir.display()
+        );
+    }
     Ok(())
 }
 

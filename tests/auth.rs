@@ -288,10 +288,12 @@ fn refused_count(metrics: &str, reason: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// The call folders under the data dir (not its hidden hash chain, `.chain`).
 fn call_folders(gateway: &TestGateway) -> Vec<String> {
     std::fs::read_dir(gateway.data_dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
         .collect()
 }
 

@@ -17,6 +17,7 @@ mod admin;
 mod bad_input;
 mod bench;
 mod bench_speech;
+mod compliance;
 mod control_plane;
 mod dashboard;
 mod hostile;

@@ -1,5 +1,6 @@
 //! `kill -9` mid-call, then `mediagate repair`: the real `mediagate serve` process is killed
-//! while the emulator streams a call into it, and the repair command makes what it left valid.
+//! while the emulator streams a call into it, and the repair command makes what it left valid
+//! (and sealed: `mediagate verify` passes after it).
 
 use crate::common;
 
@@ -97,6 +98,16 @@ async fn kill_9_mid_call_then_repair_leaves_valid_files_with_the_audio_sent() {
     let before: serde_json::Value =
         serde_json::from_slice(&std::fs::read(call.join("session.json")).unwrap()).unwrap();
     assert_eq!(before["status"], "live", "{before}");
+    // Before the repair, verify says the call is unsealed and what to do.
+    let unrepaired = Command::new(BINARY)
+        .arg("verify")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unrepaired.stdout);
+    assert_eq!(unrepaired.status.code(), Some(1), "{said}");
+    assert!(said.contains("call killed: unsealed: live"), "{said}");
+    assert!(said.contains("run `mediagate repair`"), "{said}");
 
     let repair = Command::new(BINARY)
         .arg("repair")
@@ -110,6 +121,23 @@ async fn kill_9_mid_call_then_repair_leaves_valid_files_with_the_audio_sent() {
     assert!(
         stdout.contains("session.json: marked interrupted"),
         "{stdout}"
+    );
+    // The killed call never got its seal from the gateway: repair gives it one, and the data
+    // dir then verifies.
+    assert!(
+        stdout.contains("manifest.json: sealed (manifest.json and a chain entry)"),
+        "{stdout}"
+    );
+    let verify = Command::new(BINARY)
+        .arg("verify")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let verified = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{verified}");
+    assert!(
+        verified.starts_with("OK: 1 call folder(s), 1 sealed and intact"),
+        "{verified}"
     );
 
     let after: serde_json::Value =

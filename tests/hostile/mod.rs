@@ -203,12 +203,13 @@ async fn wait_ended(gateway: &ServeProcess, call_id: &str) -> serde_json::Value 
     );
 }
 
-/// Folders under the gateway's data dir.
+/// Call folders under the gateway's data dir (not its hidden hash chain, `.chain`).
 fn folders(gateway: &ServeProcess) -> Vec<String> {
     std::fs::read_dir(gateway.calls_dir())
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default()

@@ -291,7 +291,7 @@ pub struct AudioConfig {
 }
 
 /// Recording to files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordingConfig {
     /// Keep a folder per call, with session.json and what the recording processors write
@@ -303,6 +303,18 @@ pub struct RecordingConfig {
     pub min_free_bytes: u64,
     /// What a new call gets while free disk is below `min_free_bytes`.
     pub on_low_disk: LowDiskPolicy,
+    /// Days a call folder is kept after its call ended; then it is deleted, after a `deleted`
+    /// entry in the hash chain. Fractions count (`0.5` is twelve hours). None, the default:
+    /// kept forever.
+    pub retention_days: Option<f64>,
+}
+
+impl RecordingConfig {
+    /// `retention_days` as a duration; `None` keeps calls forever.
+    pub fn retention(&self) -> Option<Duration> {
+        self.retention_days
+            .and_then(|days| Duration::try_from_secs_f64(days * 86_400.0).ok())
+    }
 }
 
 /// What a new call gets while the disk is below its floor.
@@ -386,6 +398,7 @@ impl Default for RecordingConfig {
             enabled: true,
             min_free_bytes: 512 * 1024 * 1024,
             on_low_disk: LowDiskPolicy::Refuse,
+            retention_days: None,
         }
     }
 }
@@ -431,6 +444,9 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+/// The longest `recording.retention_days` (a hundred years; leave it out for ever).
+const MAX_RETENTION_DAYS: f64 = 36_500.0;
 
 /// The prefix of environment overrides; nested keys use `__`: `MEDIAGATE_LIMITS__MAX_MESSAGE_BYTES`.
 pub const ENV_PREFIX: &str = "MEDIAGATE_";
@@ -548,6 +564,15 @@ impl Config {
         }
         if self.outbound.max_queue_secs == 0 {
             return invalid("outbound.max_queue_secs", "must be at least 1");
+        }
+        if let Some(days) = self.recording.retention_days {
+            if !(days.is_finite() && days > 0.0 && days <= MAX_RETENTION_DAYS) {
+                return invalid(
+                    "recording.retention_days",
+                    "must be a number of days above 0 and at most 36500 (leave it out to keep \
+                     calls forever)",
+                );
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
@@ -766,6 +791,23 @@ mod tests {
         assert!(
             err.to_string().contains("audio.default_sample_rate_hz"),
             "{err}"
+        );
+        for days in ["0", "-1", "40000", "nan"] {
+            let err = load_toml(&format!("[recording]\nretention_days = {days}\n")).unwrap_err();
+            assert!(
+                err.to_string().contains("recording.retention_days"),
+                "{days}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn retention_is_forever_unless_given_in_days_or_fractions() {
+        assert_eq!(Config::default().recording.retention(), None);
+        let config = load_toml("[recording]\nretention_days = 0.5\n").unwrap();
+        assert_eq!(
+            config.recording.retention(),
+            Some(Duration::from_secs(43_200))
         );
     }
 

@@ -22,6 +22,7 @@
 mod acs;
 mod admin;
 mod auth;
+mod compliance;
 mod config;
 mod connection;
 mod disk;
@@ -50,6 +51,10 @@ pub use acs::{
     AcsConfig, AnswerRule, AttendantConfig, AttendantMode, Channels, ControlPlaneError, RuleAction,
 };
 pub use auth::{AuthConfig, AuthError, AuthMode, system_root_certs};
+pub use compliance::{
+    ChainFault, FileFault, ManifestFault, Problem, Unsealed, VerifyOptions, VerifyReport,
+    verify_dir,
+};
 pub use config::{
     AdminConfig, AdminToken, AudioConfig, CliOverrides, Config, ConfigError, ENV_PREFIX,
     LimitsConfig, LowDiskPolicy, MetricsConfig, MetricsListener, OutboundConfig, PipelineConfig,
@@ -158,6 +163,8 @@ pub(crate) struct AppState {
     pub(crate) speaker: Option<mediagate_pipeline::Speaker>,
     /// The Call Automation control plane (`[acs] enabled`).
     pub(crate) acs: Option<Arc<acs::ControlPlane>>,
+    /// The data dir's hash chain: the one writer of its seals and deletions.
+    pub(crate) chain: Arc<compliance::chain::Chain>,
 }
 
 impl AppState {
@@ -271,8 +278,13 @@ impl Server {
             )),
             false => None,
         };
+        let chain = Arc::new(compliance::chain::Chain::new(&data_dir));
         let state = Arc::new(AppState {
-            registry: Arc::new(CallRegistry::new(data_dir, config.limits.max_calls)),
+            registry: Arc::new(CallRegistry::new(
+                data_dir,
+                config.limits.max_calls,
+                Arc::clone(&chain),
+            )),
             config,
             plans,
             metrics,
@@ -291,6 +303,7 @@ impl Server {
             guests,
             speaker,
             acs,
+            chain,
         });
         Ok(Server {
             listener,
@@ -369,6 +382,18 @@ impl Server {
             tokio::spawn(
                 Arc::clone(&state.disk).run(state.config.data_dir.clone(), state.shutdown.clone()),
             );
+        }
+        if let Some(keep) = state
+            .config
+            .recording
+            .retention()
+            .filter(|_| state.config.recording.enabled)
+        {
+            tracing::info!(
+                retention_secs = keep.as_secs_f64(),
+                "retention: ended calls are deleted after this"
+            );
+            tokio::spawn(compliance::retention::run(Arc::clone(&state), keep));
         }
         let serve = tokio::spawn(listener::serve(
             listener,

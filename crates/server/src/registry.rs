@@ -11,6 +11,7 @@ use mediagate_protocol::Timestamp;
 
 use mediagate_pipeline::sanitize_file_stem;
 
+use crate::compliance::chain::Chain;
 use crate::session::{
     CallFolder, CallReport, CallStatus, Identity, TransportKind, TransportReport,
 };
@@ -24,6 +25,8 @@ pub(crate) struct CallRegistry {
     live: Mutex<Live>,
     /// `live.len()`, readable without the lock (for `/healthz`).
     live_count: AtomicUsize,
+    /// The data dir's hash chain, handed to each call folder to seal it when it ends.
+    chain: Arc<Chain>,
 }
 
 /// The live calls by folder name, and an index of every key they are known by, so a
@@ -73,13 +76,19 @@ pub(crate) fn is_full(error: &io::Error) -> bool {
 const NUMBERED_NAMES: u64 = 8;
 
 impl CallRegistry {
-    pub(crate) fn new(data_dir: PathBuf, max_calls: usize) -> Self {
+    pub(crate) fn new(data_dir: PathBuf, max_calls: usize, chain: Arc<Chain>) -> Self {
         CallRegistry {
             data_dir,
             max_calls,
             live: Mutex::new(Live::default()),
             live_count: AtomicUsize::new(0),
+            chain,
         }
+    }
+
+    /// Whether the folder `name` belongs to a live call (retention never touches it).
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.lock().calls.contains_key(name)
     }
 
     /// Number of calls with a connected transport.
@@ -154,6 +163,7 @@ impl CallRegistry {
             name.clone(),
             self.data_dir.join(&name),
             call_report,
+            Arc::clone(&self.chain),
         ));
         for key in &keys {
             live.by_key.insert(key.clone(), name.clone());
@@ -274,6 +284,7 @@ impl CallRegistry {
             name.clone(),
             self.data_dir.join(&name),
             report,
+            Arc::clone(&self.chain),
         ));
         for key in &keys {
             live.by_key.insert(key.clone(), name.clone());

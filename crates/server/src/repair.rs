@@ -4,7 +4,10 @@
 //! `.session.json.tmp`. For each call folder this rewrites every WAV's RIFF and data sizes from
 //! the file's length (cut to whole sample frames), marks a `live` session `interrupted` with a
 //! note of what was repaired, and removes the leftover temporary file.
-//! It also removes the disk reserve a live call keeps for its last session.json.
+//! It also removes the disk reserve a live call keeps for its last session.json, and seals
+//! every call the chain has no entry for once its files are final (manifest.json and a
+//! `sealed` entry marked `"by": "repair"`): so after a crash, `mediagate verify` passes again.
+//! A sealed call's files are evidence and are left as they are (`verify` reports any change).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -15,6 +18,8 @@ use mediagate_processors::record::RepairOutcome;
 use mediagate_protocol::Timestamp;
 use serde_json::{Value, json};
 
+use crate::compliance::chain::{self, Chain};
+use crate::compliance::manifest::{self, MANIFEST_FILE};
 use crate::session::CallStatus;
 
 /// What [`repair_dir`] did, file by file.
@@ -51,6 +56,10 @@ pub enum RepairAction {
     PromotedTemporary,
     /// The disk reserve of a call that never ended was removed.
     RemovedReserve,
+    /// A call whose files are final but which the hash chain does not name (the gateway
+    /// stopped before sealing it) was sealed: its manifest.json written and a `sealed` entry
+    /// appended.
+    Sealed,
 }
 
 /// How a WAV was repaired.
@@ -86,12 +95,15 @@ impl std::fmt::Display for Repaired {
             RepairAction::PromotedTemporary => {
                 write!(f, "{path}: restored from .session.json.tmp")
             }
+            RepairAction::Sealed => write!(f, "{path}: sealed (manifest.json and a chain entry)"),
         }
     }
 }
 
-/// Repairs `path`: one call folder (it holds a `session.json`, a `.session.json.tmp` or a
-/// WAV), or a data dir, whose subfolders are call folders (others are skipped). Files that are
+/// Repairs `path`: one call folder (it holds a `session.json`, a `.session.json.tmp`, a
+/// `manifest.json` or a WAV), or a data dir, whose subfolders are call folders (others are
+/// skipped) and whose calls are then sealed if the chain does not name them yet (one call
+/// folder given alone is not sealed: the chain belongs to its data dir). Files that are
 /// already valid are left untouched. Fails only when `path` cannot be listed; a file that
 /// cannot be repaired is listed in [`RepairReport::failed`] and the others are still repaired.
 ///
@@ -101,31 +113,93 @@ pub fn repair_dir(path: &Path) -> io::Result<RepairReport> {
     let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let mut report = RepairReport::default();
     if is_call_folder(path).map_err(context)? {
+        // The chain belongs to the data dir: one folder is repaired, not sealed.
         repair_call(path, &mut report);
         return Ok(report);
     }
-    let mut folders = Vec::new();
-    for entry in fs::read_dir(path).map_err(context)? {
-        let entry = entry.map_err(context)?;
-        if entry.file_type().map_err(context)?.is_dir() {
-            folders.push(entry.path());
+    let folders = {
+        let mut folders = Vec::new();
+        for entry in fs::read_dir(path).map_err(context)? {
+            let entry = entry.map_err(context)?;
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            // An unreadable folder is tried, so that its failure is reported.
+            if !hidden
+                && entry.file_type().map_err(context)?.is_dir()
+                && is_call_folder(&entry.path()).unwrap_or(true)
+            {
+                folders.push(entry.path());
+            }
         }
+        folders.sort();
+        folders
+    };
+    for folder in &folders {
+        repair_call(folder, &mut report);
     }
-    folders.sort();
-    for folder in folders {
-        // An unreadable folder is tried, so that its failure is reported.
-        if is_call_folder(&folder).unwrap_or(true) {
-            repair_call(&folder, &mut report);
-        }
-    }
+    seal_unsealed(path, &folders, &mut report);
     Ok(report)
 }
 
-fn is_call_folder(path: &Path) -> io::Result<bool> {
+/// Seals each of `folders` whose call is final (session.json neither `live` nor with a
+/// processor working: after the repair, any) and that the chain of `data_dir` does not name.
+fn seal_unsealed(data_dir: &Path, folders: &[PathBuf], report: &mut RepairReport) {
+    let named = match chain::audit(data_dir) {
+        Ok(audit) => audit.calls,
+        Err(e) => {
+            report.failed.push((data_dir.join(chain::CHAIN_DIR), e));
+            return;
+        }
+    };
+    let chain = Chain::new(data_dir);
+    for folder in folders {
+        let Some(call) = folder.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if named.contains_key(&call) {
+            continue;
+        }
+        let session: Option<Value> = fs::read(folder.join(SESSION))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let live = serde_json::to_value(CallStatus::Live).ok();
+        let is_final = session
+            .as_ref()
+            .is_some_and(|s| s.get("status") != live.as_ref() && !still_working(s));
+        if !is_final {
+            continue;
+        }
+        match manifest::seal(folder, &call, &chain, true) {
+            Ok(()) => report.repaired.push(Repaired {
+                path: folder.join(MANIFEST_FILE),
+                action: RepairAction::Sealed,
+            }),
+            Err(e) => report.failed.push((folder.clone(), e)),
+        }
+    }
+}
+
+/// Whether a processor of any transport of `session` (session.json) is listed as working.
+pub(crate) fn still_working(session: &Value) -> bool {
+    session["transports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["processors"].as_array())
+        .flatten()
+        .any(|p| p["working"] == Value::Bool(true))
+}
+
+/// Whether `path` looks like a call folder: it holds a session.json (or its temporary file),
+/// a manifest.json or a WAV.
+pub(crate) fn is_call_folder(path: &Path) -> io::Result<bool> {
     for entry in fs::read_dir(path)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if name == SESSION || name == SESSION_TMP || is_wav(Path::new(&*name)) {
+        if name == SESSION
+            || name == SESSION_TMP
+            || name == MANIFEST_FILE
+            || is_wav(Path::new(&*name))
+        {
             return Ok(true);
         }
     }
@@ -140,9 +214,13 @@ fn is_wav(path: &Path) -> bool {
         .is_some_and(|ext| ext.eq_ignore_ascii_case("wav"))
 }
 
-/// Repairs one call folder into `report`.
+/// Repairs one call folder into `report`; a sealed one (it has a manifest.json) is left as it
+/// is: its files are final, and a change to them is for `mediagate verify` to report.
 fn repair_call(dir: &Path, report: &mut RepairReport) {
     report.calls += 1;
+    if dir.join(MANIFEST_FILE).exists() {
+        return;
+    }
     let mut wavs: Vec<PathBuf> = match fs::read_dir(dir) {
         // Regular files only: a symbolic link is not followed.
         Ok(entries) => entries
@@ -408,11 +486,16 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(actions.len(), 3, "{actions:?}");
+        assert_eq!(actions.len(), 5, "{actions:?}");
         assert!(matches!(actions[0].1, RepairAction::Wav(w) if w.data_bytes == 2_000));
         assert_eq!(actions[1].0, Path::new("killed/.session.json.tmp"));
         assert_eq!(*actions[1].1, RepairAction::RemovedTemporary);
         assert_eq!(actions[2].0, Path::new("killed/session.json"));
+        // Both calls are final now: each is sealed.
+        assert_eq!(actions[3].0, Path::new("ended/manifest.json"));
+        assert_eq!(*actions[3].1, RepairAction::Sealed);
+        assert_eq!(actions[4].0, Path::new("killed/manifest.json"));
+        assert_eq!(*actions[4].1, RepairAction::Sealed);
         assert_eq!(report.failed.len(), 1);
         assert!(report.failed[0].0.ends_with("ended/broken.wav"));
 
@@ -423,10 +506,13 @@ mod tests {
         assert_eq!(status(&ended)["status"], "ended");
         assert!(!killed.join(SESSION_TMP).exists());
         assert_eq!(read(&killed.join("mixed.wav")), samples(1_000));
-        // A second run finds nothing to do but the broken file.
+        // A second run finds nothing to do: sealed calls are left as they are.
         let again = repair_dir(data.path()).unwrap();
         assert!(again.repaired.is_empty(), "{:?}", again.repaired);
-        assert_eq!(again.failed.len(), 1);
+        assert!(again.failed.is_empty(), "{:?}", again.failed);
+        let verified = crate::verify_dir(data.path(), &crate::VerifyOptions::default()).unwrap();
+        assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+        assert_eq!(verified.sealed_intact, 2);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::report::{CallReport, CallStatus};
+use crate::compliance::chain::Chain;
 
 /// A file of this many bytes is kept in every live call's folder and given up when the disk is
 /// full, so the call's last session.json can still be written (it is a few KiB), then removed
@@ -24,19 +25,31 @@ pub(crate) struct CallFolder {
     pub(crate) report: Mutex<CallReport>,
     /// Numbers each serialized snapshot of `report`, in the order of the updates.
     snapshots: AtomicU64,
-    /// Serializes writes of session.json; holds the number of the snapshot on disk, so an older
-    /// snapshot that lost the race never overwrites a newer one.
-    written: Mutex<u64>,
+    /// Serializes writes of session.json (and the seal); holds the number of the snapshot on
+    /// disk, so an older snapshot that lost the race never overwrites a newer one.
+    written: Mutex<Written>,
+    /// Where the seal is recorded.
+    chain: Arc<Chain>,
+}
+
+/// What is on disk.
+#[derive(Debug, Default)]
+struct Written {
+    /// The number of the snapshot in session.json.
+    snapshot: u64,
+    /// The folder has its manifest: its files, session.json among them, are not written again.
+    sealed: bool,
 }
 
 impl CallFolder {
-    pub(crate) fn new(name: String, dir: PathBuf, report: CallReport) -> Self {
+    pub(crate) fn new(name: String, dir: PathBuf, report: CallReport, chain: Arc<Chain>) -> Self {
         CallFolder {
             name,
             dir,
             report: Mutex::new(report),
             snapshots: AtomicU64::new(0),
-            written: Mutex::new(0),
+            written: Mutex::new(Written::default()),
+            chain,
         }
     }
 
@@ -56,8 +69,10 @@ impl CallFolder {
     }
 
     /// Writes session.json atomically (temporary file, then rename). On a full disk, the
-    /// folder's reserve is given up and the write tried once more; once the call has ended,
-    /// the reserve is removed. Blocking: call it from a blocking thread.
+    /// folder's reserve is given up and the write tried once more. Once the call has ended and
+    /// no processor works (every file final, this the last session.json), the reserve is
+    /// removed and the folder sealed: its manifest.json, and its entry in the hash chain.
+    /// Blocking (the seal hashes every file): call it from a blocking thread.
     pub(crate) fn write_report(&self) -> io::Result<()> {
         let (number, json, ended) = {
             let report = self.report.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,8 +86,13 @@ impl CallFolder {
             (number, json, report.status != CallStatus::Live && !working)
         };
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if *written > number {
+        if written.snapshot > number {
             return Ok(()); // a newer snapshot is already on disk
+        }
+        if written.sealed {
+            // Every snapshot taken once the call has ended says the same: the sealed one stands.
+            tracing::debug!(call = %self.name, "session.json not written again after the seal");
+            return Ok(());
         }
         let reserve = self.dir.join(RESERVE_FILE);
         let result = match self.write_json(&json) {
@@ -84,11 +104,18 @@ impl CallFolder {
             result => result,
         };
         result?;
-        *written = number;
+        written.snapshot = number;
         if ended {
             match std::fs::remove_file(&reserve) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
+            }
+            written.sealed = true;
+            if let Err(e) =
+                crate::compliance::manifest::seal(&self.dir, &self.name, &self.chain, false)
+            {
+                // `mediagate verify` reports the call unsealed; `mediagate repair` seals it.
+                tracing::error!(call = %self.name, error = %e, "cannot seal the call folder");
             }
         }
         Ok(())
