@@ -13,8 +13,23 @@ use crate::DtmfEvent;
 /// Build one with [`EmulateConfig::new`] and the `with_*` methods, or set the public fields.
 #[derive(Debug, Clone)]
 pub struct EmulateConfig {
-    /// The gateway's WebSocket URL (`ws://host:port/path?query`), used as given for both transports.
+    /// The gateway's WebSocket URL (`ws://host:port/path?query`), used as given for the media
+    /// transport, and for the transcription transport unless [`EmulateConfig::transcription_url`]
+    /// names another.
     pub url: String,
+    /// The transcription transport's URL, used as given; `None` uses [`EmulateConfig::url`]
+    /// (ACS takes one `transportUrl` per transport, which may differ).
+    pub transcription_url: Option<String>,
+    /// Open the media transport (the default). Without it only the transcript is played, as ACS
+    /// does for a call transcribed without media streaming; no WAV is needed then.
+    pub media: bool,
+    /// Extra headers sent on both WebSocket upgrade requests, e.g. the `Authorization: Bearer
+    /// <JWT>` that ACS signs its upgrades with.
+    pub upgrade_headers: Vec<(String, String)>,
+    /// Stream at this rate (16000 or 24000 Hz), resampling the WAVs that differ (each one on its
+    /// own, so tracks of different rates may be mixed); `None` streams at the WAVs' own rate,
+    /// which must then be one of those two and the same for all.
+    pub sample_rate_hz: Option<u32>,
     /// The WAV files to stream: PCM16 mono at 16000 or 24000 Hz, all at the same rate.
     pub wavs: Vec<PathBuf>,
     /// One participant per WAV (unmixed audio) instead of one mixed stream.
@@ -74,12 +89,17 @@ pub enum EndMode {
 }
 
 impl EmulateConfig {
-    /// A configuration for `url` with no tracks yet, mixed audio, real-time pacing, no DTMF, no
-    /// transcript, default participant ids, silent unmixed frames skipped, no recording of the
-    /// gateway's playback, no linger and a normal close.
+    /// A configuration for `url` with no tracks yet, mixed audio at the WAVs' rate, real-time
+    /// pacing, no DTMF, no transcript, default participant ids, silent unmixed frames skipped, no
+    /// extra upgrade headers, no recording of the gateway's playback, no linger and a normal
+    /// close.
     pub fn new(url: impl Into<String>) -> Self {
         EmulateConfig {
             url: url.into(),
+            transcription_url: None,
+            media: true,
+            upgrade_headers: Vec::new(),
+            sample_rate_hz: None,
             wavs: Vec::new(),
             unmixed: false,
             pacing: Pacing::default(),
@@ -158,6 +178,39 @@ impl EmulateConfig {
     pub fn with_linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
+    }
+
+    /// Opens the transcription transport at `url` instead of [`EmulateConfig::url`].
+    pub fn with_transcription_url(mut self, url: impl Into<String>) -> Self {
+        self.transcription_url = Some(url.into());
+        self
+    }
+
+    /// Opens the media transport or not (transcript only).
+    pub fn with_media(mut self, media: bool) -> Self {
+        self.media = media;
+        self
+    }
+
+    /// Adds a header to both upgrade requests.
+    pub fn with_upgrade_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.upgrade_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Streams at `sample_rate_hz` (16000 or 24000), resampling the WAVs that differ.
+    pub fn with_sample_rate_hz(mut self, sample_rate_hz: u32) -> Self {
+        self.sample_rate_hz = Some(sample_rate_hz);
+        self
+    }
+
+    /// The transcription transport's URL.
+    pub fn transcription_url(&self) -> &str {
+        self.transcription_url.as_deref().unwrap_or(&self.url)
     }
 }
 

@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -33,6 +35,8 @@ pub(crate) enum SendEnd {
     Completed,
     /// The gateway closed (or dropped) the connection first.
     GatewayClosed,
+    /// The run was stopped (the call hung up) before everything was sent.
+    Stopped,
 }
 
 /// What the reader task saw.
@@ -63,17 +67,29 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects to `url` (path and query kept as given) and starts the reader task, which fills
-    /// `capture` with what the gateway plays back.
-    pub(crate) async fn open(url: &str, capture: OutboundCapture) -> Result<Self, EmulatorError> {
+    /// Connects to `url` (path and query kept as given), with `headers` added to the upgrade
+    /// request, and starts the reader task, which fills `capture` with what the gateway plays
+    /// back.
+    pub(crate) async fn open(
+        url: &str,
+        headers: &[(String, String)],
+        capture: OutboundCapture,
+    ) -> Result<Self, EmulatorError> {
+        let connect_error = |source| EmulatorError::Connect {
+            url: url.to_owned(),
+            source: Box::new(source),
+        };
+        let mut request = url.into_client_request().map_err(connect_error)?;
+        for (name, value) in headers {
+            let bad = || EmulatorError::BadHeader { name: name.clone() };
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+            request.headers_mut().append(name, value);
+        }
         // No Nagle: a 20 ms frame goes out when it is sent, as the platform's do.
-        let (socket, _response) =
-            connect_async_with_config(url, None, true)
-                .await
-                .map_err(|source| EmulatorError::Connect {
-                    url: url.to_owned(),
-                    source: Box::new(source),
-                })?;
+        let (socket, _response) = connect_async_with_config(request, None, true)
+            .await
+            .map_err(connect_error)?;
         tracing::debug!(url, "connected");
         let (sink, stream) = socket.split();
         let (closed_tx, gateway_closed) = watch::channel(false);
@@ -99,7 +115,7 @@ impl Connection {
         end: EndMode,
     ) -> Result<ReaderOutcome, EmulatorError> {
         let outcome = match (&sent, end) {
-            (Ok(SendEnd::Completed), EndMode::Close) => {
+            (Ok(SendEnd::Completed | SendEnd::Stopped), EndMode::Close) => {
                 if !*self.gateway_closed.borrow() {
                     let frame = CloseFrame {
                         code: CloseCode::Normal,
@@ -112,7 +128,9 @@ impl Connection {
                 }
                 self.wait_for_reader(CLOSE_WAIT).await
             }
-            (Ok(SendEnd::Completed), EndMode::Abrupt) => self.wait_for_reader(Duration::ZERO).await,
+            (Ok(SendEnd::Completed | SendEnd::Stopped), EndMode::Abrupt) => {
+                self.wait_for_reader(Duration::ZERO).await
+            }
             (Ok(SendEnd::GatewayClosed), _) => self.wait_for_reader(CLOSE_WAIT).await,
             (Err(_), _) => self.wait_for_reader(ERROR_WAIT).await,
         };
@@ -122,7 +140,7 @@ impl Connection {
             return Ok(outcome);
         }
         match sent {
-            Ok(SendEnd::Completed) => Ok(outcome),
+            Ok(SendEnd::Completed | SendEnd::Stopped) => Ok(outcome),
             Ok(SendEnd::GatewayClosed) => Err(EmulatorError::ConnectionLost {
                 url: self.url,
                 detail: outcome

@@ -59,6 +59,21 @@ pub enum EmulatorError {
         /// Its sample rate.
         sample_rate_hz: u32,
     },
+    /// The stream rate asked for is not one ACS streams.
+    #[error("cannot stream at {sample_rate_hz} Hz; ACS streams 16000 or 24000 Hz")]
+    UnsupportedStreamRate {
+        /// The rate asked for.
+        sample_rate_hz: u32,
+    },
+    /// A WAV file could not be resampled to the stream's rate.
+    #[error("cannot resample {}", .path.display())]
+    Resample {
+        /// The file.
+        path: PathBuf,
+        /// What the resampler reported.
+        #[source]
+        source: mediagate_audio::FormatError,
+    },
     /// Two WAV files have different sample rates (one stream has one rate).
     #[error(
         "{} is sampled at {sample_rate_hz} Hz but {} at {first_rate_hz} Hz: all tracks must share one rate",
@@ -74,6 +89,9 @@ pub enum EmulatorError {
         /// The stream's rate.
         first_rate_hz: u32,
     },
+    /// The media transport is off and no transcript was given: nothing to stream.
+    #[error("nothing to stream: the media transport is off and no transcript script was given")]
+    NothingToStream,
     /// More participant ids than WAV files (one participant per track).
     #[error("{given} participant ids given for {tracks} WAV files (one participant per track)")]
     TooManyParticipants {
@@ -107,6 +125,13 @@ pub enum EmulatorError {
         /// What is wrong, with its position or result index.
         reason: String,
     },
+    /// An upgrade header is not a valid HTTP header (its value is not repeated: it may be a
+    /// secret).
+    #[error("upgrade header `{name}` is not a valid HTTP header")]
+    BadHeader {
+        /// The header's name.
+        name: String,
+    },
     /// The WebSocket connection could not be opened.
     #[error("cannot connect to {url}")]
     Connect {
@@ -132,6 +157,28 @@ pub enum EmulatorError {
         url: String,
         /// What the reader saw.
         detail: String,
+    },
+    /// The control-plane fake has no webhook to deliver Event Grid events to.
+    #[error(
+        "no webhook configured: Event Grid needs one (ControlPlaneOptions::webhook, --webhook)"
+    )]
+    NoWebhook,
+    /// The webhook did not take an Event Grid delivery.
+    #[error("the webhook at {url} did not take the event: {reason}")]
+    Webhook {
+        /// The webhook's scheme, host and port (its path and query are left out: the query may
+        /// carry a secret).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The webhook did not complete Event Grid's subscription handshake.
+    #[error("the webhook at {url} did not validate the Event Grid subscription: {reason}")]
+    SubscriptionNotValidated {
+        /// The webhook's scheme, host and port.
+        url: String,
+        /// What was wrong with its answer.
+        reason: String,
     },
     /// A background task (file loading) panicked or was cancelled.
     #[error("background task failed: {0}")]

@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use mediagate_audio::AudioFormat;
+use bytes::BytesMut;
 use mediagate_audio::wav::{self, WavError};
+use mediagate_audio::{AudioFormat, StreamResampler};
 
 use crate::EmulatorError;
 
@@ -27,12 +28,31 @@ pub(crate) struct TrackSet {
 }
 
 impl TrackSet {
-    /// Reads and checks every file: 16-bit integer PCM, mono, 16000 or 24000 Hz, one rate for all.
-    pub(crate) fn load(paths: &[PathBuf]) -> Result<Self, EmulatorError> {
+    /// Reads and checks every file: 16-bit integer PCM, mono. Without `stream_rate_hz` every file
+    /// must be at 16000 or 24000 Hz, one rate for all; with it, each file at another rate is
+    /// resampled to it (which must be 16000 or 24000 Hz).
+    pub(crate) fn load(
+        paths: &[PathBuf],
+        stream_rate_hz: Option<u32>,
+    ) -> Result<Self, EmulatorError> {
+        if let Some(rate) = stream_rate_hz.filter(|r| !ACS_RATES_HZ.contains(r)) {
+            return Err(EmulatorError::UnsupportedStreamRate {
+                sample_rate_hz: rate,
+            });
+        }
         let mut format: Option<(AudioFormat, &Path)> = None;
         let mut tracks = Vec::with_capacity(paths.len());
         for path in paths {
-            let (track_format, track) = load_wav(path)?;
+            let (mut track_format, mut track) = load_wav(path)?;
+            if let Some(rate) = stream_rate_hz {
+                track = resample(path, track_format, rate, track)?;
+                track_format = AudioFormat::mono(rate);
+            } else if !ACS_RATES_HZ.contains(&track_format.sample_rate_hz()) {
+                return Err(EmulatorError::UnsupportedRate {
+                    path: path.clone(),
+                    sample_rate_hz: track_format.sample_rate_hz(),
+                });
+            }
             match format {
                 None => format = Some((track_format, path)),
                 Some((first, first_path)) if first != track_format => {
@@ -61,9 +81,13 @@ impl TrackSet {
     }
 }
 
+/// The rates ACS streams.
+const ACS_RATES_HZ: [u32; 2] = [16_000, 24_000];
+
 /// The largest WAV file read as a track: 1 GiB (about 9 hours of 16 kHz PCM16 mono).
 const MAX_FILE_BYTES: u64 = 1 << 30;
 
+/// Reads a mono PCM16 WAV file at whatever rate it has.
 fn load_wav(path: &Path) -> Result<(AudioFormat, Track), EmulatorError> {
     let clip = wav::read(path, MAX_FILE_BYTES, wav::Accept::Pcm16).map_err(|e| match e {
         WavError::NotPcm16 { found } => EmulatorError::NotPcm16 {
@@ -81,17 +105,40 @@ fn load_wav(path: &Path) -> Result<(AudioFormat, Track), EmulatorError> {
             channels: clip.format.channels(),
         });
     }
-    let format = match clip.format.sample_rate_hz() {
-        16_000 | 24_000 => clip.format,
-        other => {
-            return Err(EmulatorError::UnsupportedRate {
-                path: path.to_path_buf(),
-                sample_rate_hz: other,
-            });
-        }
-    };
     let samples = clip.samples().collect();
-    Ok((format, Track { samples }))
+    Ok((clip.format, Track { samples }))
+}
+
+/// A whole track resampled to `rate_hz`, aligned with the original (the filter's start-up
+/// delay dropped) and as long as it in time, rounded up. Same rate: the track as it is.
+fn resample(
+    path: &Path,
+    from: AudioFormat,
+    rate_hz: u32,
+    track: Track,
+) -> Result<Track, EmulatorError> {
+    if from.sample_rate_hz() == rate_hz {
+        return Ok(track);
+    }
+    let mut resampler =
+        StreamResampler::new(from, rate_hz).map_err(|source| EmulatorError::Resample {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let pcm: Vec<u8> = track.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut out = BytesMut::new();
+    resampler.process(&pcm, &mut out);
+    resampler.flush(&mut out);
+    let delay = resampler.delay_samples();
+    let wanted = (track.samples.len() as u64 * u64::from(rate_hz))
+        .div_ceil(u64::from(from.sample_rate_hz())) as usize;
+    let samples = out
+        .chunks_exact(2)
+        .skip(delay)
+        .take(wanted)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    Ok(Track { samples })
 }
 
 /// Sums tracks sample by sample with saturation; the result is as long as the longest track.
@@ -141,7 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
         write_wav(&path, pcm16(24_000, 1), &[1, -2, 3]);
-        let set = TrackSet::load(&[path]).unwrap();
+        let set = TrackSet::load(&[path], None).unwrap();
         assert_eq!(set.format, AudioFormat::mono(24_000));
         assert!(matches!(set.mixed(), Cow::Borrowed(&[1, -2, 3])));
     }
@@ -151,7 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stereo = dir.path().join("stereo.wav");
         write_wav(&stereo, pcm16(16_000, 2), &[1, 2]);
-        let err = TrackSet::load(std::slice::from_ref(&stereo)).unwrap_err();
+        let err = TrackSet::load(std::slice::from_ref(&stereo), None).unwrap_err();
         assert!(matches!(err, EmulatorError::NotMono { channels: 2, .. }));
         assert!(err.to_string().contains("stereo.wav"), "{err}");
 
@@ -164,14 +211,14 @@ mod tests {
         let mut writer = hound::WavWriter::create(&float, spec).unwrap();
         writer.write_sample(0.5_f32).unwrap();
         writer.finalize().unwrap();
-        let err = TrackSet::load(std::slice::from_ref(&float)).unwrap_err();
+        let err = TrackSet::load(std::slice::from_ref(&float), None).unwrap_err();
         assert!(matches!(err, EmulatorError::NotPcm16 { .. }));
         assert!(err.to_string().contains("float.wav"), "{err}");
         assert!(err.to_string().contains("32-bit float"), "{err}");
 
         let cd = dir.path().join("cd.wav");
         write_wav(&cd, pcm16(44_100, 1), &[1]);
-        let err = TrackSet::load(std::slice::from_ref(&cd)).unwrap_err();
+        let err = TrackSet::load(std::slice::from_ref(&cd), None).unwrap_err();
         assert!(matches!(
             err,
             EmulatorError::UnsupportedRate {
@@ -188,7 +235,7 @@ mod tests {
         let b = dir.path().join("b24.wav");
         write_wav(&a, pcm16(16_000, 1), &[1]);
         write_wav(&b, pcm16(24_000, 1), &[1]);
-        let err = TrackSet::load(&[a.clone(), b]).unwrap_err();
+        let err = TrackSet::load(&[a.clone(), b], None).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("a16.wav") && text.contains("b24.wav"),
@@ -196,9 +243,51 @@ mod tests {
         );
 
         let missing = dir.path().join("missing.wav");
-        let err = TrackSet::load(&[a, missing]).unwrap_err();
+        let err = TrackSet::load(&[a, missing], None).unwrap_err();
         assert!(matches!(err, EmulatorError::WavRead { .. }));
         assert!(err.to_string().contains("missing.wav"));
-        assert!(matches!(TrackSet::load(&[]), Err(EmulatorError::NoTracks)));
+        assert!(matches!(
+            TrackSet::load(&[], None),
+            Err(EmulatorError::NoTracks)
+        ));
+    }
+
+    #[test]
+    fn tracks_are_resampled_to_the_stream_rate_and_keep_their_length_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a16.wav");
+        let b = dir.path().join("b24.wav");
+        // A 500 Hz tone: resampled, it stays a tone of the same level.
+        let tone: Vec<i16> = (0..16_000)
+            .map(|i| ((i as f32 * 500.0 * std::f32::consts::TAU / 16_000.0).sin() * 8_000.0) as i16)
+            .collect();
+        write_wav(&a, pcm16(16_000, 1), &tone);
+        write_wav(&b, pcm16(24_000, 1), &[7; 2_400]);
+        let set = TrackSet::load(&[a.clone(), b.clone()], Some(24_000)).unwrap();
+        assert_eq!(set.format, AudioFormat::mono(24_000));
+        assert_eq!(set.tracks[0].samples.len(), 24_000);
+        assert_eq!(
+            set.tracks[1].samples,
+            vec![7; 2_400],
+            "same rate: untouched"
+        );
+        let peak = set.tracks[0].samples[100..23_900]
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap();
+        assert!((7_800..=8_200).contains(&peak), "{peak}");
+        // The first zero crossing stays where it was (no start-up delay left in).
+        assert!(set.tracks[0].samples[0].abs() < 200);
+
+        let down = TrackSet::load(&[b], Some(16_000)).unwrap();
+        assert_eq!(down.tracks[0].samples.len(), 1_600);
+        let err = TrackSet::load(&[a], Some(44_100)).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulatorError::UnsupportedStreamRate {
+                sample_rate_hz: 44_100
+            }
+        ));
     }
 }

@@ -1,28 +1,28 @@
-//! The fake's HTTP side and its calls.
+//! The fake itself: its options, what it records, and [`ControlPlane`], which serves the REST
+//! API and the signing keys and places calls through Event Grid.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Method;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::client::{HttpClient, host_of};
+use super::driver::now_rfc3339;
+use super::eventgrid;
 use super::reference::{Operation, operations};
-use super::validate::validate;
-use super::verify::{Credentials, authenticate, parse_http_date};
-
-/// The largest request body read.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// How many requests are kept for [`ControlPlane::requests`].
-const MAX_RECORDED: usize = 10_000;
+use super::routes::{JWKS_PATH, OPENID_PATHS, handle};
+use super::scripted::{EventSchema, ScriptedCall};
+use super::signing::{Claims, Signer};
+use super::state::{ContextUse, State};
+use crate::{EmulateReport, EmulatorError};
 
 /// What the fake is started with.
 #[derive(Debug, Clone)]
@@ -35,16 +35,39 @@ pub struct ControlPlaneOptions {
     pub bearer_token: Option<String>,
     /// A certificate chain and key (DER) to serve `https://`.
     pub tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// `iss` of every token the fake signs, and its OpenID configuration's `issuer`. `None`:
+    /// the fake's endpoint without its trailing slash (`http://127.0.0.1:<port>`), as ACS's
+    /// issuer is the root URL of the host that publishes its keys.
+    pub issuer: Option<String>,
+    /// `aud` of every token: the ACS resource's immutable id (a GUID), which a gateway is
+    /// configured to expect.
+    pub resource_id: String,
+    /// The application's Event Grid webhook, used exactly as given (its query may carry a
+    /// secret). Needed by [`ControlPlane::place_call`] and [`ControlPlane::validate_subscription`].
+    pub webhook: Option<String>,
+    /// The schema Event Grid delivers to the webhook in.
+    pub event_schema: EventSchema,
+    /// Root certificates (DER) trusted, besides the web's, for `https://` webhooks and callbacks.
+    pub trusted_roots: Vec<Vec<u8>>,
 }
 
 impl ControlPlaneOptions {
-    /// Plain `http://` on `127.0.0.1`, a port of the system's choosing, and `access_key`.
+    /// The resource id the fake's tokens name when none is set: a made-up GUID.
+    pub const DEFAULT_RESOURCE_ID: &'static str = "5e3bd0c1-7f4a-4e8b-9c2d-6a1f0e9b8d7c";
+
+    /// Plain `http://` on `127.0.0.1`, a port of the system's choosing, `access_key`, the
+    /// default issuer and resource id, no webhook, the Event Grid schema.
     pub fn local(access_key: &[u8]) -> Self {
         ControlPlaneOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             access_key: access_key.to_vec(),
             bearer_token: None,
             tls: None,
+            issuer: None,
+            resource_id: Self::DEFAULT_RESOURCE_ID.to_owned(),
+            webhook: None,
+            event_schema: EventSchema::EventGrid,
+            trusted_roots: Vec::new(),
         }
     }
 }
@@ -87,11 +110,15 @@ pub struct IncomingCall {
     pub to: String,
 }
 
-/// A call the fake knows, as the methods left it.
+/// A call the fake knows, as the methods (and, for a played call, its script) left it.
 #[derive(Debug, Clone, Default)]
 pub struct FakeCall {
     /// `callConnectionId`.
     pub id: String,
+    /// `serverCallId`.
+    pub server_call_id: String,
+    /// `correlationId`.
+    pub correlation_id: String,
     /// `connected`, `disconnected`, `transferring`…
     pub state: String,
     /// Where its callbacks go.
@@ -106,44 +133,78 @@ pub struct FakeCall {
     pub transcription: Option<Value>,
     /// The methods applied to it, by reference name, in order.
     pub actions: Vec<(String, Value)>,
+    /// The fake plays it (it was placed with a script): streams, callbacks.
+    pub played: bool,
+    /// A played call is over: its last callback was delivered and its streams reported.
+    pub ended: bool,
+    /// The callbacks posted for it, in order (the first 1000).
+    pub callbacks: Vec<DeliveredCallback>,
+    /// What its streams did.
+    pub streams: CallStreams,
 }
 
-/// What an incoming call context was used for.
+/// One callback the fake posted, and what it got back.
 #[derive(Debug, Clone)]
-enum ContextUse {
-    Offered(IncomingCall),
-    Used(&'static str),
+pub struct DeliveredCallback {
+    /// `Microsoft.Communication.CallConnected`…
+    pub event_type: String,
+    /// Where it was posted.
+    pub uri: String,
+    /// The CloudEvent posted (the body is an array of it alone).
+    pub event: Value,
+    /// The status of the last attempt's answer; `None` when there was none.
+    pub status: Option<u16>,
+    /// Why the last attempt got no answer.
+    pub error: Option<String>,
+    /// Requests sent (1, or 2 after a retry).
+    pub attempts: u32,
 }
 
-#[derive(Default)]
-struct State {
-    contexts: HashMap<String, ContextUse>,
-    calls: HashMap<String, FakeCall>,
-    recordings: HashMap<String, String>,
-    /// Responses by repeatability id, replayed when a request is sent again.
-    replies: HashMap<String, (u16, Value)>,
-    requests: Vec<RecordedRequest>,
-    throttle: Option<(u16, Option<String>, u32)>,
-    next_id: u64,
+/// What a played call's streams did: each transport's report once it ended, or why it failed.
+#[derive(Debug, Clone, Default)]
+pub struct CallStreams {
+    /// The media transport.
+    pub media: Option<Result<EmulateReport, String>>,
+    /// The transcription transport.
+    pub transcription: Option<Result<EmulateReport, String>>,
 }
 
-impl State {
-    fn id(&mut self, prefix: &str) -> String {
-        self.next_id += 1;
-        format!("{prefix}-{:08x}-{:04}", std::process::id(), self.next_id)
+/// What the server's and the calls' tasks share.
+pub(crate) struct Shared {
+    pub(crate) options: ControlPlaneOptions,
+    pub(crate) operations: Vec<Operation>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) signer: Signer,
+    pub(crate) client: HttpClient,
+    /// `http://127.0.0.1:<port>/`.
+    pub(crate) endpoint: String,
+    /// `iss` of the tokens.
+    pub(crate) issuer: String,
+    /// Changes (its sender is dropped) when the fake stops.
+    pub(crate) stopped: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// A fresh token for the resource: `Authorization: Bearer` of callbacks and upgrades.
+    pub(crate) fn token(&self) -> Result<String, String> {
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.signer.token(Claims {
+            issuer: &self.issuer,
+            audience: &self.options.resource_id,
+            now_unix,
+        })
     }
 }
 
-struct Shared {
-    options: ControlPlaneOptions,
-    operations: Vec<Operation>,
-    state: Mutex<State>,
+pub(crate) fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A running fake. Stops when dropped.
+/// A running fake. Stops when dropped (its calls' streams close, their callbacks stop).
 pub struct ControlPlane {
     addr: SocketAddr,
-    https: bool,
     shared: Arc<Shared>,
     _stop: watch::Sender<bool>,
 }
@@ -156,10 +217,6 @@ impl std::fmt::Debug for ControlPlane {
     }
 }
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl ControlPlane {
     /// Starts serving.
     pub async fn start(options: ControlPlaneOptions) -> std::io::Result<ControlPlane> {
@@ -168,52 +225,33 @@ impl ControlPlane {
             Some((chain, key)) => Some(tls_acceptor(chain, key)?),
             None => None,
         };
+        let signer = Signer::builtin().map_err(std::io::Error::other)?;
+        let client = HttpClient::new(&options.trusted_roots).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
+        let endpoint = if tls.is_some() {
+            format!("https://localhost:{}/", addr.port())
+        } else {
+            format!("http://{addr}/")
+        };
+        let issuer = options
+            .issuer
+            .clone()
+            .unwrap_or_else(|| endpoint.trim_end_matches('/').to_owned());
+        let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             options,
             operations,
             state: Mutex::new(State::default()),
+            signer,
+            client,
+            endpoint,
+            issuer,
+            stopped: stopped.clone(),
         });
-        let (stop, mut stopped) = watch::channel(false);
-        let https = tls.is_some();
-        let serving = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    _ = stopped.changed() => return,
-                };
-                let Ok((tcp, _)) = accepted else { continue };
-                let shared = serving.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, request).await) }
-                    });
-                    let http = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(acceptor) => {
-                            if let Ok(Ok(stream)) = tokio::time::timeout(
-                                std::time::Duration::from_secs(10),
-                                acceptor.accept(tcp),
-                            )
-                            .await
-                            {
-                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                            }
-                        }
-                        None => {
-                            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
-                        }
-                    }
-                });
-            }
-        });
+        tokio::spawn(serve(listener, tls, shared.clone(), stopped));
         Ok(ControlPlane {
             addr,
-            https,
             shared,
             _stop: stop,
         })
@@ -222,11 +260,7 @@ impl ControlPlane {
     /// The endpoint, `http://127.0.0.1:<port>/` (or `https://localhost:<port>/` with TLS,
     /// the name a test certificate is made for).
     pub fn endpoint(&self) -> String {
-        if self.https {
-            format!("https://localhost:{}/", self.addr.port())
-        } else {
-            format!("http://{}/", self.addr)
-        }
+        self.shared.endpoint.clone()
     }
 
     /// The connection string a client of this fake uses.
@@ -236,6 +270,28 @@ impl ControlPlane {
             self.endpoint(),
             STANDARD.encode(&self.shared.options.access_key)
         )
+    }
+
+    /// `iss` of the fake's tokens (see [`ControlPlaneOptions::issuer`]).
+    pub fn issuer(&self) -> &str {
+        &self.shared.issuer
+    }
+
+    /// `aud` of the fake's tokens.
+    pub fn resource_id(&self) -> &str {
+        &self.shared.options.resource_id
+    }
+
+    /// The OpenID configuration's URL, at ACS's path:
+    /// `<endpoint>calling/.well-known/acsopenidconfiguration` (also served at
+    /// `<endpoint>.well-known/acsopenidconfiguration`). A gateway's `openid_config_url`.
+    pub fn openid_configuration_url(&self) -> String {
+        format!("{}{}", self.endpoint(), &OPENID_PATHS[0][1..])
+    }
+
+    /// The key set's URL, `<endpoint>calling/keys`.
+    pub fn jwks_url(&self) -> String {
+        format!("{}{}", self.endpoint(), &JWKS_PATH[1..])
     }
 
     /// Every request so far, in order.
@@ -250,6 +306,34 @@ impl ControlPlane {
         calls
     }
 
+    /// One call, by `callConnectionId`.
+    pub fn call(&self, id: &str) -> Option<FakeCall> {
+        lock(&self.shared).calls.get(id).cloned()
+    }
+
+    /// The media stream's report of a played call, once the stream ended without error.
+    pub fn call_report(&self, id: &str) -> Option<EmulateReport> {
+        match &lock(&self.shared).calls.get(id)?.streams.media {
+            Some(Ok(report)) => Some(report.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits (polling) until a played call is over, at most `limit`; the call as it ended,
+    /// or `None` when it did not end in time.
+    pub async fn wait_for_end(&self, id: &str, limit: Duration) -> Option<FakeCall> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(call) = self.call(id).filter(|c| c.ended) {
+                return Some(call);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Answers the next `count` authenticated requests with `status` (429, 503…) and
     /// `Retry-After`, as a throttled or struggling service does.
     pub fn throttle(&self, status: u16, retry_after: Option<&str>, count: u32) {
@@ -257,8 +341,12 @@ impl ControlPlane {
     }
 
     /// Makes up an incoming call from `from` to `to` (raw ids) whose context can be answered,
-    /// rejected or redirected once.
+    /// rejected or redirected once. The fake does not play it: see [`ControlPlane::place_call`].
     pub fn incoming_call(&self, from: &str, to: &str) -> IncomingCall {
+        self.offer(from, to, None)
+    }
+
+    fn offer(&self, from: &str, to: &str, script: Option<Arc<ScriptedCall>>) -> IncomingCall {
         let mut state = lock(&self.shared);
         let n = state.id("ctx");
         let call = IncomingCall {
@@ -271,10 +359,146 @@ impl ControlPlane {
             from: from.to_owned(),
             to: to.to_owned(),
         };
-        state
-            .contexts
-            .insert(call.context.clone(), ContextUse::Offered(call.clone()));
+        state.contexts.insert(
+            call.context.clone(),
+            ContextUse::Offered(call.clone(), script),
+        );
         call
+    }
+
+    /// Places a call: registers its context and posts the IncomingCall event to the webhook.
+    /// Once the application answers it, the fake plays it: callbacks, and the script streamed
+    /// into the answer's transport URLs. Fails when the webhook does not take the event (a 2xx,
+    /// after one retry); the context stays registered then.
+    pub async fn place_call(&self, call: ScriptedCall) -> Result<IncomingCall, EmulatorError> {
+        if call.participant_ids.len() > call.wavs.len() {
+            return Err(EmulatorError::TooManyParticipants {
+                given: call.participant_ids.len(),
+                tracks: call.wavs.len(),
+            });
+        }
+        let webhook = self.webhook()?;
+        let display_name = call.caller_display_name.clone();
+        let call = Arc::new(call);
+        let incoming = self.offer(&call.from, &call.to, Some(call.clone()));
+        let envelope = eventgrid::incoming_call(
+            self.shared.options.event_schema,
+            &incoming,
+            &display_name,
+            &crate::config::fresh_subscription_id(),
+            &now_rfc3339(),
+        );
+        let body = Bytes::from(envelope.body.to_string());
+        let delivered = (self.shared.client)
+            .deliver(Method::POST, &webhook, &envelope.headers, body)
+            .await;
+        if !delivered.succeeded() {
+            let reason = match (delivered.status(), delivered.error) {
+                (Some(status), _) => format!("it answered {status}"),
+                (None, Some(error)) => error,
+                (None, None) => "no answer".to_owned(),
+            };
+            return Err(EmulatorError::Webhook {
+                url: host_of(&webhook),
+                reason: format!("{reason} (after {} attempts)", delivered.attempts),
+            });
+        }
+        Ok(incoming)
+    }
+
+    /// Runs Event Grid's subscription handshake against the webhook: a
+    /// SubscriptionValidationEvent whose code must come back as `validationResponse` (Event
+    /// Grid schema), or an OPTIONS request whose `WebHook-Allowed-Origin` must allow Event Grid
+    /// (CloudEvents). The validation code, or the allowed origin; an error saying what was
+    /// wrong otherwise.
+    pub async fn validate_subscription(&self) -> Result<String, EmulatorError> {
+        let webhook = self.webhook()?;
+        let refused = |reason: String| EmulatorError::SubscriptionNotValidated {
+            url: host_of(&webhook),
+            reason,
+        };
+        let client = &self.shared.client;
+        match self.shared.options.event_schema {
+            EventSchema::EventGrid => {
+                let code = crate::config::fresh_subscription_id();
+                // Not served: the handshake is the synchronous one, `validationResponse`.
+                let validation_url = format!("{}eventgrid/validate?code={code}", self.endpoint());
+                let id = crate::config::fresh_subscription_id();
+                let envelope =
+                    eventgrid::validation_event(&code, &validation_url, &id, &now_rfc3339());
+                let body = Bytes::from(envelope.body.to_string());
+                let reply = client
+                    .send(Method::POST, &webhook, &envelope.headers, body)
+                    .await
+                    .map_err(refused)?;
+                eventgrid::check_validation_reply(&reply, &code).map_err(refused)?;
+                Ok(code)
+            }
+            EventSchema::CloudEvents => {
+                let headers = eventgrid::options_headers();
+                let reply = client
+                    .send(Method::OPTIONS, &webhook, &headers, Bytes::new())
+                    .await
+                    .map_err(refused)?;
+                eventgrid::check_options_reply(&reply).map_err(refused)?;
+                let origin = reply.headers.get("webhook-allowed-origin");
+                Ok(origin
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned())
+            }
+        }
+    }
+
+    fn webhook(&self) -> Result<url::Url, EmulatorError> {
+        let webhook = self
+            .shared
+            .options
+            .webhook
+            .as_deref()
+            .ok_or(EmulatorError::NoWebhook)?;
+        url::Url::parse(webhook).map_err(|e| EmulatorError::Webhook {
+            url: "(the configured webhook)".to_owned(),
+            reason: format!("not a URL: {e}"),
+        })
+    }
+}
+
+/// Accepts connections until the fake stops; each is served on a task of its own.
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let shared = shared.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, request).await) }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(tcp);
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), handshake).await
+                    {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                }
+            }
+        });
     }
 }
 
@@ -295,422 +519,17 @@ fn tls_acceptor(chain: &[Vec<u8>], key: &[u8]) -> std::io::Result<tokio_rustls::
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A status and a JSON body (`null` for none).
-type Reply = (u16, Value);
-/// A path's parameters by name.
-type Params = Vec<(String, String)>;
-
-/// The service's error body.
-fn error(status: StatusCode, code: &str, message: &str, target: Option<&str>) -> Reply {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(target) = target {
-        error["target"] = json!(target);
-    }
-    (status.as_u16(), json!({ "error": error }))
+/// A random access key (32 bytes), for a fake started without one.
+pub fn generate_access_key() -> Vec<u8> {
+    use ring::rand::SecureRandom;
+    let mut key = vec![0u8; 32];
+    // The system's random source failing is not something a local fake can do better about;
+    // a key of zeros still works (it is only ever local).
+    let _ = ring::rand::SystemRandom::new().fill(&mut key);
+    key
 }
 
-fn respond(status: u16, body: &Value, retry_after: Option<&str>) -> Response<Full<Bytes>> {
-    let bytes = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(body.to_string())
-    };
-    let mut response = Response::builder()
-        .status(status)
-        .header("content-type", "application/json");
-    if let Some(retry_after) = retry_after {
-        response = response.header("retry-after", retry_after);
-    }
-    response
-        .body(Full::new(bytes))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
-            let (status, body) = error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestTooLarge",
-                "the body is larger than 1 MiB",
-                None,
-            );
-            return respond(status, &body, None);
-        }
-    };
-    let method = parts.method.as_str().to_owned();
-    let path = parts.uri.path().to_owned();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
-    let api_version = parts.uri.query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "api-version")
-            .map(|(_, v)| v.into_owned())
-    });
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let repeatability = header("repeatability-request-id").zip(header("repeatability-first-sent"));
-    let parsed: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    };
-    let mut record = RecordedRequest {
-        method: method.clone(),
-        path: path.clone(),
-        operation: None,
-        repeatable: false,
-        api_version: api_version.clone(),
-        repeatability: repeatability.clone(),
-        body: parsed.clone(),
-        status: 0,
-        error: None,
-    };
-    let credentials = Credentials {
-        access_key: &shared.options.access_key,
-        bearer: shared.options.bearer_token.as_deref(),
-    };
-    let outcome: Result<(Operation, Params), Reply> = (|| {
-        authenticate(
-            &credentials,
-            &method,
-            &path_and_query,
-            &parts.headers,
-            &body,
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|why| {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "Denied",
-                &format!("Denied by the resource provider: {why}"),
-                None,
-            )
-        })?;
-        let Some(version) = &api_version else {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "MissingApiVersionParameter",
-                "The api-version query parameter is required",
-                None,
-            ));
-        };
-        if !valid_api_version(version) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "InvalidApiVersionParameter",
-                &format!("The api-version `{version}` is invalid"),
-                None,
-            ));
-        }
-        let Some((operation, params)) = shared
-            .operations
-            .iter()
-            .find_map(|o| o.matches(&method, &path).map(|p| (o, p)))
-        else {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                &format!("No Call Automation method is {method} {path}"),
-                None,
-            ));
-        };
-        record.operation = Some(operation.name.clone());
-        record.repeatable = operation.repeatable;
-        if !body.is_empty() && parsed.is_null() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                "The request body is not JSON",
-                None,
-            ));
-        }
-        validate(operation, &parsed).map_err(|invalid| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                &invalid.message,
-                Some(&invalid.target),
-            )
-        })?;
-        if let Some((id, first_sent)) = &repeatability {
-            if parse_http_date(first_sent).is_none() || id.len() != 36 {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "Repeatability-Request-ID must be a UUID and Repeatability-First-Sent an RFC 1123 date",
-                    Some("Repeatability-Request-ID"),
-                ));
-            }
-        }
-        Ok((operation.clone(), params))
-    })();
-    let (status, reply, retry_after) = match outcome {
-        Err((status, reply)) => (status, reply, None),
-        Ok((operation, params)) => {
-            let mut state = lock(shared);
-            let throttled = match &mut state.throttle {
-                Some((status, retry_after, count)) if *count > 0 => {
-                    *count -= 1;
-                    Some((*status, retry_after.clone()))
-                }
-                _ => None,
-            };
-            if let Some((status, retry_after)) = throttled {
-                let code = if status == 429 {
-                    "TooManyRequests"
-                } else {
-                    "ServiceUnavailable"
-                };
-                let (status, reply) = error(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                    code,
-                    "Try again later",
-                    None,
-                );
-                (status, reply, retry_after)
-            } else if let Some(replayed) = repeatability
-                .as_ref()
-                .and_then(|(id, _)| state.replies.get(id).cloned())
-            {
-                (replayed.0, replayed.1, None)
-            } else {
-                let (status, reply) = execute(&mut state, &operation, &params, &parsed);
-                if let Some((id, _)) = &repeatability {
-                    if (200..300).contains(&status) {
-                        state.replies.insert(id.clone(), (status, reply.clone()));
-                    }
-                }
-                (status, reply, None)
-            }
-        }
-    };
-    record.status = status;
-    if status >= 400 {
-        record.error = reply["error"]["message"].as_str().map(str::to_owned);
-    }
-    {
-        let mut state = lock(shared);
-        if state.requests.len() < MAX_RECORDED {
-            state.requests.push(record);
-        }
-    }
-    respond(status, &reply, retry_after.as_deref())
-}
-
-/// `api-version` as Azure spells versions: `YYYY-MM-DD`, maybe `-preview`.
-fn valid_api_version(v: &str) -> bool {
-    let date = v.strip_suffix("-preview").unwrap_or(v);
-    date.len() == 10
-        && date.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        })
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
-/// The properties of a call, as answer, create, connect and get return them.
-fn properties(call: &FakeCall) -> Value {
-    let mut p = json!({
-        "callConnectionId": call.id,
-        "serverCallId": format!("server-{}", call.id),
-        "callConnectionState": call.state,
-        "callbackUri": call.callback_uri,
-        "correlationId": format!("corr-{}", call.id),
-        "targets": [],
-    });
-    if let Some(options) = &call.media_streaming {
-        p["mediaStreamingSubscription"] = json!({
-            "id": format!("media-{}", call.id),
-            "state": if options["startMediaStreaming"].as_bool() == Some(true) { "active" } else { "inactive" },
-            "subscribedContentTypes": ["audio"],
-        });
-    }
-    if let Some(options) = &call.transcription {
-        p["transcriptionSubscription"] = json!({
-            "id": format!("transcription-{}", call.id),
-            "state": if options["startTranscription"].as_bool() == Some(true) { "active" } else { "inactive" },
-            "subscribedResultTypes": ["final", "intermediate"],
-        });
-    }
-    p
-}
-
-/// Applies a valid, authenticated request to the fake's state; the reference's success
-/// status, or the service's error.
-fn execute(
-    state: &mut State,
-    operation: &Operation,
-    params: &[(String, String)],
-    body: &Value,
-) -> (u16, Value) {
-    let ok = operation.success;
-    let name = operation.name.as_str();
-    match name {
-        "AnswerCall" | "RejectCall" | "RedirectCall" => {
-            let context = body["incomingCallContext"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let incoming = match state.contexts.get(&context) {
-                Some(ContextUse::Offered(incoming)) => incoming.clone(),
-                Some(ContextUse::Used(how)) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        &format!("The incoming call was already {how}"),
-                        Some("incomingCallContext"),
-                    );
-                }
-                None => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        "Invalid incoming call context",
-                        Some("incomingCallContext"),
-                    );
-                }
-            };
-            let how = match name {
-                "AnswerCall" => "answered",
-                "RejectCall" => "rejected",
-                _ => "redirected",
-            };
-            state.contexts.insert(context, ContextUse::Used(how));
-            if name != "AnswerCall" {
-                return (ok, Value::Null);
-            }
-            let id = state.id("call");
-            let call = FakeCall {
-                id: id.clone(),
-                state: "connecting".to_owned(),
-                callback_uri: body["callbackUri"].as_str().unwrap_or_default().to_owned(),
-                from: incoming.from,
-                to: incoming.to,
-                media_streaming: body.get("mediaStreamingOptions").cloned(),
-                transcription: body.get("transcriptionOptions").cloned(),
-                actions: vec![(name.to_owned(), body.clone())],
-            };
-            let reply = properties(&call);
-            state.calls.insert(id, call);
-            (ok, reply)
-        }
-        "CreateCall" | "Connect" => {
-            let id = state.id("call");
-            let call = FakeCall {
-                id: id.clone(),
-                state: "connecting".to_owned(),
-                callback_uri: body["callbackUri"].as_str().unwrap_or_default().to_owned(),
-                media_streaming: body.get("mediaStreamingOptions").cloned(),
-                transcription: body.get("transcriptionOptions").cloned(),
-                actions: vec![(name.to_owned(), body.clone())],
-                ..FakeCall::default()
-            };
-            let reply = properties(&call);
-            state.calls.insert(id, call);
-            (ok, reply)
-        }
-        "CallRecording_StartRecording" => {
-            let id = state.id("recording");
-            state.recordings.insert(id.clone(), "active".to_owned());
-            (
-                ok,
-                json!({"recordingId": id, "recordingState": "active", "recordingKind": "azureCommunicationServices"}),
-            )
-        }
-        _ if name.starts_with("CallRecording_") => {
-            let id = param(params, "recordingId").to_owned();
-            let Some(current) = state.recordings.get(&id).cloned() else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    "Recording not found",
-                    Some("recordingId"),
-                );
-            };
-            let new = match name {
-                "CallRecording_PauseRecording" => "inactive",
-                "CallRecording_ResumeRecording" => "active",
-                "CallRecording_StopRecording" => {
-                    state.recordings.remove(&id);
-                    return (ok, Value::Null);
-                }
-                _ => current.as_str(),
-            }
-            .to_owned();
-            state.recordings.insert(id.clone(), new.clone());
-            let reply = json!({"recordingId": id, "recordingState": new, "recordingKind": "azureCommunicationServices"});
-            (ok, if ok == 200 { reply } else { Value::Null })
-        }
-        _ => {
-            let id = param(params, "callConnectionId");
-            let Some(call) = state.calls.get_mut(id) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "8522",
-                    "Call not found",
-                    Some("callConnectionId"),
-                );
-            };
-            if call.state == "disconnected" {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "8501",
-                    "Action is invalid when call is not in Established state",
-                    None,
-                );
-            }
-            call.actions.push((name.to_owned(), body.clone()));
-            if call.state == "connecting" {
-                call.state = "connected".to_owned();
-            }
-            let context = || json!({"operationContext": body["operationContext"]});
-            let reply = match name {
-                "CallConnection_GetCall" => properties(call),
-                "CallConnection_HangupCall" | "CallConnection_TerminateCall" => {
-                    call.state = "disconnected".to_owned();
-                    Value::Null
-                }
-                "CallConnection_TransferToParticipant" => {
-                    call.state = "transferring".to_owned();
-                    context()
-                }
-                "CallConnection_GetParticipants" => json!({"value": [], "nextLink": null}),
-                "CallConnection_AddParticipant" => json!({
-                    "participant": {"identifier": body["participantToAdd"], "isMuted": false, "isOnHold": false},
-                    "operationContext": body["operationContext"],
-                    "invitationId": format!("invitation-{id}"),
-                }),
-                "CallConnection_GetParticipant" => {
-                    json!({"identifier": {"rawId": param(params, "participantRawId")}, "isMuted": false, "isOnHold": false})
-                }
-                "CallConnection_CancelAddParticipant" => {
-                    json!({"invitationId": body["invitationId"], "operationContext": body["operationContext"]})
-                }
-                "CallConnection_RemoveParticipant"
-                | "CallConnection_Mute"
-                | "CallMedia_SendDtmfTones" => context(),
-                _ => Value::Null,
-            };
-            (ok, reply)
-        }
-    }
+/// An access key as a connection string writes it (base64); `None` when it is not base64.
+pub fn decode_access_key(base64: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(base64.trim()).ok()
 }
