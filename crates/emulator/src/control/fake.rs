@@ -277,6 +277,12 @@ impl ControlPlane {
         &self.shared.issuer
     }
 
+    /// A token as the fake signs its callbacks and upgrades (`Authorization: Bearer`), for
+    /// tests of a verifier.
+    pub fn token(&self) -> Result<String, EmulatorError> {
+        self.shared.token().map_err(EmulatorError::Task)
+    }
+
     /// `aud` of the fake's tokens.
     pub fn resource_id(&self) -> &str {
         &self.shared.options.resource_id

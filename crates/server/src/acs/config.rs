@@ -25,6 +25,9 @@ pub struct AcsConfig {
     pub public_url: String,
     /// The environment variable holding `endpoint=…;accesskey=…`.
     pub connection_string_env: String,
+    /// A file holding the connection string instead (a mounted secret); wins over the
+    /// variable.
+    pub connection_string_file: Option<PathBuf>,
     /// With a Microsoft Entra token instead of the access key: the resource's endpoint.
     pub endpoint: Option<String>,
     /// A file holding an Entra token (kept fresh by something else).
@@ -36,6 +39,8 @@ pub struct AcsConfig {
     /// The environment variable holding the secret Event Grid deliveries carry in the
     /// webhook's query (`/acs/events?secret=…`), at least 16 bytes.
     pub events_secret_env: String,
+    /// A file holding that secret instead; wins over the variable.
+    pub events_secret_file: Option<PathBuf>,
     /// Accept Event Grid deliveries without a secret. Anyone who can reach the gateway could
     /// then make it answer, reject or redirect calls it is told of.
     pub allow_unauthenticated_events: bool,
@@ -60,11 +65,13 @@ impl Default for AcsConfig {
             enabled: false,
             public_url: String::new(),
             connection_string_env: DEFAULT_CONNECTION_STRING_ENV.to_owned(),
+            connection_string_file: None,
             endpoint: None,
             entra_token_file: None,
             entra_token_command: Vec::new(),
             api_version: mediagate_acs::DEFAULT_API_VERSION.to_owned(),
             events_secret_env: DEFAULT_EVENTS_SECRET_ENV.to_owned(),
+            events_secret_file: None,
             allow_unauthenticated_events: false,
             audience: None,
             openid_config_url: crate::auth::ACS_OPENID_CONFIG_URL.to_owned(),

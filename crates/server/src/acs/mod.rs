@@ -133,6 +133,8 @@ struct CallState {
 struct EventLog {
     lines: u64,
     dropped: u64,
+    /// The call was let go: its files are about to be sealed, nothing more is written.
+    closed: bool,
 }
 
 /// Why the control plane could not start.
@@ -172,10 +174,16 @@ impl ControlPlane {
                     extra_roots: Vec::new(),
                 }
             } else {
-                let name = &config.connection_string_env;
-                let value = std::env::var(name).map_err(|_| {
+                let value = read_secret(
+                    config.connection_string_file.as_deref(),
+                    &config.connection_string_env,
+                )
+                .map_err(bad)?
+                .ok_or_else(|| {
                     bad(format!(
-                        "the environment variable {name} (endpoint=…;accesskey=…) is not set"
+                        "neither acs.connection_string_file nor the environment variable {} \
+                         (endpoint=…;accesskey=…) is set",
+                        config.connection_string_env
                     ))
                 })?;
                 let cs: ConnectionString = value
@@ -185,25 +193,30 @@ impl ControlPlane {
             };
         options.api_version = config.api_version.clone();
         let client = CallAutomationClient::new(options).map_err(|e| bad(e.to_string()))?;
-        let events_secret = match std::env::var(&config.events_secret_env) {
-            Ok(secret) if secret.trim().len() >= crate::auth::MIN_SECRET_BYTES => {
-                Some(secret.trim().as_bytes().to_vec())
+        let secret = read_secret(
+            config.events_secret_file.as_deref(),
+            &config.events_secret_env,
+        )
+        .map_err(bad)?;
+        let events_secret = match secret {
+            Some(secret) if secret.len() >= crate::auth::MIN_SECRET_BYTES => {
+                Some(secret.into_bytes())
             }
-            Ok(_) => {
-                return Err(bad(format!(
-                    "{} must hold at least 16 bytes",
-                    config.events_secret_env
-                )));
+            Some(_) => {
+                return Err(bad(
+                    "the Event Grid secret must be at least 16 bytes".to_owned()
+                ));
             }
-            Err(_) if config.allow_unauthenticated_events => {
+            None if config.allow_unauthenticated_events => {
                 tracing::warn!(
                     "[acs] allow_unauthenticated_events: anyone who reaches /acs/events can make this gateway answer calls"
                 );
                 None
             }
-            Err(_) => {
+            None => {
                 return Err(bad(format!(
-                    "the environment variable {} is not set: Event Grid deliveries must carry it (/acs/events?secret=…)",
+                    "no Event Grid secret: set acs.events_secret_file or the environment variable {} \
+                     (deliveries carry it: /acs/events?secret=…)",
                     config.events_secret_env
                 )));
             }
@@ -272,6 +285,26 @@ impl ControlPlane {
         }
         url.to_string()
     }
+}
+
+/// A secret from `file` (whitespace trimmed), else from the variable `env`; `None` when
+/// neither is there. Blocking (a small file, read once at start).
+fn read_secret(file: Option<&std::path::Path>, env: &str) -> Result<Option<String>, String> {
+    let value = match file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if bytes.len() > 64 * 1024 {
+                return Err(format!("{}: larger than 64 KiB", path.display()));
+            }
+            String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?
+        }
+        None => match std::env::var(env) {
+            Ok(value) => value,
+            Err(_) => return Ok(None),
+        },
+    };
+    let value = value.trim();
+    Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 /// An incoming call, from an Event Grid delivery.
@@ -461,6 +494,9 @@ pub(crate) async fn record(
     let call = Arc::clone(call);
     let written = tokio::task::spawn_blocking(move || {
         let mut log = call.log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.closed {
+            return Ok(());
+        }
         if log.lines >= MAX_EVENT_LINES {
             log.dropped += 1;
             return Ok(());
@@ -512,24 +548,33 @@ async fn supervise(app: Arc<AppState>, plane: Arc<ControlPlane>, call: Arc<AcsCa
 /// Lets the call go: the registry ends it once its sockets are closed, and its session.json is
 /// written; the control plane forgets it.
 async fn release(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<AcsCall>) {
-    if call.released.is_cancelled() && plane.call(call.folder.name()).is_none() {
+    if call.released.is_cancelled() {
         return;
     }
     call.released.cancel();
-    let dropped = call.log.lock().unwrap_or_else(|p| p.into_inner()).dropped;
-    if dropped > 0 {
-        tracing::warn!(call = %call.folder.name(), dropped, "events.jsonl was full: events counted, not kept");
-    }
+    plane.lock().by_id.remove(call.folder.name());
     let ended = app.registry.release(&call.folder, Timestamp::now());
-    let folder = Arc::clone(&call.folder);
-    let written = tokio::task::spawn_blocking(move || folder.write_report()).await;
+    let released = Arc::clone(call);
+    let written = tokio::task::spawn_blocking(move || {
+        // Closed before the seal can happen: a callback racing the release writes nothing
+        // after it.
+        let dropped = {
+            let mut log = released.log.lock().unwrap_or_else(|p| p.into_inner());
+            log.closed = true;
+            log.dropped
+        };
+        if dropped > 0 {
+            tracing::warn!(call = %released.folder.name(), dropped, "events.jsonl was full: events counted, not kept");
+        }
+        released.folder.write_report()
+    })
+    .await;
     if !matches!(written, Ok(Ok(()))) {
         tracing::warn!(call = %call.folder.name(), "cannot write session.json");
     }
     if ended {
         tracing::debug!(call = %call.folder.name(), "call ended by the control plane");
     }
-    plane.lock().by_id.remove(call.folder.name());
 }
 
 /// A callback, handled: recorded, handed to the call's processors, and acted on.
