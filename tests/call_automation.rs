@@ -59,9 +59,19 @@ pub(crate) async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
+    http_to(gateway.addr, method, path, headers, body).await
+}
+
+/// [`http`] to any address.
+pub(crate) async fn http_to(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        gateway.addr,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -69,7 +79,7 @@ pub(crate) async fn http(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     tokio::time::timeout(
@@ -727,4 +737,88 @@ fn base64_url(bytes: &[u8]) -> String {
 
 async fn reqwest_metrics(gateway: &TestGateway) -> String {
     http(gateway, "GET", "/metrics", &[], "").await.2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_attendant_speaks_into_the_call_and_hears_its_dtmf() {
+    use mediagate::emulator::control::{CallerHangUp, ScriptedCall};
+    let (fake, gateway) = loop_pair(
+        vec![attendant_rule(mediagate::server::AttendantMode::Gateway)],
+        |_| {},
+    )
+    .await;
+    let incoming = fake
+        .place_call(
+            ScriptedCall::new("4:+14255550100", "4:+14255550199")
+                .with_wav(crate::common::sample("hello-16k.wav"))
+                .with_dtmf("1@1500ms".parse().unwrap())
+                .with_hang_up(CallerHangUp::Never),
+        )
+        .await
+        .unwrap();
+    let call = ended_call(&fake).await;
+    // No ACS media operation: the greeting went over the call's own audio, the key came in
+    // on its media stream.
+    assert!(
+        request_of_none(&fake, "CallMedia_Recognize") && request_of_none(&fake, "CallMedia_Play")
+    );
+    let transfer = request_of(&fake, "CallConnection_TransferToParticipant").await;
+    assert_eq!((transfer.status, transfer.error.as_deref()), (202, None));
+    assert_eq!(
+        transfer.body["targetParticipant"]["phoneNumber"]["value"],
+        "+14255550123"
+    );
+    let media = fake
+        .call_report(&call.id)
+        .expect("the media stream's report");
+    // espeak-ng's greeting: seconds of audio, played in 20 ms frames.
+    assert!(media.outbound.samples > 16_000, "{:?}", media.outbound);
+    let session = gateway.ended_session(&incoming.correlation_id).await;
+    assert_eq!(session["control"]["key"], "1", "{session}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_hang_up_ends_the_call_at_acs_too() {
+    use mediagate::emulator::control::{CallerHangUp, ScriptedCall};
+    let (fake, gateway) = loop_pair(vec![AnswerRule::default()], |_| {}).await;
+    let incoming = fake
+        .place_call(
+            ScriptedCall::new("4:+14255550100", "4:+14255550199")
+                .with_wav(crate::common::sample("hello-16k.wav"))
+                .with_hang_up(CallerHangUp::Never),
+        )
+        .await
+        .unwrap();
+    let admin = gateway.admin.unwrap();
+    let path = format!("/calls/{}/hangup", incoming.correlation_id);
+    // The media socket has to be up for the admin API to know the call.
+    let started = Instant::now();
+    loop {
+        let (status, _, _) = http_to(
+            admin,
+            "GET",
+            &format!("/calls/{}", incoming.correlation_id),
+            &[],
+            "",
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the call never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, body) = http_to(admin, "POST", &path, &[], "").await;
+    assert_eq!(status, 202, "{body}");
+    let terminate = request_of(&fake, "CallConnection_TerminateCall").await;
+    assert_eq!(terminate.status, 204);
+    ended_call(&fake).await;
+    let session = gateway.ended_session(&incoming.correlation_id).await;
+    assert!(
+        session["control"]["disconnected_at"].is_string(),
+        "{session}"
+    );
 }

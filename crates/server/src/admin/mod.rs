@@ -808,8 +808,9 @@ pub(crate) struct HungUp {
     transports: usize,
 }
 
-/// Ends the call: each of its transports closes with 1000, and its files are finalized as for
-/// any other end (session.json says `operator`).
+/// Ends the call: a call the control plane answered is terminated at ACS (for everyone) first;
+/// then each of its transports closes with 1000, and its files are finalized as for any other
+/// end (session.json says `operator`).
 #[utoipa::path(post, path = "/calls/{call_id}/hangup", tag = "calls",
     params(("call_id" = String, Path, description = "The call's id")),
     responses(
@@ -821,6 +822,15 @@ async fn hangup(
     Path(call_id): Path<String>,
 ) -> Result<(StatusCode, Json<HungUp>), Failure> {
     let transports = live_call(&state, &call_id)?;
+    // A call the control plane answered is ended at ACS too (for everyone), not only here:
+    // closing the sockets alone would leave the caller on a line nobody listens to.
+    if let Some(acs) = &state.acs {
+        if let Some(id) = acs.call(&call_id).and_then(|c| c.call_connection_id()) {
+            if let Err(e) = acs.client.terminate(&id).await {
+                tracing::warn!(call_id = %call_id, error = %e, "cannot end the call at ACS");
+            }
+        }
+    }
     for transport in &transports {
         transport.hangup.cancel();
     }
