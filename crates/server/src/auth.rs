@@ -387,14 +387,21 @@ impl Authenticator {
         match &self.check {
             Check::None => Ok(()),
             Check::Secret(secret) => {
-                let offered = match bearer(headers)? {
-                    Some(value) => Some(value.as_bytes().to_vec()),
-                    None => query_token(query),
-                };
-                match offered {
-                    None => Err(Refusal::Missing),
-                    Some(offered) if secret.matches(&offered) => Ok(()),
-                    Some(_) => Err(Refusal::Secret),
+                // Either may carry it: ACS puts its own JWT in `Authorization` on every
+                // upgrade, so a secret given to it can only travel in the URL's query.
+                let header = bearer(headers)?.map(|value| value.as_bytes().to_vec());
+                let query = query_token(query);
+                if header.is_none() && query.is_none() {
+                    return Err(Refusal::Missing);
+                }
+                if [header, query]
+                    .iter()
+                    .flatten()
+                    .any(|offered| secret.matches(offered))
+                {
+                    Ok(())
+                } else {
+                    Err(Refusal::Secret)
                 }
             }
             Check::Acs(validator) => match bearer(headers)? {

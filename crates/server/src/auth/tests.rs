@@ -330,9 +330,20 @@ async fn secret_mode_takes_a_bearer_header_or_a_token_parameter() {
     );
     let wrong = bearer_headers("Bearer s3cr3t-s3cr3t-s3cr3T");
     assert_eq!(auth.admit(&wrong, None).await, Err(Refusal::Secret));
-    // A wrong header is not rescued by a right query.
+    // ACS puts its own JWT in the header of every upgrade: the secret it was given in the
+    // transport URL's query admits it; the header alone does not.
+    let acs = bearer_headers("Bearer eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln");
     assert_eq!(
-        auth.admit(&wrong, Some("token=s3cr3t-s3cr3t-s3cr3t")).await,
+        auth.admit(&acs, Some("callId=x&token=s3cr3t-s3cr3t-s3cr3t"))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        auth.admit(&acs, Some("callId=x")).await,
+        Err(Refusal::Secret)
+    );
+    assert_eq!(
+        auth.admit(&wrong, Some("token=wrong")).await,
         Err(Refusal::Secret)
     );
     assert_eq!(
