@@ -45,9 +45,6 @@ pub(crate) struct LiveTransport {
     pub(crate) started_at: Timestamp,
     /// Cancelled to end the transport (closed 1000, `operator`).
     pub(crate) hangup: CancellationToken,
-    /// Events from outside the socket (the control plane's callbacks) for the call's
-    /// processors: bounded, never waited on (see [`LiveTransport::inject`]).
-    pub(crate) inject: tokio::sync::mpsc::Sender<Event>,
     /// The call's processors, for their counters.
     pub(crate) probes: Vec<ConsumerProbe>,
     /// The way into the call's outbound audio (bidirectional media only); taken out when the
@@ -67,9 +64,6 @@ pub(crate) struct LiveTransport {
     /// transcription transport that ends before the call.
     pub(crate) transcript: Arc<Mutex<VecDeque<Arc<Transcript>>>>,
 }
-
-/// Events waiting for a socket task to hand them to its processors.
-pub(crate) const INJECT_QUEUE: usize = 64;
 
 /// Final transcripts kept per call.
 pub(crate) const RECENT_FINALS: usize = 50;
@@ -97,14 +91,6 @@ pub(crate) struct Level {
 const MAX_SOURCES: usize = 64;
 
 impl LiveTransport {
-    /// Hands an event to the call's processors through the socket task; dropped (and
-    /// logged) when the task is [`INJECT_QUEUE`] events behind.
-    pub(crate) fn inject(&self, event: Event) {
-        if self.inject.try_send(event).is_err() {
-            tracing::warn!(call = %self.call_id, "the call's processors are behind: a control-plane event is dropped");
-        }
-    }
-
     /// Hands `frame` to the listeners, if any: a refcount, never a wait.
     pub(crate) fn tap(&self, frame: &AudioFrame) {
         if self.listeners.load(Ordering::Relaxed) == 0 {

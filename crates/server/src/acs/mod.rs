@@ -45,6 +45,10 @@ use crate::session::{CallFolder, Identity};
 pub(crate) const EVENTS_FILE: &str = "events.jsonl";
 /// The most lines written to one call's events.jsonl; past it, events are counted, not kept.
 const MAX_EVENT_LINES: u64 = 4096;
+/// Events waiting for a socket task to hand them to its processors.
+pub(crate) const INJECT_QUEUE: usize = 64;
+/// Callback events kept per call for transports that join later.
+const HISTORY: usize = 64;
 /// Incoming calls remembered, so a redelivered event is not answered twice.
 const REMEMBERED: usize = 4096;
 /// How long an answered call may wait for `CallConnected`, and a call whose sockets closed for
@@ -117,6 +121,8 @@ pub(crate) struct AcsCall {
     state: Mutex<CallState>,
     /// Serializes appends to events.jsonl (held on a blocking thread, never across .await).
     log: Mutex<EventLog>,
+    /// The call's events for its processors: those so far, and the transports' queues.
+    taps: Mutex<Taps>,
     /// Cancelled when the control plane lets the call go.
     pub(crate) released: CancellationToken,
 }
@@ -127,6 +133,15 @@ struct CallState {
     connected: bool,
     disconnected: bool,
     attendant: attendant::State,
+}
+
+/// A call's control-plane events on their way to its processors.
+#[derive(Default)]
+struct Taps {
+    /// The last [`HISTORY`] events, for a transport that joins later.
+    history: VecDeque<mediagate_pipeline::Event>,
+    /// Each transport's queue (its socket task hands the events to its pipeline).
+    senders: Vec<tokio::sync::mpsc::Sender<mediagate_pipeline::Event>>,
 }
 
 #[derive(Default)]
@@ -240,6 +255,22 @@ impl ControlPlane {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A transport of call `id` starts: its queue gets the call's events from now on, and it
+    /// gets those so far (none, and nothing later, for a call the control plane does not
+    /// have).
+    pub(crate) fn attach(
+        &self,
+        id: &str,
+        sender: tokio::sync::mpsc::Sender<mediagate_pipeline::Event>,
+    ) -> Vec<mediagate_pipeline::Event> {
+        let Some(call) = self.call(id) else {
+            return Vec::new();
+        };
+        let mut taps = call.taps.lock().unwrap_or_else(|p| p.into_inner());
+        taps.senders.push(sender);
+        taps.history.iter().cloned().collect()
     }
 
     /// The call with this id (its folder name).
@@ -361,6 +392,7 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
         caller: incoming.from.clone(),
         state: Mutex::new(CallState::default()),
         log: Mutex::new(EventLog::default()),
+        taps: Mutex::new(Taps::default()),
         released: CancellationToken::new(),
     });
     let call_id = folder.name().to_owned();
@@ -454,6 +486,24 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
 }
 
 impl AcsCall {
+    /// Hands an event to every transport's processors, and keeps it for those to come. A
+    /// queue that is full loses it (its socket task is far behind); a closed one is dropped.
+    fn tap(&self, event: mediagate_pipeline::Event) {
+        let mut taps = self.taps.lock().unwrap_or_else(|p| p.into_inner());
+        if taps.history.len() >= HISTORY {
+            taps.history.pop_front();
+        }
+        taps.history.push_back(event.clone());
+        taps.senders.retain(|sender| match sender.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(call = %self.folder.name(), "the call's processors are behind: a control-plane event is dropped");
+                true
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, CallState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -602,9 +652,7 @@ pub(crate) async fn on_callback(
         &format!("acs.{short}"),
         data.clone(),
     )));
-    for transport in app.live.of_call(call.folder.name()) {
-        transport.inject(custom.clone());
-    }
+    call.tap(custom);
     match short {
         "CallConnected" => {
             call.state().connected = true;

@@ -43,7 +43,7 @@ pub(crate) struct Driver {
     outgoing: mpsc::Sender<Outgoing>,
     /// Cancelled by the operator to end this transport (the admin API).
     hangup: CancellationToken,
-    /// Events the control plane hands this call's processors ([`LiveTransport::inject`]).
+    /// Events the control plane hands this call's processors (`acs::ControlPlane::attach`).
     injected: (
         tokio::sync::mpsc::Sender<Event>,
         tokio::sync::mpsc::Receiver<Event>,
@@ -102,7 +102,7 @@ impl Driver {
             pipeline: None,
             outgoing,
             hangup: CancellationToken::new(),
-            injected: tokio::sync::mpsc::channel(crate::live::INJECT_QUEUE),
+            injected: tokio::sync::mpsc::channel(crate::acs::INJECT_QUEUE),
             live: None,
             call_id: None,
             unpublished: (0, 0),
@@ -366,7 +366,6 @@ impl Driver {
             format,
             started_at: Timestamp::now(),
             hangup: self.hangup.clone(),
-            inject: self.injected.0.clone(),
             probes: pipeline.map(|p| p.probes()).unwrap_or_default(),
             playback: std::sync::Mutex::new(pipeline.and_then(|p| p.playback())),
             sources: std::sync::Mutex::default(),
@@ -374,6 +373,13 @@ impl Driver {
             listeners: std::sync::atomic::AtomicUsize::new(0),
             transcript: Arc::default(),
         }));
+        // The control plane's events of this call so far (callbacks before this socket came),
+        // and from now on through `injected`.
+        if let (Some(acs), Some(call)) = (&self.app.acs, &mut self.pipeline) {
+            for event in acs.attach(&call_id, self.injected.0.clone()) {
+                call.pipeline.push_event(event);
+            }
+        }
         // Announced once listed: a watcher that asks for the call then finds it.
         self.app.events.publish(&call_id, || {
             Some((
