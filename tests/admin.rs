@@ -455,14 +455,14 @@ fn validate(validator: &Path, file: &Path) {
 }
 
 /// A `GET /events` stream on a socket of its own, read as it comes.
-struct EventStream {
+pub(crate) struct EventStream {
     stream: tokio::net::TcpStream,
     buffer: Vec<u8>,
 }
 
 impl EventStream {
     /// Subscribes at `path` (a guest's events), without the admin token.
-    async fn open_at(admin: SocketAddr, path: &str) -> Self {
+    pub(crate) async fn open_at(admin: SocketAddr, path: &str) -> Self {
         let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
         Self::subscribe(stream, path, None).await
     }
@@ -480,7 +480,9 @@ impl EventStream {
 
     async fn subscribe(mut stream: tokio::net::TcpStream, path: &str, token: Option<&str>) -> Self {
         let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-        let head = format!("GET {path} HTTP/1.1\r\nhost: test\r\n{auth}connection: close\r\n\r\n");
+        let host = stream.peer_addr().unwrap();
+        let head =
+            format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n{auth}connection: close\r\n\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut events = EventStream {
             stream,
@@ -519,7 +521,7 @@ impl EventStream {
 
     /// The next event's kind and data (chunk framing and keep-alive comments skipped); `None`
     /// when the stream ended.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    pub(crate) async fn next(&mut self) -> Option<(String, Value)> {
         loop {
             let block = self.until(b"\n\n").await?;
             let text = String::from_utf8_lossy(&block);

@@ -321,11 +321,22 @@ async fn loop_pair(
     rules: Vec<AnswerRule>,
     adjust: impl FnOnce(&mut mediagate::server::Config),
 ) -> (ControlPlane, TestGateway) {
+    loop_pair_with(rules, adjust, mediagate::registry(), Default::default()).await
+}
+
+/// [`loop_pair`] with the gateway's processors from `registry`, and Event Grid's `schema`.
+async fn loop_pair_with(
+    rules: Vec<AnswerRule>,
+    adjust: impl FnOnce(&mut mediagate::server::Config),
+    registry: mediagate::server::Registry,
+    schema: mediagate::emulator::control::EventSchema,
+) -> (ControlPlane, TestGateway) {
     let port = free_port();
     let fake = ControlPlane::start(ControlPlaneOptions {
         webhook: Some(format!(
             "http://127.0.0.1:{port}/acs/events?secret={SECRET}"
         )),
+        event_schema: schema,
         ..ControlPlaneOptions::local(KEY)
     })
     .await
@@ -335,21 +346,24 @@ async fn loop_pair(
     let secrets = tempfile::tempdir().unwrap().keep();
     std::fs::write(secrets.join("cs"), fake.connection_string()).unwrap();
     std::fs::write(secrets.join("secret"), SECRET).unwrap();
-    let gateway = TestGateway::start_with(move |config| {
-        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        config.auth.mode = mediagate::server::AuthMode::Acs;
-        config.auth.openid_config_url = openid.clone();
-        config.auth.audience = Some(audience.clone());
-        let acs = &mut config.acs;
-        acs.enabled = true;
-        acs.public_url = format!("http://127.0.0.1:{port}");
-        acs.connection_string_file = Some(secrets.join("cs"));
-        acs.events_secret_file = Some(secrets.join("secret"));
-        acs.audience = Some(audience);
-        acs.openid_config_url = openid;
-        acs.answer = rules;
-        adjust(config);
-    })
+    let gateway = TestGateway::start_with_registry(
+        move |config| {
+            config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            config.auth.mode = mediagate::server::AuthMode::Acs;
+            config.auth.openid_config_url = openid.clone();
+            config.auth.audience = Some(audience.clone());
+            let acs = &mut config.acs;
+            acs.enabled = true;
+            acs.public_url = format!("http://127.0.0.1:{port}");
+            acs.connection_string_file = Some(secrets.join("cs"));
+            acs.events_secret_file = Some(secrets.join("secret"));
+            acs.audience = Some(audience);
+            acs.openid_config_url = openid;
+            acs.answer = rules;
+            adjust(config);
+        },
+        registry,
+    )
     .await;
     (fake, gateway)
 }
@@ -820,5 +834,132 @@ async fn an_operator_hang_up_ends_the_call_at_acs_too() {
     assert!(
         session["control"]["disconnected_at"].is_string(),
         "{session}"
+    );
+}
+
+/// Keeps the kinds of the `acs.*` events it is handed.
+struct AcsWatcher(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl mediagate::pipeline::Processor for AcsWatcher {
+    fn input(&self) -> mediagate::pipeline::Input {
+        mediagate::pipeline::Input {
+            frames: false,
+            ..Default::default()
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: &mediagate::pipeline::Event,
+        _ctx: &mut mediagate::pipeline::Context,
+    ) -> Result<(), mediagate::pipeline::ProcessorError> {
+        if let mediagate::pipeline::Event::Custom(custom) = event {
+            if custom.kind.starts_with("acs.") {
+                self.0.lock().unwrap().push(custom.kind.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mixed 24 kHz, ACS's own recording, a shared secret on the media sockets, CloudEvents from
+/// Event Grid; and every callback reaches the call's processors and the admin event stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_reach_processors_and_watchers_with_secret_media_and_cloud_events() {
+    use mediagate::emulator::control::{CallerHangUp, EventSchema, ScriptedCall};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut registry = mediagate::registry();
+    let kept = seen.clone();
+    registry.register("acs_watcher", move |_| {
+        let kept = kept.clone();
+        Ok(move |_: &mediagate::pipeline::CallInfo| {
+            Box::new(AcsWatcher(kept.clone())) as Box<dyn mediagate::pipeline::Processor>
+        })
+    });
+    let rules = vec![AnswerRule {
+        sample_rate: 24_000,
+        record: true,
+        ..AnswerRule::default()
+    }];
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), "media-secret-0123456789abcdef").unwrap();
+    let secret_path = secret_file.path().to_owned();
+    let (fake, gateway) = loop_pair_with(
+        rules,
+        move |config| {
+            config.auth = mediagate::server::AuthConfig {
+                mode: mediagate::server::AuthMode::Secret,
+                secret_file: Some(secret_path),
+                ..Default::default()
+            };
+            config.pipeline.processors.push("acs_watcher".to_owned());
+        },
+        registry,
+        EventSchema::CloudEvents,
+    )
+    .await;
+    let mut watcher = crate::admin::EventStream::open_at(gateway.admin.unwrap(), "/events").await;
+    let incoming = fake
+        .place_call(
+            ScriptedCall::new("4:+14255550100", "4:+14255550199")
+                .with_wav(crate::common::sample("hello-16k.wav"))
+                .with_pacing(mediagate::emulator::Pacing::Fast)
+                .with_hang_up(CallerHangUp::After(Duration::from_millis(1500))),
+        )
+        .await
+        .unwrap();
+    let call = ended_call(&fake).await;
+    let answer = request_of(&fake, "AnswerCall").await;
+    let url = answer.body["mediaStreamingOptions"]["transportUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.ends_with("&token=media-secret-0123456789abcdef"),
+        "{url}"
+    );
+    assert_eq!(
+        answer.body["mediaStreamingOptions"]["audioFormat"],
+        "pcm24KMono"
+    );
+    assert_eq!(
+        answer.body["mediaStreamingOptions"]["audioChannelType"],
+        "mixed"
+    );
+    // ACS's own recording, once connected, with its state reported to the call's callbacks.
+    let recording = request_of(&fake, "CallRecording_StartRecording").await;
+    assert_eq!((recording.status, recording.error.as_deref()), (200, None));
+    assert_eq!(recording.body["callConnectionId"], call.id);
+    // The media socket was let in with the secret from the query, streamed at 24 kHz, and the
+    // secret is not in session.json.
+    let session = gateway.ended_session(&incoming.correlation_id).await;
+    let media = &session["transports"][0];
+    assert_eq!(media["format"]["sample_rate_hz"], 24_000, "{session}");
+    assert!(!session.to_string().contains("media-secret"), "{session}");
+    // The callbacks reached the processors as acs.<Type>: those before the media socket came
+    // (handed over when it started), and those while it was open; and the watchers (`acs`).
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("acs.CallConnected"),
+        "{seen:?}"
+    );
+    for kind in ["acs.MediaStreamingStarted", "acs.RecordingStateChanged"] {
+        assert!(seen.iter().any(|k| k == kind), "{kind} not in {seen:?}");
+    }
+    let mut watched = Vec::new();
+    while !watched
+        .iter()
+        .any(|t: &String| t.ends_with("CallDisconnected"))
+    {
+        let (kind, data) = watcher.next().await.expect("the event stream ended");
+        if kind == "acs" {
+            assert_eq!(data["call_id"], incoming.correlation_id.as_str());
+            watched.push(data["type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        watched[0], "Microsoft.Communication.IncomingCall",
+        "{watched:?}"
     );
 }

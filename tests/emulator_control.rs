@@ -1177,6 +1177,14 @@ async fn every_callback_is_one_of_microsofts_sdk_event_models_field_for_field() 
         .await
         .unwrap();
     gateway.callbacks_until("MediaStreamingFailed").await;
+    client
+        .start_recording(&StartCallRecordingRequest {
+            call_connection_id: Some(id.clone()),
+            ..StartCallRecordingRequest::default()
+        })
+        .await
+        .unwrap();
+    gateway.callbacks_until("RecordingStateChanged").await;
     client.hang_up(&id).await.unwrap();
     gateway.callbacks_until("CallDisconnected").await;
 
@@ -1207,6 +1215,7 @@ async fn every_callback_is_one_of_microsofts_sdk_event_models_field_for_field() 
             "PlayStarted",
             "RecognizeCompleted",
             "RecognizeFailed",
+            "RecordingStateChanged",
             "RemoveParticipantSucceeded",
             "SendDtmfTonesCompleted",
         ]

@@ -277,6 +277,18 @@ impl CallModel {
             "CallConnection_AddParticipant" | "CallConnection_RemoveParticipant" => {
                 self.change_roster(name, body)
             }
+            "CallRecording_StartRecording" => {
+                let event = CallbackEvent::new("RecordingStateChanged", None, results::OK)
+                    .with("recordingId", body["recordingId"].clone())
+                    .with("state", Value::from("active"))
+                    .with("recordingKind", Value::from("azureCommunicationServices"))
+                    .with("startDateTime", body["startDateTime"].clone());
+                // To `recordingStateCallbackUri`, else the call's own.
+                let uri = body["recordingStateCallbackUri"]
+                    .as_str()
+                    .map(str::to_owned);
+                vec![Action::Callback { event, uri }]
+            }
             "CallMedia_StartMediaStreaming" => self.start(Transport::Media, context),
             "CallMedia_StopMediaStreaming" => self.stop(Transport::Media, context),
             "CallMedia_StartTranscription" => self.start(Transport::Transcription, context),

@@ -426,10 +426,14 @@ async fn post_callback(
     record
 }
 
-/// Now, as RFC 3339 (events' `time`).
+/// Now, as RFC 3339 to the microsecond (events' `time`, a recording's `startDateTime`): what
+/// the SDKs' datetimes hold, so a time reads back as it was sent.
 pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.microsecond() * 1_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 

@@ -148,7 +148,27 @@ pub(crate) fn execute(
             ((operation.success, reply), Effect::None)
         }
         _ if name.starts_with("CallRecording_") => {
-            (recording(state, operation, params), Effect::None)
+            let reply = recording(state, operation, params);
+            // A played call hears of its recording's state, as ACS tells the application.
+            let call_id = body["callConnectionId"].as_str().unwrap_or_default();
+            let effect = match state.calls.get(call_id) {
+                Some(call)
+                    if call.played && name == "CallRecording_StartRecording" && reply.0 < 300 =>
+                {
+                    let mut body = body.clone();
+                    body["recordingId"] = reply.1["recordingId"].clone();
+                    body["startDateTime"] = Value::from(super::driver::now_rfc3339());
+                    Effect::Method {
+                        call_id: call_id.to_owned(),
+                        input: Input::Method {
+                            name: name.to_owned(),
+                            body,
+                        },
+                    }
+                }
+                _ => Effect::None,
+            };
+            (reply, effect)
         }
         _ => mid_call(state, operation, params, body),
     }
