@@ -217,6 +217,39 @@ async fn event_grid_is_answered_only_with_the_secret_in_either_schema() {
     .await;
     assert_eq!(status, 400);
     assert!(fake.requests().is_empty());
+    // A body is not read before its sender is authenticated: a stranger announcing 2 MB and
+    // sending none is answered at once.
+    let started = Instant::now();
+    let status = http_head_only(&gateway, "/acs/events", 2_000_000).await;
+    assert_eq!(status, 401);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Without [acs], the routes do not exist.
+    let plain = TestGateway::start().await;
+    let path = format!("/acs/events?secret={SECRET}");
+    let (status, _, _) = http(&plain, "POST", &path, &[], &validation).await;
+    assert_eq!(status, 404);
+}
+
+/// The status of a request whose head announces `length` bytes of body, none of which is sent.
+async fn http_head_only(gateway: &TestGateway, path: &str, length: usize) -> u16 {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
+        gateway.addr
+    );
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .expect("no answer before the body")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]).into_owned();
+    response
+        .split(' ')
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -449,10 +482,11 @@ async fn an_incoming_call_is_answered_streamed_unmixed_recorded_transcribed_and_
         (Some("unmixed"), Some("pcm16KMono"))
     );
     assert_eq!(answer.body["transcriptionOptions"]["locale"], "en-US");
-    assert_eq!(
-        answer.body["callbackUri"],
-        format!("http://{}/acs/callbacks/{folder_name}", gateway.addr)
-    );
+    // Callbacks to the call's URL, with the call's own key.
+    let callback = answer.body["callbackUri"].as_str().unwrap();
+    let prefix = format!("http://{}/acs/callbacks/{folder_name}?k=", gateway.addr);
+    assert!(callback.starts_with(&prefix), "{callback}");
+    assert_eq!(callback.len(), prefix.len() + 32, "{callback}");
 
     // One folder: both sockets and every callback in it, the call ended by CallDisconnected.
     let session = gateway.ended_session(&folder_name).await;
@@ -713,6 +747,14 @@ async fn callbacks_without_acs_signature_are_refused_and_change_nothing() {
     .unwrap();
     let foreign = other.token().unwrap();
     let path = format!("/acs/callbacks/{}", incoming.correlation_id);
+    // A genuine token of the resource, but not this call's URL key: no such call.
+    let genuine = format!("Bearer {}", fake.token().unwrap());
+    for key in ["", "?k=0123456789abcdef0123456789abcdef"] {
+        let headers = [("Authorization", genuine.as_str())];
+        let (status, _, _) =
+            http(&gateway, "POST", &format!("{path}{key}"), &headers, &forged).await;
+        assert_eq!(status, 404, "{key}");
+    }
     for authorization in [
         None,
         Some("Bearer not-a-jwt".to_owned()),
@@ -914,10 +956,18 @@ async fn callbacks_reach_processors_and_watchers_with_secret_media_and_cloud_eve
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(
-        url.ends_with("&token=media-secret-0123456789abcdef"),
-        "{url}"
-    );
+    // The transport URL carries a token for this call, not the secret itself: a leaked URL
+    // opens no other call.
+    assert!(!url.contains("media-secret"), "{url}");
+    let token = url.rsplit_once("&token=").unwrap().1.to_owned();
+    assert_eq!(token.len(), 64, "{url}");
+    let other = gateway.url(&format!("/ws?callId=another-call&token={token}"));
+    match tokio_tungstenite::connect_async(other).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("another call's upgrade with this call's token: {other:?}"),
+    }
     assert_eq!(
         answer.body["mediaStreamingOptions"]["audioFormat"],
         "pcm24KMono"

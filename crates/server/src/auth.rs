@@ -253,14 +253,22 @@ impl fmt::Debug for SharedSecret {
     }
 }
 
-/// `[auth] mode = "secret"`: the secret, for the transport URLs the control plane gives ACS
-/// (which cannot send headers on its upgrades); `None` in the other modes.
-pub(crate) fn url_secret(config: &AuthConfig) -> Result<Option<String>, AuthError> {
+/// `[auth] mode = "secret"`: the secret, from which the control plane derives each call's
+/// token for the transport URLs it gives ACS ([`call_token`]); `None` in the other modes.
+pub(crate) fn url_secret(config: &AuthConfig) -> Result<Option<Vec<u8>>, AuthError> {
     if config.mode != AuthMode::Secret {
         return Ok(None);
     }
-    let secret = SharedSecret::load(config)?;
-    Ok(String::from_utf8(secret.0).ok())
+    Ok(Some(SharedSecret::load(config)?.0))
+}
+
+/// A token that admits the upgrades of call `call_id` only (with `callId=<call_id>` in the
+/// query): hex HMAC-SHA256 of the call id under the secret. What the control plane puts in the
+/// transport URLs it gives ACS, so a URL that leaks (a proxy's log) opens no other call.
+pub(crate) fn call_token(secret: &[u8], call_id: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&key, format!("mediagate-call:{call_id}").as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl SharedSecret {
@@ -390,14 +398,27 @@ impl Authenticator {
                 // Either may carry it: ACS puts its own JWT in `Authorization` on every
                 // upgrade, so a secret given to it can only travel in the URL's query.
                 let header = bearer(headers)?.map(|value| value.as_bytes().to_vec());
-                let query = query_token(query);
-                if header.is_none() && query.is_none() {
+                let token = query_token(query);
+                if header.is_none() && token.is_none() {
                     return Err(Refusal::Missing);
                 }
-                if [header, query]
-                    .iter()
+                // Or, in the query, the token of the call it names ([`call_token`]).
+                let call = query.and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(key, _)| key == "callId")
+                        .map(|(_, value)| value.into_owned())
+                });
+                let for_call = |offered: &Vec<u8>| {
+                    call.as_deref().is_some_and(|call| {
+                        use subtle::ConstantTimeEq;
+                        call_token(&secret.0, call).as_bytes().ct_eq(offered).into()
+                    })
+                };
+                if [&header, &token]
+                    .into_iter()
                     .flatten()
                     .any(|offered| secret.matches(offered))
+                    || token.as_ref().is_some_and(for_call)
                 {
                     Ok(())
                 } else {

@@ -487,6 +487,8 @@ impl Config {
                         "wyoming_uri",
                         // `[auth] secret_env`'s default: the secret, not a key.
                         "auth_secret",
+                        // `[acs] events_secret_env`'s default, likewise.
+                        "acs_events_secret",
                     ]),
             )
             .merge(Serialized::defaults(cli))

@@ -271,6 +271,10 @@ impl CallRegistry {
             return Err(io::Error::other(CallsFull(live.calls.len())));
         }
         let name = self.create_folder(live, &sanitize_file_stem(&identity.value))?;
+        // Its sockets name it by its folder (the control plane gives them that name), which
+        // may differ from the identity (sanitized, or `-2` when taken).
+        let mut keys = keys;
+        keys.insert(name.clone());
         let report = CallReport {
             call_id: name.clone(),
             identity,

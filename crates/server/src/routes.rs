@@ -27,9 +27,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/ws", any(websocket))
-        .route("/ws/{*rest}", any(websocket))
-        .route("/acs/events", any(crate::acs::events))
-        .route("/acs/callbacks/{call}", post(crate::acs::callbacks));
+        .route("/ws/{*rest}", any(websocket));
+    // The control plane's webhooks exist only when it runs.
+    let router = match state.acs {
+        Some(_) => router
+            .route("/acs/events", any(crate::acs::events))
+            .route("/acs/callbacks/{call}", post(crate::acs::callbacks)),
+        None => router,
+    };
     let router = match state.config.metrics.listen {
         MetricsListener::Main => router.route("/metrics", get(metrics)),
         MetricsListener::Admin => router,

@@ -47,24 +47,28 @@ pub(super) async fn on_event(
         return;
     };
     let ours = data["operationContext"].as_str() == Some(CONTEXT);
+    // Each step once, in order: a callback repeated or out of turn changes nothing.
+    let state = call.state().attendant;
+    let idle = state == State::Idle;
+    let listening = matches!(state, State::Listening(_));
     match (kind, attendant.mode) {
-        ("CallConnected", AttendantMode::Acs) => {
+        ("CallConnected", AttendantMode::Acs) if idle => {
             call.state().attendant = State::Listening(0);
             recognize(app, plane, call, attendant).await;
         }
-        ("CallConnected", AttendantMode::Gateway) => {
+        ("CallConnected", AttendantMode::Gateway) if idle => {
             call.state().attendant = State::Listening(0);
             let (app, plane, call) = (Arc::clone(app), Arc::clone(plane), Arc::clone(call));
             tokio::spawn(async move { gateway_attendant(app, plane, call).await });
         }
-        ("RecognizeCompleted", AttendantMode::Acs) if ours => {
+        ("RecognizeCompleted", AttendantMode::Acs) if ours && listening => {
             let tone = data["dtmfResult"]["tones"][0].clone();
             let key = serde_json::from_value::<DtmfTone>(tone)
                 .ok()
                 .map(DtmfTone::key);
             on_key(app, plane, call, attendant, key).await;
         }
-        ("RecognizeFailed", AttendantMode::Acs) if ours => {
+        ("RecognizeFailed", AttendantMode::Acs) if ours && listening => {
             hang_up(app, plane, call, "no key before the silence timeout").await;
         }
         ("CallDisconnected", _) => call.state().attendant = State::Done,

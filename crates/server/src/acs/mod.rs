@@ -45,10 +45,22 @@ use crate::session::{CallFolder, Identity};
 pub(crate) const EVENTS_FILE: &str = "events.jsonl";
 /// The most lines written to one call's events.jsonl; past it, events are counted, not kept.
 const MAX_EVENT_LINES: u64 = 4096;
+/// The most bytes of one call's events.jsonl, likewise.
+const MAX_EVENT_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// An event's data larger than this (as JSON) is kept as a note of its size instead (ACS's
+/// are a few KiB).
+const MAX_EVENT_DATA_BYTES: usize = 64 * 1024;
+/// Event ids remembered per call, so a callback delivered twice is acted on once.
+const SEEN_EVENTS: usize = 256;
+/// Callbacks waiting for the call's task to act on them.
+const ACTION_QUEUE: usize = 64;
+/// The longest a connected call is held without any socket of its own (a rule that streams
+/// nothing: ACS's recording, an attendant in ACS's voice), in case CallDisconnected is lost.
+const MAX_HELD: Duration = Duration::from_secs(24 * 3600);
 /// Events waiting for a socket task to hand them to its processors.
 pub(crate) const INJECT_QUEUE: usize = 64;
 /// Callback events kept per call for transports that join later.
-const HISTORY: usize = 64;
+const HISTORY: usize = 32;
 /// Incoming calls remembered, so a redelivered event is not answered twice.
 const REMEMBERED: usize = 4096;
 /// How long an answered call may wait for `CallConnected`, and a call whose sockets closed for
@@ -90,8 +102,9 @@ pub(crate) struct ControlPlane {
     events_secret: Option<Vec<u8>>,
     pub(crate) verifier: CallbackVerifier,
     public_url: Url,
-    /// `[auth] mode = "secret"`: put in the transport URLs (ACS sends no headers of ours).
-    media_token: Option<String>,
+    /// `[auth] mode = "secret"`: the secret each call's token in its transport URL is derived
+    /// from (ACS sends no headers of ours).
+    media_secret: Option<Vec<u8>>,
     calls: Mutex<Calls>,
     /// Incoming calls being decided.
     pending: Arc<Semaphore>,
@@ -118,6 +131,13 @@ pub(crate) struct AcsCall {
     pub(crate) folder: Arc<CallFolder>,
     pub(crate) rule: AnswerRule,
     pub(crate) caller: CommunicationIdentifier,
+    /// The call's key in its callback URL (`?k=`): random, so a token ACS signed for the
+    /// resource (another application's, another call's) cannot speak for this call.
+    pub(crate) key: String,
+    /// Callbacks for the call's task to act on, in order.
+    actions: tokio::sync::mpsc::Sender<Value>,
+    /// Its receiving end, taken by the call's task.
+    inbox: Mutex<Option<tokio::sync::mpsc::Receiver<Value>>>,
     state: Mutex<CallState>,
     /// Serializes appends to events.jsonl (held on a blocking thread, never across .await).
     log: Mutex<EventLog>,
@@ -132,7 +152,11 @@ struct CallState {
     call_connection_id: Option<String>,
     connected: bool,
     disconnected: bool,
+    /// ACS's recording was asked for (once).
+    recording: bool,
     attendant: attendant::State,
+    /// The ids of the callbacks received lately.
+    seen: VecDeque<String>,
 }
 
 /// A call's control-plane events on their way to its processors.
@@ -147,6 +171,7 @@ struct Taps {
 #[derive(Default)]
 struct EventLog {
     lines: u64,
+    bytes: u64,
     dropped: u64,
     /// The call was let go: its files are about to be sealed, nothing more is written.
     closed: bool,
@@ -239,7 +264,7 @@ impl ControlPlane {
         let verifier = CallbackVerifier::start(config).await?;
         let public_url =
             Url::parse(&config.public_url).map_err(|e| bad(format!("acs.public_url: {e}")))?;
-        let media_token = crate::auth::url_secret(auth)?;
+        let media_secret = crate::auth::url_secret(auth)?;
         tracing::info!(public_url = %public_url, endpoint = %client.endpoint(), rules = config.answer.len(), "Call Automation control plane");
         Ok(ControlPlane {
             config: config.clone(),
@@ -247,7 +272,7 @@ impl ControlPlane {
             events_secret,
             verifier,
             public_url,
-            media_token,
+            media_secret,
             calls: Mutex::new(Calls::default()),
             pending: Arc::new(Semaphore::new(config.max_pending)),
         })
@@ -294,14 +319,16 @@ impl ControlPlane {
         true
     }
 
-    /// `public_url` joined with `path`.
-    fn public(&self, path: &str) -> String {
-        let base = self.public_url.as_str().trim_end_matches('/');
-        format!("{base}{path}")
+    /// Where ACS posts a call's callbacks: `/acs/callbacks/{call}?k={key}`.
+    fn callback_uri(&self, call: &AcsCall) -> String {
+        let mut url = self.public_url.clone();
+        url.set_path(&format!("/acs/callbacks/{}", call.folder.name()));
+        url.query_pairs_mut().clear().append_pair("k", &call.key);
+        url.to_string()
     }
 
-    /// The WebSocket URL ACS streams a call to: the rule's route, with the call's id (and the
-    /// secret, in `secret` mode).
+    /// The WebSocket URL ACS streams a call to: the rule's route, with the call's id (and, in
+    /// `secret` mode, a token that opens this call only).
     fn transport_url(&self, route: &str, call_id: &str) -> String {
         let mut url = self.public_url.clone();
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
@@ -310,8 +337,8 @@ impl ControlPlane {
         {
             let mut query = url.query_pairs_mut();
             query.clear().append_pair("callId", call_id);
-            if let Some(token) = &self.media_token {
-                query.append_pair("token", token);
+            if let Some(secret) = &self.media_secret {
+                query.append_pair("token", &crate::auth::call_token(secret, call_id));
             }
         }
         url.to_string()
@@ -386,10 +413,19 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
         }
         Err(_) => return,
     };
+    let Some(key) = crate::admin::random_hex(16) else {
+        tracing::warn!("no randomness for a call's key: the call is left to ring");
+        app.registry.release(&folder, Timestamp::now());
+        return;
+    };
+    let (actions, inbox) = tokio::sync::mpsc::channel(ACTION_QUEUE);
     let call = Arc::new(AcsCall {
         folder: Arc::clone(&folder),
         rule: rule.clone(),
         caller: incoming.from.clone(),
+        key,
+        actions,
+        inbox: Mutex::new(Some(inbox)),
         state: Mutex::new(CallState::default()),
         log: Mutex::new(EventLog::default()),
         taps: Mutex::new(Taps::default()),
@@ -424,7 +460,7 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
             let request = policy::answer_request(
                 &rule,
                 &incoming.context,
-                plane.public(&format!("/acs/callbacks/{call_id}")),
+                plane.callback_uri(&call),
                 &plane.transport_url(&rule.route, &call_id),
                 &call_id,
             );
@@ -531,23 +567,30 @@ pub(crate) async fn record(
     id: &str,
     data: &Value,
 ) {
-    let line = json!({
-        "at": Timestamp::now(),
-        "type": kind,
-        "id": id,
-        "data": data,
-    });
     let call_id: Arc<str> = Arc::from(call.folder.name());
     app.events.publish(&call_id, || {
         Some(("acs", json!({ "type": kind, "data": data })))
     });
+    if app.low_on_disk() {
+        call.log.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
+        return;
+    }
+    let mut bytes = json!({
+        "at": Timestamp::now(),
+        "type": kind,
+        "id": id,
+        "data": data,
+    })
+    .to_string()
+    .into_bytes();
+    bytes.push(b'\n');
     let call = Arc::clone(call);
     let written = tokio::task::spawn_blocking(move || {
         let mut log = call.log.lock().unwrap_or_else(|p| p.into_inner());
         if log.closed {
             return Ok(());
         }
-        if log.lines >= MAX_EVENT_LINES {
+        if log.lines >= MAX_EVENT_LINES || log.bytes + bytes.len() as u64 > MAX_EVENT_FILE_BYTES {
             log.dropped += 1;
             return Ok(());
         }
@@ -555,10 +598,9 @@ pub(crate) async fn record(
             .create(true)
             .append(true)
             .open(call.folder.dir().join(EVENTS_FILE))?;
-        let mut bytes = line.to_string().into_bytes();
-        bytes.push(b'\n');
         file.write_all(&bytes)?;
         log.lines += 1;
+        log.bytes += bytes.len() as u64;
         Ok::<_, std::io::Error>(())
     })
     .await;
@@ -567,14 +609,19 @@ pub(crate) async fn record(
     }
 }
 
-/// Watches an answered call until ACS disconnects it, or it never connects, or its sockets
-/// closed and ACS said nothing more; then lets it go.
+/// The call's task: acts on its callbacks in order, and watches it until ACS disconnects it,
+/// or it never connects, or it lost every socket and ACS said nothing more; then lets it go.
 async fn supervise(app: Arc<AppState>, plane: Arc<ControlPlane>, call: Arc<AcsCall>) {
-    let mut quiet_since = tokio::time::Instant::now();
+    let Some(mut inbox) = call.inbox.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return;
+    };
+    let started = tokio::time::Instant::now();
+    let mut quiet_since = started;
     loop {
         tokio::select! {
             () = call.released.cancelled() => break,
             () = app.shutdown.cancelled() => break,
+            Some(event) = inbox.recv() => act(&app, &plane, &call, &event).await,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let (connected, disconnected) = {
@@ -585,7 +632,9 @@ async fn supervise(app: Arc<AppState>, plane: Arc<ControlPlane>, call: Arc<AcsCa
             break;
         }
         let transports = app.registry.transports_of(&call.folder).unwrap_or(0);
-        if transports > 0 {
+        // Alive while it has a socket, or ACS says it is connected (a rule may stream
+        // nothing), within bounds.
+        if transports > 0 || (connected && started.elapsed() < MAX_HELD) {
             quiet_since = tokio::time::Instant::now();
         } else if quiet_since.elapsed() >= SETTLE {
             tracing::info!(call = %call.folder.name(), connected, "no CallDisconnected and no socket for a minute: the call is let go");
@@ -603,22 +652,22 @@ async fn release(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<AcsCall>)
     }
     call.released.cancel();
     plane.lock().by_id.remove(call.folder.name());
-    let ended = app.registry.release(&call.folder, Timestamp::now());
-    let released = Arc::clone(call);
-    let written = tokio::task::spawn_blocking(move || {
-        // Closed before the seal can happen: a callback racing the release writes nothing
-        // after it.
-        let dropped = {
-            let mut log = released.log.lock().unwrap_or_else(|p| p.into_inner());
-            log.closed = true;
-            log.dropped
-        };
-        if dropped > 0 {
-            tracing::warn!(call = %released.folder.name(), dropped, "events.jsonl was full: events counted, not kept");
-        }
-        released.folder.write_report()
+    // The log is closed first, so nothing is appended once the call may be sealed (which the
+    // registry's release, or its last socket closing, makes possible).
+    let closing = Arc::clone(call);
+    let dropped = tokio::task::spawn_blocking(move || {
+        let mut log = closing.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.closed = true;
+        log.dropped
     })
-    .await;
+    .await
+    .unwrap_or(0);
+    if dropped > 0 {
+        tracing::warn!(call = %call.folder.name(), dropped, "events.jsonl was full (or the disk low): events counted, not kept");
+    }
+    let ended = app.registry.release(&call.folder, Timestamp::now());
+    let folder = Arc::clone(&call.folder);
+    let written = tokio::task::spawn_blocking(move || folder.write_report()).await;
     if !matches!(written, Ok(Ok(()))) {
         tracing::warn!(call = %call.folder.name(), "cannot write session.json");
     }
@@ -627,44 +676,79 @@ async fn release(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<AcsCall>)
     }
 }
 
-/// A callback, handled: recorded, handed to the call's processors, and acted on.
-pub(crate) async fn on_callback(
-    app: &Arc<AppState>,
-    plane: &Arc<ControlPlane>,
-    call: &Arc<AcsCall>,
-    event: &Value,
-) {
+/// A callback, authenticated: recorded, handed to the call's processors, and queued for the
+/// call's task to act on. A callback delivered again (by its id) is dropped.
+pub(crate) async fn on_callback(app: &Arc<AppState>, call: &Arc<AcsCall>, mut event: Value) {
+    let id = event["id"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(128)
+        .collect::<String>();
+    if !id.is_empty() {
+        let mut state = call.state();
+        if state.seen.contains(&id) {
+            return;
+        }
+        if state.seen.len() >= SEEN_EVENTS {
+            state.seen.pop_front();
+        }
+        state.seen.push_back(id.clone());
+    }
+    let size = event["data"].to_string().len();
+    if size > MAX_EVENT_DATA_BYTES {
+        event["data"] = json!({ "truncated": true, "bytes": size });
+    }
+    let kind = event["type"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(128)
+        .collect::<String>();
+    let short = kind
+        .strip_prefix("Microsoft.Communication.")
+        .unwrap_or(&kind)
+        .to_owned();
+    control(call, |c| c.callbacks += 1);
+    record(app, call, &kind, &id, &event["data"]).await;
+    let custom = mediagate_pipeline::Event::Custom(Arc::new(mediagate_pipeline::CustomEvent::new(
+        &format!("acs.{short}"),
+        event["data"].clone(),
+    )));
+    call.tap(custom);
+    if call.actions.try_send(event).is_err() {
+        tracing::warn!(call = %call.folder.name(), "the call's task is behind: a callback is recorded but not acted on");
+    }
+}
+
+/// Acts on a callback: the call's lifecycle, ACS's recording, the attendant.
+async fn act(app: &Arc<AppState>, plane: &Arc<ControlPlane>, call: &Arc<AcsCall>, event: &Value) {
     let kind = event["type"].as_str().unwrap_or_default();
     let short = kind
         .strip_prefix("Microsoft.Communication.")
         .unwrap_or(kind);
     let data = &event["data"];
-    control(call, |c| c.callbacks += 1);
-    record(
-        app,
-        call,
-        kind,
-        event["id"].as_str().unwrap_or_default(),
-        data,
-    )
-    .await;
-    let custom = mediagate_pipeline::Event::Custom(Arc::new(mediagate_pipeline::CustomEvent::new(
-        &format!("acs.{short}"),
-        data.clone(),
-    )));
-    call.tap(custom);
     match short {
         "CallConnected" => {
-            call.state().connected = true;
+            let first = {
+                let mut state = call.state();
+                let first = !state.connected;
+                state.connected = true;
+                first
+            };
+            if !first {
+                return;
+            }
             control(call, |c| c.connected_at = Some(Timestamp::now()));
-            if call.rule.record {
+            let start = call.rule.record && !std::mem::replace(&mut call.state().recording, true);
+            if start {
                 start_recording(app, plane, call).await;
             }
         }
         "CallDisconnected" => {
             call.state().disconnected = true;
             control(call, |c| c.disconnected_at = Some(Timestamp::now()));
-            // The sockets close on their own (ACS ends them); the supervisor lets go.
+            // The sockets close on their own (ACS ends them); the loop lets go.
         }
         _ => {}
     }
@@ -677,9 +761,7 @@ async fn start_recording(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<A
     };
     let request = mediagate_acs::models::StartCallRecordingRequest {
         call_connection_id: Some(id),
-        recording_state_callback_uri: Some(
-            plane.public(&format!("/acs/callbacks/{}", call.folder.name())),
-        ),
+        recording_state_callback_uri: Some(plane.callback_uri(call)),
         recording_content_type: Some("audio".to_owned()),
         recording_channel_type: Some(match call.rule.channels {
             Channels::Mixed => "mixed".to_owned(),

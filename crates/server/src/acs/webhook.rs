@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -16,8 +16,12 @@ use crate::AppState;
 
 /// The largest delivery read (Event Grid batches are at most 1 MB).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest callback read (ACS's are a few KiB).
+const MAX_CALLBACK_BYTES: usize = 256 * 1024;
+/// How long a request's body may take to arrive, once its sender is authenticated.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Events handled from one delivery at most.
-const MAX_EVENTS: usize = 256;
+const MAX_EVENTS: usize = 64;
 
 fn plane(state: &AppState) -> Option<Arc<ControlPlane>> {
     state.acs.clone()
@@ -25,6 +29,22 @@ fn plane(state: &AppState) -> Option<Arc<ControlPlane>> {
 
 fn refuse(status: StatusCode, why: &str) -> Response {
     (status, Json(json!({ "error": why }))).into_response()
+}
+
+/// The body, read only now (its sender is authenticated), at most `limit` bytes, within
+/// [`BODY_DEADLINE`]: a slow or endless body costs its connection, nothing more.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is too large",
+        )),
+        Err(_) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+    }
 }
 
 /// Whether the delivery carries Event Grid's secret (`?secret=`), compared in constant time.
@@ -49,7 +69,7 @@ pub(crate) async fn events(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(plane) = plane(&state) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -78,12 +98,10 @@ pub(crate) async fn events(
     if method != Method::POST {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    if body.len() > MAX_BODY_BYTES {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "deliveries are at most 1 MiB",
-        );
-    }
+    let body = match read_body(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "the delivery is not JSON");
     };
@@ -126,10 +144,9 @@ pub(crate) async fn events(
                     state.metrics.acs_refused("bad_event");
                     continue;
                 };
-                let key = incoming
-                    .correlation_id
-                    .clone()
-                    .unwrap_or_else(|| incoming.context.clone());
+                // Event Grid delivers at least once: the same event, by its id. (Not by
+                // correlation id: a call's other legs share it.)
+                let key = incoming.event_id.clone();
                 if !plane.first_sighting(&key) {
                     continue; // a redelivery
                 }
@@ -167,10 +184,8 @@ fn incoming(event: &Value) -> Option<Incoming> {
     Some(Incoming {
         event_id: event["id"]
             .as_str()
-            .unwrap_or_default()
-            .chars()
-            .take(128)
-            .collect(),
+            .filter(|id| !id.is_empty() && id.len() <= 128)?
+            .to_owned(),
         from: identifier(&data["from"])?,
         to: identifier(&data["to"])?,
         context: data["incomingCallContext"]
@@ -185,12 +200,14 @@ fn incoming(event: &Value) -> Option<Incoming> {
     })
 }
 
-/// ACS's mid-call events for one call.
+/// ACS's mid-call events for one call: ACS's token, then the call's own key in the URL
+/// (`?k=`, given to ACS in the answer's callbackUri), then the body.
 pub(crate) async fn callbacks(
     State(state): State<Arc<AppState>>,
     Path(call_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(plane) = plane(&state) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -200,12 +217,26 @@ pub(crate) async fn callbacks(
         tracing::debug!(reason = refusal.as_str(), "callback refused");
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let Some(call) = plane.call(&call_id) else {
+    // A token is ACS's for the whole resource: the URL's key says it is this call's.
+    let call = plane.call(&call_id).filter(|call| {
+        let offered = uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "k")
+                .map(|(_, v)| v.into_owned())
+        });
+        offered.is_some_and(|offered| {
+            use subtle::ConstantTimeEq;
+            offered.as_bytes().ct_eq(call.key.as_bytes()).into()
+        })
+    });
+    let Some(call) = call else {
+        state.metrics.acs_refused("callback_key");
         return refuse(StatusCode::NOT_FOUND, "no such call");
     };
-    if body.len() > MAX_BODY_BYTES {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "callbacks are at most 1 MiB");
-    }
+    let body = match read_body(body, MAX_CALLBACK_BYTES).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let events: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(events)) => events,
         Ok(event @ Value::Object(_)) => vec![event],
@@ -216,17 +247,22 @@ pub(crate) async fn callbacks(
             );
         }
     };
-    let expected = call.call_connection_id();
-    for event in events.iter().take(MAX_EVENTS) {
-        // An event of another call (a signed token is ACS's, but the URL is ours to check).
-        let of = event["data"]["callConnectionId"].as_str();
-        if let (Some(expected), Some(of)) = (&expected, of) {
-            if expected != of {
-                tracing::warn!(call = %call_id, "a callback names another call connection: ignored");
-                continue;
-            }
+    for event in events.into_iter().take(MAX_EVENTS) {
+        // Every mid-call event names its call connection; once the answer has said which,
+        // another's is refused.
+        let Some(of) = event["data"]["callConnectionId"].as_str() else {
+            state.metrics.acs_refused("bad_event");
+            continue;
+        };
+        if call
+            .call_connection_id()
+            .is_some_and(|expected| expected != of)
+        {
+            tracing::warn!(call = %call_id, "a callback names another call connection: ignored");
+            state.metrics.acs_refused("other_call");
+            continue;
         }
-        on_callback(&state, &plane, &call, event).await;
+        on_callback(&state, &call, event).await;
     }
     StatusCode::OK.into_response()
 }

@@ -721,7 +721,7 @@ pub(super) fn form_value(form: &str, key: &str) -> Option<String> {
 
 /// `bytes` random bytes from the kernel, as hex: session and guest-link ids. `None` when the
 /// kernel gives none.
-pub(super) fn random_hex(bytes: usize) -> Option<String> {
+pub(crate) fn random_hex(bytes: usize) -> Option<String> {
     let mut random = vec![0u8; bytes];
     let mut filled = 0;
     while filled < random.len() {

@@ -351,6 +351,23 @@ async fn secret_mode_takes_a_bearer_header_or_a_token_parameter() {
         Err(Refusal::Malformed)
     );
     assert!(!format!("{auth:?}").contains(secret));
+    // A call's own token (what the control plane gives ACS) opens that call only.
+    let token = super::call_token(secret.as_bytes(), "call-a");
+    assert_eq!(token.len(), 64);
+    assert_eq!(
+        auth.admit(&acs, Some(&format!("callId=call-a&token={token}")))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        auth.admit(&none, Some(&format!("callId=call-b&token={token}")))
+            .await,
+        Err(Refusal::Secret)
+    );
+    assert_eq!(
+        auth.admit(&none, Some(&format!("token={token}"))).await,
+        Err(Refusal::Secret)
+    );
 
     let mut query: BTreeMap<String, String> = [("callId", "x"), ("Token", secret)]
         .map(|(k, v)| (k.into(), v.into()))
