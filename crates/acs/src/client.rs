@@ -169,6 +169,13 @@ impl CallAutomationClient {
     }
 
     fn url(&self, path: &str) -> Result<Url, Error> {
+        // Under the endpoint only: a path that names another host would carry the credential
+        // there.
+        if path.contains("://") || path.starts_with("//") {
+            return Err(Error::Config(format!(
+                "`{path}` is not a path under the endpoint"
+            )));
+        }
         let mut url = self
             .options
             .endpoint

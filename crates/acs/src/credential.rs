@@ -107,6 +107,8 @@ pub enum Credential {
 pub struct TokenSource {
     from: TokenFrom,
     cached: std::sync::Mutex<Option<(String, Instant)>>,
+    /// Held while a token is read, so concurrent requests wait for one read, not one each.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// A token file, or a command that prints one.
@@ -134,18 +136,19 @@ impl TokenSource {
         TokenSource {
             from,
             cached: std::sync::Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
     /// A valid token: the cached one, or a fresh one.
     pub(crate) async fn token(&self) -> Result<String, Error> {
-        {
-            let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((token, until)) = &*cached {
-                if Instant::now() < *until {
-                    return Ok(token.clone());
-                }
-            }
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let _refreshing = self.refreshing.lock().await;
+        // Another request may have read one meanwhile.
+        if let Some(token) = self.fresh() {
+            return Ok(token);
         }
         let raw = match &self.from {
             TokenFrom::File(path) => tokio::fs::read(path)
@@ -168,6 +171,17 @@ impl TokenSource {
         let until = Instant::now() + lifetime(&token);
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((token.clone(), until));
         Ok(token)
+    }
+}
+
+impl TokenSource {
+    /// The cached token, while it is fresh.
+    fn fresh(&self) -> Option<String> {
+        let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .as_ref()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(token, _)| token.clone())
     }
 }
 
@@ -197,7 +211,7 @@ async fn run_token_command(argv: &[String]) -> Result<Vec<u8>, Error> {
 }
 
 /// How long to keep a token: until [`TOKEN_MARGIN`] before the `exp` of its (unverified) JWT
-/// payload; the margin alone when it has none.
+/// payload (or half its remaining life, if shorter); the margin alone when it has none.
 fn lifetime(token: &str) -> Duration {
     #[derive(serde::Deserialize)]
     struct Claims {
@@ -214,7 +228,11 @@ fn lifetime(token: &str) -> Duration {
         .unwrap_or_default()
         .as_secs();
     match exp {
-        Some(exp) => Duration::from_secs(exp.saturating_sub(now)).saturating_sub(TOKEN_MARGIN),
+        // Renewed five minutes before it expires, or halfway through a shorter life.
+        Some(exp) => {
+            let left = Duration::from_secs(exp.saturating_sub(now));
+            left.saturating_sub(TOKEN_MARGIN.min(left / 2))
+        }
         None => TOKEN_MARGIN,
     }
 }
@@ -269,6 +287,10 @@ mod tests {
         let kept = lifetime(&format!("e30.{payload}.sig"));
         assert!(kept > Duration::from_secs(3200) && kept <= Duration::from_secs(3300));
         assert_eq!(lifetime("opaque"), TOKEN_MARGIN);
+        // Four minutes left: kept for two, not read again on every request.
+        let payload = URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{}}}"#, now + 240));
+        let kept = lifetime(&format!("e30.{payload}.sig"));
+        assert!(kept >= Duration::from_secs(115) && kept <= Duration::from_secs(120));
     }
 
     #[tokio::test]
