@@ -88,6 +88,25 @@ mod tests {
     }
 
     #[test]
+    fn the_call_automation_sample_loads_with_its_rules_in_order() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/call-automation.toml");
+        let config =
+            Config::load_over(default_config(), Some(&sample), &CliOverrides::default()).unwrap();
+        let acs = &config.acs;
+        assert!(acs.enabled);
+        let names: Vec<&str> = acs.answer.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["premium-rate", "after-hours", "front-desk", "everyone-else"]
+        );
+        let desk = &acs.answer[2];
+        assert_eq!(desk.channels, mediagate_server::Channels::Unmixed);
+        let attendant = desk.attendant.as_ref().unwrap();
+        assert_eq!(attendant.menu["1"], "+14255550123");
+        assert!(acs.answer[3].attendant.is_none());
+    }
+
+    #[test]
     fn the_registry_builds_every_default_processor() {
         let registry = registry();
         for name in default_config().pipeline.processors {

@@ -542,6 +542,7 @@ async fn an_incoming_call_is_answered_streamed_unmixed_recorded_transcribed_and_
     let events = events_of(&dir);
     let kinds = kinds(&events);
     assert_eq!(&kinds[..2], ["IncomingCall", "mediagate.Decision"]);
+    assert_eq!(events[0]["data"]["incomingCallContext"], "<redacted>");
     for kind in [
         "CallConnected",
         "MediaStreamingStarted",

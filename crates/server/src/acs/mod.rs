@@ -447,12 +447,15 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
         .lock()
         .by_id
         .insert(call_id.clone(), Arc::clone(&call));
+    // The context answers the call: a credential for its short life, not kept.
+    let mut data = incoming.data.clone();
+    data["incomingCallContext"] = json!("<redacted>");
     record(
         &app,
         &call,
         "Microsoft.Communication.IncomingCall",
         &incoming.event_id,
-        &incoming.data,
+        &data,
     )
     .await;
     let outcome = match rule.action {
