@@ -619,52 +619,58 @@ pub enum DtmfTone {
     Asterisk,
 }
 
+/// Each key and its tone.
+const KEYS: [(char, DtmfTone); 16] = [
+    ('0', DtmfTone::Zero),
+    ('1', DtmfTone::One),
+    ('2', DtmfTone::Two),
+    ('3', DtmfTone::Three),
+    ('4', DtmfTone::Four),
+    ('5', DtmfTone::Five),
+    ('6', DtmfTone::Six),
+    ('7', DtmfTone::Seven),
+    ('8', DtmfTone::Eight),
+    ('9', DtmfTone::Nine),
+    ('A', DtmfTone::A),
+    ('B', DtmfTone::B),
+    ('C', DtmfTone::C),
+    ('D', DtmfTone::D),
+    ('#', DtmfTone::Pound),
+    ('*', DtmfTone::Asterisk),
+];
+
 impl DtmfTone {
     /// The tone of a key: `0`–`9`, `A`–`D`, `#`, `*`.
     pub fn from_key(key: char) -> Option<DtmfTone> {
-        use DtmfTone::*;
-        Some(match key.to_ascii_uppercase() {
-            '0' => Zero,
-            '1' => One,
-            '2' => Two,
-            '3' => Three,
-            '4' => Four,
-            '5' => Five,
-            '6' => Six,
-            '7' => Seven,
-            '8' => Eight,
-            '9' => Nine,
-            'A' => A,
-            'B' => B,
-            'C' => C,
-            'D' => D,
-            '#' => Pound,
-            '*' => Asterisk,
-            _ => return None,
-        })
+        let key = key.to_ascii_uppercase();
+        KEYS.iter().find(|(k, _)| *k == key).map(|(_, tone)| *tone)
     }
 
     /// The key of the tone.
     pub fn key(self) -> char {
-        use DtmfTone::*;
-        match self {
-            Zero => '0',
-            One => '1',
-            Two => '2',
-            Three => '3',
-            Four => '4',
-            Five => '5',
-            Six => '6',
-            Seven => '7',
-            Eight => '8',
-            Nine => '9',
-            A => 'A',
-            B => 'B',
-            C => 'C',
-            D => 'D',
-            Pound => '#',
-            Asterisk => '*',
+        KEYS.iter()
+            .find(|(_, tone)| *tone == self)
+            .map_or('?', |(key, _)| *key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_tones_go_both_ways_as_the_api_spells_them() {
+        for (key, tone) in KEYS {
+            assert_eq!(DtmfTone::from_key(key), Some(tone));
+            assert_eq!(tone.key(), key);
         }
+        assert_eq!(DtmfTone::from_key('a'), Some(DtmfTone::A));
+        assert_eq!(DtmfTone::from_key('x'), None);
+        assert_eq!(serde_json::to_value(DtmfTone::Pound).unwrap(), "pound");
+        assert_eq!(
+            serde_json::from_value::<DtmfTone>("asterisk".into()).unwrap(),
+            DtmfTone::Asterisk
+        );
     }
 }
 

@@ -149,20 +149,45 @@ impl CallRegistry {
         if live.calls.len() >= self.max_calls {
             return Err(io::Error::other(CallsFull(live.calls.len())));
         }
+        let folder = self.new_call(live, identity, keys, Some(report), now)?;
+        Ok(CallSlot {
+            folder,
+            transport_index: 0,
+            kind,
+        })
+    }
+
+    /// A new live call: its folder (named from `identity`), its report (with `transport`, the
+    /// one that opens it; none for a call the control plane holds), its keys. Under the lock.
+    fn new_call(
+        &self,
+        live: &mut Live,
+        identity: Identity,
+        mut keys: BTreeSet<String>,
+        transport: Option<TransportReport>,
+        now: Timestamp,
+    ) -> io::Result<Arc<CallFolder>> {
         let name = self.create_folder(live, &sanitize_file_stem(&identity.value))?;
-        let call_report = CallReport {
+        let held = transport.is_none();
+        if held {
+            // Its sockets name it by its folder (the control plane gives them that name),
+            // which may differ from the identity (sanitized, or `-2` when taken).
+            keys.insert(name.clone());
+        }
+        let transports: Vec<TransportKind> = transport.iter().map(|t| t.kind).collect();
+        let report = CallReport {
             call_id: name.clone(),
             identity,
             status: CallStatus::Live,
             started_at: now,
             ended_at: None,
-            transports: vec![report],
+            transports: transport.into_iter().collect(),
             control: None,
         };
         let folder = Arc::new(CallFolder::new(
             name.clone(),
             self.data_dir.join(&name),
-            call_report,
+            report,
             Arc::clone(&self.chain),
         ));
         for key in &keys {
@@ -173,16 +198,12 @@ impl CallRegistry {
             LiveCall {
                 folder: Arc::clone(&folder),
                 keys,
-                transports: vec![kind],
-                held: false,
+                transports,
+                held,
             },
         );
         self.live_count.store(live.calls.len(), Ordering::Relaxed);
-        Ok(CallSlot {
-            folder,
-            transport_index: 0,
-            kind,
-        })
+        Ok(folder)
     }
 
     /// Creates a new folder named `stem`, else `stem-2` … `stem-9`, else `stem-<unique number>`:
@@ -270,40 +291,7 @@ impl CallRegistry {
         if live.calls.len() >= self.max_calls {
             return Err(io::Error::other(CallsFull(live.calls.len())));
         }
-        let name = self.create_folder(live, &sanitize_file_stem(&identity.value))?;
-        // Its sockets name it by its folder (the control plane gives them that name), which
-        // may differ from the identity (sanitized, or `-2` when taken).
-        let mut keys = keys;
-        keys.insert(name.clone());
-        let report = CallReport {
-            call_id: name.clone(),
-            identity,
-            status: CallStatus::Live,
-            started_at: now,
-            ended_at: None,
-            transports: Vec::new(),
-            control: None,
-        };
-        let folder = Arc::new(CallFolder::new(
-            name.clone(),
-            self.data_dir.join(&name),
-            report,
-            Arc::clone(&self.chain),
-        ));
-        for key in &keys {
-            live.by_key.insert(key.clone(), name.clone());
-        }
-        live.calls.insert(
-            name,
-            LiveCall {
-                folder: Arc::clone(&folder),
-                keys,
-                transports: Vec::new(),
-                held: true,
-            },
-        );
-        self.live_count.store(live.calls.len(), Ordering::Relaxed);
-        Ok(folder)
+        self.new_call(live, identity, keys, None, now)
     }
 
     /// Makes a live call known by `key` too (its `callConnectionId`, once ACS gives it).

@@ -47,20 +47,25 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     }
 }
 
-/// Whether the delivery carries Event Grid's secret (`?secret=`), compared in constant time.
-fn authorized(plane: &ControlPlane, uri: &Uri) -> bool {
-    let Some(expected) = &plane.events_secret else {
-        return true;
-    };
+/// Whether the URL's query has `name` equal to `expected`, compared in constant time.
+fn query_has(uri: &Uri, name: &str, expected: &[u8]) -> bool {
     let offered = uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "secret")
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     });
     offered.is_some_and(|offered| {
         use subtle::ConstantTimeEq;
         offered.as_bytes().ct_eq(expected).into()
     })
+}
+
+/// Whether the delivery carries Event Grid's secret (`?secret=`).
+fn authorized(plane: &ControlPlane, uri: &Uri) -> bool {
+    match &plane.events_secret {
+        Some(expected) => query_has(uri, "secret", expected),
+        None => true,
+    }
 }
 
 /// Event Grid's deliveries: the handshake of either schema, and incoming calls.
@@ -218,17 +223,9 @@ pub(crate) async fn callbacks(
         return StatusCode::UNAUTHORIZED.into_response();
     }
     // A token is ACS's for the whole resource: the URL's key says it is this call's.
-    let call = plane.call(&call_id).filter(|call| {
-        let offered = uri.query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "k")
-                .map(|(_, v)| v.into_owned())
-        });
-        offered.is_some_and(|offered| {
-            use subtle::ConstantTimeEq;
-            offered.as_bytes().ct_eq(call.key.as_bytes()).into()
-        })
-    });
+    let call = plane
+        .call(&call_id)
+        .filter(|call| query_has(&uri, "k", call.key.as_bytes()));
     let Some(call) = call else {
         state.metrics.acs_refused("callback_key");
         return refuse(StatusCode::NOT_FOUND, "no such call");
