@@ -282,20 +282,20 @@ impl ControlPlane {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A transport of call `id` starts: its queue gets the call's events from now on, and it
-    /// gets those so far (none, and nothing later, for a call the control plane does not
-    /// have).
+    /// A transport of call `id` starts: the call's events so far, and a queue of those to
+    /// come; `None` for a call the control plane does not have.
     pub(crate) fn attach(
         &self,
         id: &str,
-        sender: tokio::sync::mpsc::Sender<mediagate_pipeline::Event>,
-    ) -> Vec<mediagate_pipeline::Event> {
-        let Some(call) = self.call(id) else {
-            return Vec::new();
-        };
+    ) -> Option<(
+        Vec<mediagate_pipeline::Event>,
+        tokio::sync::mpsc::Receiver<mediagate_pipeline::Event>,
+    )> {
+        let call = self.call(id)?;
+        let (sender, queue) = tokio::sync::mpsc::channel(INJECT_QUEUE);
         let mut taps = call.taps.lock().unwrap_or_else(|p| p.into_inner());
         taps.senders.push(sender);
-        taps.history.iter().cloned().collect()
+        Some((taps.history.iter().cloned().collect(), queue))
     }
 
     /// The call with this id (its folder name).
@@ -434,14 +434,15 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
     let call_id = folder.name().to_owned();
     {
         let mut report = folder.report.lock().unwrap_or_else(|p| p.into_inner());
-        report.control = Some(ControlReport {
+        // Boxed: most calls are not the control plane's, and carry only a pointer.
+        report.control = Some(Box::new(ControlReport {
             rule: rule_name.clone(),
             from: incoming.from.raw(),
             to: incoming.to.raw(),
             correlation_id: incoming.correlation_id.clone(),
             server_call_id: incoming.server_call_id.clone(),
             ..ControlReport::default()
-        });
+        }));
     }
     plane
         .lock()

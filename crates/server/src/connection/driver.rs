@@ -43,11 +43,9 @@ pub(crate) struct Driver {
     outgoing: mpsc::Sender<Outgoing>,
     /// Cancelled by the operator to end this transport (the admin API).
     hangup: CancellationToken,
-    /// Events the control plane hands this call's processors (`acs::ControlPlane::attach`).
-    injected: (
-        tokio::sync::mpsc::Sender<Event>,
-        tokio::sync::mpsc::Receiver<Event>,
-    ),
+    /// Events the control plane hands this call's processors (`acs::ControlPlane::attach`):
+    /// only for a call it answered, so other calls hold no queue.
+    injected: Option<tokio::sync::mpsc::Receiver<Event>>,
     /// Its entry among the live transports, once the call has opened.
     live: Option<Registered>,
     /// The call's id once it has opened, for the events watchers see.
@@ -67,8 +65,9 @@ enum Wake {
     Timeout,
     /// A processor emitted an event: every processor gets it now, not with the next frame.
     Emitted(Event),
-    /// The control plane has an event for the call's processors.
-    Injected(Event),
+    /// The control plane has an event for the call's processors (`None`: it has let the
+    /// call go, and sends no more).
+    Injected(Option<Event>),
     Message(Option<Result<Message, axum::Error>>),
 }
 
@@ -102,7 +101,7 @@ impl Driver {
             pipeline: None,
             outgoing,
             hangup: CancellationToken::new(),
-            injected: tokio::sync::mpsc::channel(crate::acs::INJECT_QUEUE),
+            injected: None,
             live: None,
             call_id: None,
             unpublished: (0, 0),
@@ -145,12 +144,18 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let injected = async {
+                match &mut self.injected {
+                    Some(queue) => queue.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Shutdown,
                 () = hangup.cancelled() => Wake::Hangup,
                 () = timer => Wake::Timeout,
-                Some(event) = self.injected.1.recv() => Wake::Injected(event),
+                event = injected => Wake::Injected(event),
                 // Events first, but the socket gets its turn after a queue's worth of them in a
                 // row: a processor that emits in answer to every event cannot starve it.
                 event = emitted, if emitted_in_a_row < EVENT_QUEUE => Wake::Emitted(event),
@@ -167,11 +172,12 @@ impl Driver {
                 Wake::Timeout => self.machine.handle(Input::Timeout, now),
                 Wake::Emitted(event) => self.deliver(event),
                 // Recorded and shown to watchers by the control plane, once per call.
-                Wake::Injected(event) => {
+                Wake::Injected(Some(event)) => {
                     if let Some(call) = &mut self.pipeline {
                         call.pipeline.push_event(event);
                     }
                 }
+                Wake::Injected(None) => self.injected = None,
                 Wake::Message(None) => self.machine.handle(Input::Disconnected, now),
                 Wake::Message(Some(Err(e))) => {
                     let detail = e.to_string();
@@ -376,8 +382,11 @@ impl Driver {
         // The control plane's events of this call so far (callbacks before this socket came),
         // and from now on through `injected`.
         if let (Some(acs), Some(call)) = (&self.app.acs, &mut self.pipeline) {
-            for event in acs.attach(&call_id, self.injected.0.clone()) {
-                call.pipeline.push_event(event);
+            if let Some((history, queue)) = acs.attach(&call_id) {
+                for event in history {
+                    call.pipeline.push_event(event);
+                }
+                self.injected = Some(queue);
             }
         }
         // Announced once listed: a watcher that asks for the call then finds it.

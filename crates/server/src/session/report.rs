@@ -22,7 +22,7 @@ pub(crate) struct CallReport {
     pub(crate) transports: Vec<TransportReport>,
     /// What the control plane did with the call (answered through ACS Call Automation).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) control: Option<crate::acs::ControlReport>,
+    pub(crate) control: Option<Box<crate::acs::ControlReport>>,
 }
 
 /// How the call was named.
