@@ -329,7 +329,7 @@ async fn the_policy_rejects_and_redirects_by_rule_and_each_call_keeps_its_folder
         kinds,
         ["Microsoft.Communication.IncomingCall", "mediagate.Decision"]
     );
-    assert_eq!(events[1]["data"]["action"], "rejected");
+    assert_eq!(events[1]["data"]["action"], "reject");
     let session = gateway
         .ended_session("11111111-aaaa-4bbb-8ccc-000000000002")
         .await;

@@ -135,6 +135,29 @@ impl ServeProcess {
         (status, started.elapsed())
     }
 
+    /// Waits until `/healthz` says `calls` calls are live, at most `limit` (a loaded machine
+    /// connects emulated calls more slowly than a fixed sleep assumes).
+    pub async fn wait_live_calls(&self, calls: u64, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let live = match http_get(self.addr, "/healthz").await {
+                Ok((_, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["live_calls"].as_u64())
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
+            if live >= calls {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{live} of {calls} calls live after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends `signal` (`TERM`, `INT`, `KILL`) to the process.
     pub fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")

@@ -49,7 +49,9 @@ async fn sigterm_with_live_calls_and_a_half_open_request_finishes_in_time() {
         .write_all(b"GET /ws HTTP/1.1\r\nhost: x\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every call live, then a little more than a second of audio each (asserted below).
+    gateway.wait_live_calls(20, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let signalled = Instant::now();
     gateway.signal("TERM");
     let status = gateway
@@ -78,7 +80,7 @@ async fn sigterm_with_live_calls_and_a_half_open_request_finishes_in_time() {
         assert_wav_header_consistent(&path);
         let (recorded, _) = read_wav(&path);
         // Every frame the gateway took in is in the file, bit for bit, up to the moment of
-        // shutdown (the calls streamed in real time for about 3 s before the signal).
+        // shutdown (the calls streamed in real time for 1.5 s or more before the signal).
         assert_eq!(recorded.len(), frames * 320, "{call_id}");
         assert!(
             recorded.len() >= 16_000,
@@ -104,7 +106,7 @@ async fn a_second_signal_skips_the_drain() {
     let config =
         mediagate::emulator::EmulateConfig::new(gateway.url("/ws?callId=long")).with_wav(&clip);
     let call = tokio::spawn(mediagate::emulator::run(config));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    gateway.wait_live_calls(1, Duration::from_secs(30)).await;
     gateway.signal("TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(

@@ -167,13 +167,13 @@ async fn on_key(
         operation_context: Some(CONTEXT.to_owned()),
         ..TransferToParticipantRequest::default()
     };
-    let result = plane.client.transfer(&id, &request).await;
-    let data = match &result {
-        Ok(_) => json!({ "key": key, "target": target }),
-        Err(e) => json!({ "key": key, "target": target, "error": e.to_string() }),
-    };
+    // Recorded before it is asked for: ACS's answer (CallTransferAccepted) may come before the
+    // request's own response does.
+    let data = json!({ "key": key, "target": target });
     record(app, call, "mediagate.AttendantTransfer", "", &data).await;
-    if result.is_err() {
+    if let Err(e) = plane.client.transfer(&id, &request).await {
+        let data = json!({ "step": "transfer", "error": e.to_string() });
+        record(app, call, "mediagate.AttendantFailed", "", &data).await;
         hang_up(app, plane, call, "the transfer failed").await;
     }
 }
@@ -184,12 +184,19 @@ async fn hang_up(app: &Arc<AppState>, plane: &ControlPlane, call: &Arc<AcsCall>,
     let Some(id) = call.call_connection_id() else {
         return;
     };
-    let result = plane.client.terminate(&id).await;
-    let mut data = json!({ "why": why });
-    if let Err(e) = &result {
-        data["error"] = json!(e.to_string());
+    // Recorded first, as the transfer is: CallDisconnected may come before the response.
+    record(
+        app,
+        call,
+        "mediagate.AttendantHangUp",
+        "",
+        &json!({ "why": why }),
+    )
+    .await;
+    if let Err(e) = plane.client.terminate(&id).await {
+        let data = json!({ "step": "hang up", "error": e.to_string() });
+        record(app, call, "mediagate.AttendantFailed", "", &data).await;
     }
-    record(app, call, "mediagate.AttendantHangUp", "", &data).await;
 }
 
 /// How long the gateway attendant waits for the call's media socket, to speak into it.

@@ -459,6 +459,15 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
         &data,
     )
     .await;
+    // The decision is recorded before it is carried out: ACS's first callback may come before
+    // the request's own response does.
+    let intent = match rule.action {
+        RuleAction::Answer => "answer",
+        RuleAction::Reject => "reject",
+        RuleAction::Redirect => "redirect",
+    };
+    let decision = json!({ "rule": rule_name, "action": intent });
+    record(&app, &call, "mediagate.Decision", "", &decision).await;
     let outcome = match rule.action {
         RuleAction::Answer => {
             let request = policy::answer_request(
@@ -498,11 +507,10 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
             .await
             .map(|()| "redirected"),
     };
-    let decision = match &outcome {
-        Ok(action) => json!({ "rule": rule_name, "action": action }),
-        Err(e) => json!({ "rule": rule_name, "action": "failed", "error": e.to_string() }),
-    };
-    record(&app, &call, "mediagate.Decision", "", &decision).await;
+    if let Err(e) = &outcome {
+        let failed = json!({ "rule": rule_name, "action": intent, "error": e.to_string() });
+        record(&app, &call, "mediagate.RequestFailed", "", &failed).await;
+    }
     match outcome {
         Ok(action) => {
             app.metrics.acs_call(action);
