@@ -136,8 +136,6 @@ pub(crate) struct AcsCall {
     pub(crate) key: String,
     /// Callbacks for the call's task to act on, in order.
     actions: tokio::sync::mpsc::Sender<Value>,
-    /// Its receiving end, taken by the call's task.
-    inbox: Mutex<Option<tokio::sync::mpsc::Receiver<Value>>>,
     state: Mutex<CallState>,
     /// Serializes appends to events.jsonl (held on a blocking thread, never across .await).
     log: Mutex<EventLog>,
@@ -425,7 +423,6 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
         caller: incoming.from.clone(),
         key,
         actions,
-        inbox: Mutex::new(Some(inbox)),
         state: Mutex::new(CallState::default()),
         log: Mutex::new(EventLog::default()),
         taps: Mutex::new(Taps::default()),
@@ -517,7 +514,7 @@ pub(crate) async fn decide(app: Arc<AppState>, plane: Arc<ControlPlane>, incomin
             tracing::info!(call = %call_id, rule = %rule_name, action, "incoming call");
             control(&call, |c| c.action = action.to_owned());
             if action == "answered" {
-                tokio::spawn(supervise(app, plane, call));
+                tokio::spawn(supervise(app, plane, call, inbox));
                 return;
             }
         }
@@ -623,10 +620,12 @@ pub(crate) async fn record(
 
 /// The call's task: acts on its callbacks in order, and watches it until ACS disconnects it,
 /// or it never connects, or it lost every socket and ACS said nothing more; then lets it go.
-async fn supervise(app: Arc<AppState>, plane: Arc<ControlPlane>, call: Arc<AcsCall>) {
-    let Some(mut inbox) = call.inbox.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-        return;
-    };
+async fn supervise(
+    app: Arc<AppState>,
+    plane: Arc<ControlPlane>,
+    call: Arc<AcsCall>,
+    mut inbox: tokio::sync::mpsc::Receiver<Value>,
+) {
     let started = tokio::time::Instant::now();
     let mut quiet_since = started;
     loop {
