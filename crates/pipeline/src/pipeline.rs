@@ -69,6 +69,8 @@ struct WorkStats {
     panics: AtomicU64,
     /// Events it emitted that found the call's event queue full.
     emits_dropped: Arc<AtomicU64>,
+    /// Frames it sent unpaced that found the socket writer full (`Context::send_now`).
+    unpaced_dropped: Arc<AtomicU64>,
     /// The first panic's message (touched only when a callback panics).
     panicked: Mutex<Option<String>>,
 }
@@ -83,6 +85,7 @@ impl Default for WorkStats {
             max_nanos: AtomicU64::default(),
             panics: AtomicU64::default(),
             emits_dropped: Arc::default(),
+            unpaced_dropped: Arc::default(),
             panicked: Mutex::default(),
         }
     }
@@ -213,7 +216,8 @@ pub struct ConsumerCounters {
     pub frames: u64,
     /// Events processed.
     pub events: u64,
-    /// Items dropped because the inbox was full.
+    /// Items dropped because the inbox was full, and frames sent unpaced (`echo`) that found
+    /// the socket writer full.
     pub dropped: u64,
     /// Events dropped from a lossless ([`crate::OverflowPolicy::Wait`]) inbox so that no audio
     /// ever was: the oldest queued event, or the incoming one, past twice the inbox's bounds.
@@ -262,7 +266,8 @@ impl ConsumerProbe {
         ConsumerCounters {
             frames: work.frames.load(Ordering::Relaxed),
             events: work.events.load(Ordering::Relaxed),
-            dropped: queue.dropped.load(Ordering::Relaxed),
+            dropped: queue.dropped.load(Ordering::Relaxed)
+                + work.unpaced_dropped.load(Ordering::Relaxed),
             events_dropped: queue.events_dropped.load(Ordering::Relaxed),
             queue_high_water: queue.high_water.load(Ordering::Relaxed),
             errors: work.errors.load(Ordering::Relaxed),
@@ -462,6 +467,7 @@ impl Pipeline {
                     outbound.clone(),
                     to_socket.clone(),
                     Emitter::new(events_tx.clone(), Arc::clone(&work.emits_dropped)),
+                    Arc::clone(&work.unpaced_dropped),
                 );
                 if input.execution == Execution::Direct {
                     return Consumer {

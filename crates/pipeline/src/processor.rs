@@ -185,8 +185,9 @@ pub struct Context {
     call: Arc<CallInfo>,
     to_socket: Option<mpsc::Sender<Outgoing>>,
     events: Emitter,
-    /// Outbound frames that found the socket writer full and were dropped.
-    pub(crate) unpaced_dropped: u64,
+    /// Frames sent unpaced ([`Context::send_now`]) that found the socket writer full and were
+    /// dropped: counted with the processor's `dropped`.
+    unpaced_dropped: Arc<AtomicU64>,
     /// The processor's player: the one way audio goes into the call ([`Playback`]), kept for
     /// the whole call so a stream played in chunks stays continuous. `None` without outbound
     /// audio.
@@ -285,6 +286,7 @@ impl Context {
         outbound: Option<OutboundQueue>,
         to_socket: Option<mpsc::Sender<Outgoing>>,
         events: Emitter,
+        unpaced_dropped: Arc<AtomicU64>,
     ) -> Self {
         let player = outbound.map(|queue| Playback {
             call: Arc::clone(&call),
@@ -296,7 +298,7 @@ impl Context {
             call,
             to_socket,
             events,
-            unpaced_dropped: 0,
+            unpaced_dropped,
             player,
             files: Vec::new(),
         }
@@ -333,14 +335,15 @@ impl Context {
     }
 
     /// Sends a frame at once, bypassing the pacer: its pacing is the caller's (this is `echo`).
-    /// Never waits; if the socket writer is full the frame is dropped and counted.
+    /// Never waits; if the socket writer is full the frame is dropped and counted (in the
+    /// processor's `dropped`).
     pub fn send_now(&mut self, frame: &AudioFrame) -> Result<(), PlayError> {
         let to_socket = self.to_socket.as_ref().ok_or(PlayError::NoOutbound)?;
         if to_socket
             .try_send(Outgoing::Audio(frame.pcm.clone()))
             .is_err()
         {
-            self.unpaced_dropped += 1;
+            self.unpaced_dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -518,6 +521,7 @@ mod tests {
             Some(queue),
             Some(to_socket),
             Emitter::new(events_tx, Arc::default()),
+            Arc::default(),
         );
         let mut playback = ctx.playback().unwrap();
         // A bot's answer: 1 s at 24 kHz in 100 ms chunks, then its end, from a spawned task.
@@ -577,6 +581,7 @@ mod tests {
             Some(queue),
             Some(to_socket),
             Emitter::new(events_tx, Arc::default()),
+            Arc::default(),
         );
         // 0.9979 s at 24 kHz: not a whole number of 20 ms frames of either rate.
         let clip = Clip::new(BOT, bytes::Bytes::from(tone_24k(23_950)));
@@ -596,6 +601,7 @@ mod tests {
             None,
             None,
             Emitter::new(events_tx, Arc::default()),
+            Arc::default(),
         );
         assert!(ctx.playback().is_none());
         let mut ctx = ctx;

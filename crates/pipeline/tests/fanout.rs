@@ -213,6 +213,29 @@ async fn send_now_reaches_the_socket_in_order_and_emitted_events_reach_everyone(
     );
 }
 
+#[tokio::test]
+async fn unpaced_frames_that_find_the_socket_full_are_counted_as_dropped() {
+    // A socket writer with room for 4 frames, that does not read.
+    let (to_socket, mut socket) = mpsc::channel(4);
+    let mut pipeline = Pipeline::start(
+        call(),
+        vec![("echo".into(), Box::new(Echo { announced: true }))],
+        None,
+        Some(to_socket),
+    );
+    for f in &(0..10).map(frame).collect::<Vec<_>>() {
+        pipeline.push_frame(f).await;
+    }
+    let reports = pipeline.finish().await;
+    assert_eq!(reports[0].counters.frames, 10);
+    assert_eq!(reports[0].counters.dropped, 6);
+    let mut queued = 0;
+    while let Ok(Outgoing::Audio(_)) = socket.try_recv() {
+        queued += 1;
+    }
+    assert_eq!(queued, 4);
+}
+
 /// Records every frame it gets: where the samples live, how many, and in what format.
 #[derive(Clone, Default)]
 struct RateSpy {

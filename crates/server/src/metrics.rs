@@ -395,7 +395,7 @@ impl Default for Metrics {
         );
         registry.register(
             "processor_dropped",
-            "Items dropped from a full inbox, by processor",
+            "Items dropped from a full inbox (or, for echo, a full socket writer), by processor",
             m.processor_dropped.clone(),
         );
         registry.register(
