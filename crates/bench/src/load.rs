@@ -161,7 +161,19 @@ struct Shared {
     sent: AtomicU64,
     received: AtomicU64,
     connected: AtomicUsize,
+    /// Calls that may still send: the drain waits for none, so that no frame goes out after
+    /// it has counted the last echo (the close would then race that frame's echo).
+    sending: AtomicUsize,
     measuring: AtomicBool,
+}
+
+/// A call's place in [`Shared::sending`], given up when its sending is over (or it failed).
+struct Sending(Arc<Shared>);
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl Shared {
@@ -226,6 +238,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
         connected: AtomicUsize::new(0),
+        sending: AtomicUsize::new(config.calls),
         measuring: AtomicBool::new(false),
     });
     let (phase_tx, phase_rx) = watch::channel(Phase::Send);
@@ -287,11 +300,12 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         )
         .await;
     let _ = phase_tx.send(Phase::Drain);
-    // Let the echoes of the last frames come back.
+    // Let every call stop sending, then the echoes of the last frames come back.
     let drain_until = Instant::now() + Duration::from_secs(2);
     while config.expect_echo
         && Instant::now() < drain_until
-        && shared.received.load(Ordering::Relaxed) < shared.sent.load(Ordering::Relaxed)
+        && (shared.sending.load(Ordering::Acquire) > 0
+            || shared.received.load(Ordering::Relaxed) < shared.sent.load(Ordering::Relaxed))
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -415,6 +429,7 @@ async fn call(
     shared: Arc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) -> CallOutcome {
+    let sending = Sending(Arc::clone(&shared));
     tokio::time::sleep_until(start_at).await;
     let url = call_url(&config.url, &format!("bench-{index}"));
     let socket = match connect_async_with_config(url.as_str(), None, true).await {
@@ -458,6 +473,7 @@ async fn call(
             Err(e) => error = Some(format!("send: {e}")),
         }
     }
+    drop(sending);
     // Keep reading the echoes until the run closes, then close.
     while *phase.borrow() != Phase::Close {
         if phase.changed().await.is_err() {
