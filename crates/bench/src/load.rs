@@ -338,6 +338,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
         frames_count.unstamped += o.unstamped;
         frames_count.stop_audio += o.stop_audio;
         frames_count.lost += if config.expect_echo {
+            frames_count.lost_mid_call += o.skipped;
             o.sent.saturating_sub(o.received)
         } else {
             o.skipped

@@ -64,6 +64,9 @@ pub struct FrameCounts {
     /// Sent and never echoed (`sent - received`, when echo is expected), or skipped in the
     /// echoed sequence.
     pub lost: u64,
+    /// Of `lost`, when echo is expected: the frames missing between two echoes, dropped
+    /// mid-call. The rest were not echoed before the close.
+    pub lost_mid_call: u64,
     /// Echoed more than once, or out of order.
     pub duplicated: u64,
     /// Outbound AudioData without a stamp (audio the gateway made itself).
@@ -207,8 +210,8 @@ impl fmt::Display for BenchReport {
         let c = &r.frames;
         writeln!(
             f,
-            "frames       sent {}  received {}  lost {}  duplicated {}  unstamped {}",
-            c.sent, c.received, c.lost, c.duplicated, c.unstamped
+            "frames       sent {}  received {}  lost {} ({} mid-call)  duplicated {}  unstamped {}",
+            c.sent, c.received, c.lost, c.lost_mid_call, c.duplicated, c.unstamped
         )?;
         write!(
             f,
