@@ -23,7 +23,7 @@ pub(crate) struct EmulateArgs {
     /// (`endpoint=…;accesskey=…`) on stdout.
     #[arg(long)]
     control_plane: bool,
-    /// Gateway WebSocket URL; path and query are sent as given (ws:// only).
+    /// Gateway WebSocket URL (ws:// or wss://); path and query are sent as given.
     #[arg(
         long,
         default_value = "ws://127.0.0.1:8080/ws",
@@ -71,6 +71,10 @@ pub(crate) struct EmulateArgs {
     /// Print the report as JSON instead of a human summary.
     #[arg(long, conflicts_with = "control_plane")]
     json: bool,
+    /// Trust the certificates in this PEM file (a gateway's own, or its CA's) for wss://, and
+    /// with --control-plane for https:// webhooks and callbacks too, besides the web's roots.
+    #[arg(long, value_name = "FILE.pem")]
+    trust: Option<PathBuf>,
     /// Boxed: the subcommand enum stays small.
     #[command(flatten)]
     control: Box<ControlPlaneArgs>,
@@ -206,7 +210,8 @@ pub(crate) async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         return control_plane(args).await;
     }
     let json = args.json;
-    let config = args.into_config();
+    let roots = trusted_roots(args.trust.as_deref()).await?;
+    let config = args.into_config().with_trusted_roots(&roots);
     // The error names the file or URL at fault already.
     let report = mediagate_emulator::run(config).await?;
     if json {
@@ -226,6 +231,7 @@ async fn control_plane(args: EmulateArgs) -> anyhow::Result<()> {
         None => mediagate_emulator::control::generate_access_key(),
     };
     let mut options = ControlPlaneOptions::local(&access_key);
+    options.trusted_roots = trusted_roots(args.trust.as_deref()).await?;
     options.listen = args.control.listen;
     options.webhook.clone_from(&args.control.webhook);
     options.resource_id.clone_from(&args.control.resource_id);
@@ -257,6 +263,22 @@ async fn control_plane(args: EmulateArgs) -> anyhow::Result<()> {
         watch_calls(&fake).await;
     }
     result
+}
+
+/// The certificates (DER) of `--trust`'s PEM file; none without one.
+async fn trusted_roots(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Vec<u8>>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let pem = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("cannot read --trust {}", path.display()))?;
+    let roots = mediagate_emulator::pem_certificates(&pem)
+        .with_context(|| format!("--trust {} is not PEM", path.display()))?;
+    if roots.is_empty() {
+        anyhow::bail!("--trust {} holds no certificate", path.display());
+    }
+    Ok(roots)
 }
 
 /// The handshake (retried until the gateway answers it), then the calls, then their ends.

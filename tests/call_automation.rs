@@ -354,22 +354,35 @@ async fn loop_pair(
     rules: Vec<AnswerRule>,
     adjust: impl FnOnce(&mut mediagate::server::Config),
 ) -> (ControlPlane, TestGateway) {
-    loop_pair_with(rules, adjust, mediagate::registry(), Default::default()).await
+    loop_pair_with(
+        rules,
+        adjust,
+        mediagate::registry(),
+        Default::default(),
+        None,
+    )
+    .await
 }
 
-/// [`loop_pair`] with the gateway's processors from `registry`, and Event Grid's `schema`.
+/// [`loop_pair`] with the gateway's processors from `registry`, and Event Grid's `schema`;
+/// with `tls`, the gateway serves `https://` and `wss://` only, as ACS requires of a real
+/// deployment, and the fake trusts its certificate.
 async fn loop_pair_with(
     rules: Vec<AnswerRule>,
     adjust: impl FnOnce(&mut mediagate::server::Config),
     registry: mediagate::server::Registry,
     schema: mediagate::emulator::control::EventSchema,
+    tls: Option<&crate::tls::SelfSigned>,
 ) -> (ControlPlane, TestGateway) {
     let port = free_port();
+    let base = match tls {
+        Some(_) => format!("https://localhost:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
     let fake = ControlPlane::start(ControlPlaneOptions {
-        webhook: Some(format!(
-            "http://127.0.0.1:{port}/acs/events?secret={SECRET}"
-        )),
+        webhook: Some(format!("{base}/acs/events?secret={SECRET}")),
         event_schema: schema,
+        trusted_roots: tls.map(|c| vec![c.cert_der.to_vec()]).unwrap_or_default(),
         ..ControlPlaneOptions::local(KEY)
     })
     .await
@@ -379,15 +392,17 @@ async fn loop_pair_with(
     let secrets = tempfile::tempdir().unwrap().keep();
     std::fs::write(secrets.join("cs"), fake.connection_string()).unwrap();
     std::fs::write(secrets.join("secret"), SECRET).unwrap();
+    let tls = tls.map(crate::tls::SelfSigned::tls_config);
     let gateway = TestGateway::start_with_registry(
         move |config| {
             config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            config.tls = tls;
             config.auth.mode = mediagate::server::AuthMode::Acs;
             config.auth.openid_config_url = openid.clone();
             config.auth.audience = Some(audience.clone());
             let acs = &mut config.acs;
             acs.enabled = true;
-            acs.public_url = format!("http://127.0.0.1:{port}");
+            acs.public_url = base;
             acs.connection_string_file = Some(secrets.join("cs"));
             acs.events_secret_file = Some(secrets.join("secret"));
             acs.audience = Some(audience);
@@ -567,6 +582,88 @@ async fn an_incoming_call_is_answered_streamed_unmixed_recorded_transcribed_and_
         mediagate::server::verify_dir(gateway.data_dir.path(), &Default::default()).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.sealed_intact, 1);
+}
+
+/// As ACS reaches a real deployment: Event Grid and the callbacks over `https://`, both
+/// transports over `wss://`, the gateway serving TLS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_every_leg_of_the_call_is_https_or_wss() {
+    use mediagate::emulator::control::{CallerHangUp, ScriptedCall};
+    let cert = crate::tls::SelfSigned::generate();
+    let rules = vec![AnswerRule {
+        transcription: true,
+        ..AnswerRule::default()
+    }];
+    let (fake, gateway) = loop_pair_with(
+        rules,
+        |_| {},
+        mediagate::registry(),
+        Default::default(),
+        Some(&cert),
+    )
+    .await;
+    assert!(!fake.validate_subscription().await.unwrap().is_empty());
+    let incoming = fake
+        .place_call(
+            ScriptedCall::new("4:+14255550100", "4:+14255550199")
+                .with_wav(crate::common::sample("alice-16k.wav"))
+                .with_transcript(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/transcript-script.json"),
+                )
+                .with_pacing(mediagate::emulator::Pacing::Fast)
+                .with_hang_up(CallerHangUp::AfterAudio),
+        )
+        .await
+        .unwrap();
+    let call = ended_call(&fake).await;
+    let folder = incoming.correlation_id;
+    let answer = request_of(&fake, "AnswerCall").await;
+    let port = gateway.addr.port();
+    for options in ["mediaStreamingOptions", "transcriptionOptions"] {
+        assert_eq!(
+            answer.body[options]["transportUrl"],
+            format!("wss://localhost:{port}/ws?callId={folder}"),
+            "{answer:?}"
+        );
+    }
+    let callback = answer.body["callbackUri"].as_str().unwrap();
+    assert!(
+        callback.starts_with(&format!(
+            "https://localhost:{port}/acs/callbacks/{folder}?k="
+        )),
+        "{callback}"
+    );
+    // Both streams played to their end, every callback taken.
+    let streams = &call.streams;
+    assert!(
+        matches!(&streams.media, Some(Ok(r)) if r.frames_sent > 0 && !r.stopped_early),
+        "{streams:?}"
+    );
+    assert!(
+        matches!(&streams.transcription, Some(Ok(r)) if r.transcripts_sent > 0),
+        "{streams:?}"
+    );
+    assert!(
+        !call.callbacks.is_empty() && call.callbacks.iter().all(|c| c.status == Some(200)),
+        "{:#?}",
+        call.callbacks
+    );
+    // What came through TLS is what was sent.
+    let session = gateway.ended_session(&folder).await;
+    assert_eq!(
+        session["transports"].as_array().unwrap().len(),
+        2,
+        "{session}"
+    );
+    let dir = gateway.call_dir(&folder);
+    let recorded = crate::common::read_wav(&dir.join("mixed.wav")).0;
+    let source = crate::common::read_wav(&crate::common::sample("alice-16k.wav")).0;
+    assert_eq!(recorded, source);
+    let transcript = std::fs::read_to_string(dir.join("transcript.jsonl")).unwrap();
+    assert!(
+        transcript.contains("Please say your account number after the tone."),
+        "{transcript}"
+    );
 }
 
 fn attendant_rule(mode: mediagate::server::AttendantMode) -> AnswerRule {
@@ -939,6 +1036,7 @@ async fn callbacks_reach_processors_and_watchers_with_secret_media_and_cloud_eve
         },
         registry,
         EventSchema::CloudEvents,
+        None,
     )
     .await;
     let mut watcher = crate::admin::EventStream::open_at(gateway.admin.unwrap(), "/events").await;

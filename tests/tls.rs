@@ -21,13 +21,13 @@ fn vector(name: &str) -> String {
 }
 
 /// A self-signed certificate for localhost / 127.0.0.1, written as PEM files to a temp dir.
-struct SelfSigned {
+pub(crate) struct SelfSigned {
     dir: tempfile::TempDir,
-    cert_der: rustls::pki_types::CertificateDer<'static>,
+    pub(crate) cert_der: rustls::pki_types::CertificateDer<'static>,
 }
 
 impl SelfSigned {
-    fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let rcgen::CertifiedKey { cert, signing_key } =
             rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
                 .unwrap();
@@ -40,7 +40,7 @@ impl SelfSigned {
         }
     }
 
-    fn tls_config(&self) -> TlsConfig {
+    pub(crate) fn tls_config(&self) -> TlsConfig {
         TlsConfig {
             cert: self.dir.path().join("cert.pem"),
             key: self.dir.path().join("key.pem"),
@@ -120,6 +120,49 @@ async fn wss_call_is_recorded_and_plain_ws_is_refused() {
     );
     assert!(!gateway.call_dir("plain-call").exists());
 
+    gateway.stop().await;
+}
+
+/// `mediagate emulate` streams to `wss://` as ACS does: trusting the gateway's certificate
+/// with `--trust`, and refusing it (no call) without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_streams_over_wss_to_a_gateway_it_trusts_only() {
+    let cert = SelfSigned::generate();
+    let gateway = TestGateway::start_with(|c| c.tls = Some(cert.tls_config())).await;
+    let port = gateway.addr.port();
+    let emulate = |call: &str, trust: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediagate"));
+        command.args([
+            "emulate",
+            "--url",
+            &format!("wss://localhost:{port}/ws?callId={call}"),
+            "--wav",
+            common::sample("alice-16k.wav").to_str().unwrap(),
+            "--fast",
+        ]);
+        if trust {
+            command.arg("--trust").arg(cert.dir.path().join("cert.pem"));
+        }
+        command.output()
+    };
+    let untrusted = emulate("untrusted", false).await.unwrap();
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(
+        stderr.contains("cannot connect") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+    assert!(!gateway.call_dir("untrusted").exists());
+
+    let trusted = emulate("trusted", true).await.unwrap();
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    gateway.ended_session("trusted").await;
+    let recorded = read_wav(&gateway.call_dir("trusted").join("mixed.wav")).0;
+    assert_eq!(recorded, read_wav(&common::sample("alice-16k.wav")).0);
     gateway.stop().await;
 }
 

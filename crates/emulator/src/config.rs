@@ -23,6 +23,9 @@ pub struct EmulateConfig {
     /// Open the media transport (the default). Without it only the transcript is played, as ACS
     /// does for a call transcribed without media streaming; no WAV is needed then.
     pub media: bool,
+    /// Root certificates (DER) trusted for `wss://` URLs besides the web PKI's: a gateway's own
+    /// certificate, or its private CA's.
+    pub trusted_roots: Vec<Vec<u8>>,
     /// Extra headers sent on both WebSocket upgrade requests, e.g. the `Authorization: Bearer
     /// <JWT>` that ACS signs its upgrades with.
     pub upgrade_headers: Vec<(String, String)>,
@@ -98,6 +101,7 @@ impl EmulateConfig {
             url: url.into(),
             transcription_url: None,
             media: true,
+            trusted_roots: Vec::new(),
             upgrade_headers: Vec::new(),
             sample_rate_hz: None,
             wavs: Vec::new(),
@@ -112,6 +116,12 @@ impl EmulateConfig {
             record_outbound: None,
             linger: Duration::ZERO,
         }
+    }
+
+    /// Trusts `roots` (DER root certificates) for `wss://` URLs, besides the web PKI's.
+    pub fn with_trusted_roots(mut self, roots: &[Vec<u8>]) -> Self {
+        self.trusted_roots.extend_from_slice(roots);
+        self
     }
 
     /// Adds a WAV file (a track).

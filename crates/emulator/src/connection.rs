@@ -1,6 +1,7 @@
 //! One WebSocket connection to the gateway: the sending half for a transport, a reader task that
 //! reads everything the gateway sends back, and the two ways of ending (close frame or drop).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::SplitSink;
@@ -15,7 +16,9 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+use tokio_tungstenite::{
+    Connector, MaybeTlsStream, WebSocketStream, connect_async_tls_with_config,
+};
 
 use crate::outbound::OutboundCapture;
 use crate::{EmulatorError, EndMode, GatewayClose, GatewayMessages};
@@ -27,6 +30,42 @@ const ERROR_WAIT: Duration = Duration::from_secs(1);
 
 /// The sending half of a connection.
 pub(crate) type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+/// The TLS client the emulator connects with (`wss://` here, `https://` for the control
+/// plane's deliveries): the web PKI's roots and `extra_roots` (DER), as ACS trusts a public CA
+/// and a test trusts its own certificate.
+pub(crate) fn tls_client(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(root.clone()))
+            .map_err(|e| format!("a trusted root certificate: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The certificates (DER) of a PEM file, to trust: a gateway's own, or its CA's.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, rustls::pki_types::pem::Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .map(|cert| cert.map(|c| c.to_vec()))
+        .collect()
+}
+
+/// [`tls_client`] for WebSockets (`ws://` URLs ignore it).
+pub(crate) fn tls_connector(extra_roots: &[Vec<u8>]) -> Result<Connector, EmulatorError> {
+    tls_client(extra_roots)
+        .map(Connector::Rustls)
+        .map_err(|reason| EmulatorError::TrustedRoot { reason })
+}
 
 /// How a transport's send phase ended, when the socket itself did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +106,13 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Connects to `url` (path and query kept as given), with `headers` added to the upgrade
-    /// request, and starts the reader task, which fills `capture` with what the gateway plays
-    /// back.
+    /// Connects to `url` (path and query kept as given; `wss://` through `tls`), with `headers`
+    /// added to the upgrade request, and starts the reader task, which fills `capture` with
+    /// what the gateway plays back.
     pub(crate) async fn open(
         url: &str,
         headers: &[(String, String)],
+        tls: &Connector,
         capture: OutboundCapture,
     ) -> Result<Self, EmulatorError> {
         let connect_error = |source| EmulatorError::Connect {
@@ -87,9 +127,10 @@ impl Connection {
             request.headers_mut().append(name, value);
         }
         // No Nagle: a 20 ms frame goes out when it is sent, as the platform's do.
-        let (socket, _response) = connect_async_with_config(request, None, true)
-            .await
-            .map_err(connect_error)?;
+        let (socket, _response) =
+            connect_async_tls_with_config(request, None, true, Some(tls.clone()))
+                .await
+                .map_err(connect_error)?;
         tracing::debug!(url, "connected");
         let (sink, stream) = socket.split();
         let (closed_tx, gateway_closed) = watch::channel(false);

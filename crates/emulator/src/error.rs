@@ -132,6 +132,12 @@ pub enum EmulatorError {
         /// The header's name.
         name: String,
     },
+    /// A root certificate given to trust for `wss://` is not one.
+    #[error("{reason}")]
+    TrustedRoot {
+        /// What rustls said, and of what.
+        reason: String,
+    },
     /// The WebSocket connection could not be opened.
     #[error("cannot connect to {url}")]
     Connect {

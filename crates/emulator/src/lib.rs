@@ -11,7 +11,8 @@
 //! ([`EmulateConfig::record_outbound`]); the media transport can stay open after the last inbound
 //! frame ([`EmulateConfig::linger`]) to capture playback that outlasts the inbound stream.
 //!
-//! It speaks `ws://` only (no TLS) and builds on `mediagate-protocol` for the wire format.
+//! It speaks `ws://` and `wss://` (rustls, trusting the web's roots and
+//! [`EmulateConfig::trusted_roots`]), and builds on `mediagate-protocol` for the wire format.
 //!
 //! [`control`] goes further: a fake of Call Automation's REST API that places calls through the
 //! application's Event Grid webhook and, once one is answered, plays ACS's whole side of it:
@@ -50,6 +51,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use config::{EmulateConfig, EndMode, Pacing, SilencePolicy};
+pub use connection::pem_certificates;
 pub use error::EmulatorError;
 pub use report::{
     DurationStats, EmulateReport, GatewayClose, GatewayMessages, OutboundStats, PacingStats,
@@ -111,6 +113,7 @@ pub(crate) async fn run_with(
 ) -> Result<EmulateReport, EmulatorError> {
     let urls = [config.url.clone(), config.transcription_url().to_owned()];
     let headers = config.upgrade_headers.clone();
+    let tls = connection::tls_connector(&config.trusted_roots)?;
     let (pacing, end) = (config.pacing, config.end);
     let (linger, transcript_linger) = if control.hold_open {
         (HOLD_OPEN, HOLD_OPEN)
@@ -126,7 +129,7 @@ pub(crate) async fn run_with(
         .as_ref()
         .map_or(AudioFormat::mono(16_000), |plan| plan.format);
     let (media_conn, transcription_conn) =
-        open_transports(&prepared, &urls, &headers, format).await?;
+        open_transports(&prepared, &urls, &headers, &tls, format).await?;
     if let Some(opened) = control.opened.take() {
         // A control plane that stopped listening has nothing to be told.
         let _ = opened.send(());
@@ -185,10 +188,11 @@ async fn open_transports(
     prepared: &Prepared,
     urls: &[String; 2],
     headers: &[(String, String)],
+    tls: &tokio_tungstenite::Connector,
     format: AudioFormat,
 ) -> Result<(Option<Connection>, Option<Connection>), EmulatorError> {
     let open = async |url: &str, wanted: bool, capture| match wanted {
-        true => Connection::open(url, headers, capture).await.map(Some),
+        true => Connection::open(url, headers, tls, capture).await.map(Some),
         false => Ok(None),
     };
     let media_capture = OutboundCapture::new(format, prepared.recorder.is_some());

@@ -6,7 +6,6 @@
 //! and once more after a second when the failure is one the services retry (no answer, a
 //! timeout, 408, 429 or a 5xx).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::Url;
 
@@ -71,21 +70,8 @@ impl std::fmt::Debug for HttpClient {
 impl HttpClient {
     /// A client trusting the web PKI's roots and `extra_roots` (DER).
     pub(crate) fn new(extra_roots: &[Vec<u8>]) -> Result<HttpClient, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for root in extra_roots {
-            roots
-                .add(CertificateDer::from(root.clone()))
-                .map_err(|e| format!("a trusted root certificate: {e}"))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Ok(HttpClient {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: tokio_rustls::TlsConnector::from(crate::connection::tls_client(extra_roots)?),
         })
     }
 

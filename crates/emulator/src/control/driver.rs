@@ -207,6 +207,7 @@ impl Driver {
         };
         let mut config = EmulateConfig::new(url)
             .with_pacing(script.pacing)
+            .with_trusted_roots(&self.shared.options.trusted_roots)
             .with_upgrade_header("Authorization", format!("Bearer {token}"));
         match transport {
             Transport::Media => {

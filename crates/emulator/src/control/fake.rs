@@ -47,7 +47,8 @@ pub struct ControlPlaneOptions {
     pub webhook: Option<String>,
     /// The schema Event Grid delivers to the webhook in.
     pub event_schema: EventSchema,
-    /// Root certificates (DER) trusted, besides the web's, for `https://` webhooks and callbacks.
+    /// Root certificates (DER) trusted, besides the web's, for `https://` webhooks and callbacks
+    /// and `wss://` streams.
     pub trusted_roots: Vec<Vec<u8>>,
 }
 

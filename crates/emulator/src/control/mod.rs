@@ -30,7 +30,8 @@
 //!   hangs up.
 //!
 //! It serves `http://` or, given a certificate, `https://` (the official SDKs insist on it);
-//! it posts to `http://` or `https://` URLs, and streams to `ws://` ones only.
+//! it posts to `http://` or `https://` URLs, and streams to `ws://` or `wss://` ones, as ACS
+//! does (trusting the web's roots and [`ControlPlaneOptions::trusted_roots`]).
 
 mod call;
 mod client;
