@@ -435,6 +435,19 @@ async fn ended_call(fake: &ControlPlane) -> mediagate::emulator::control::FakeCa
     }
 }
 
+/// `call` with the committed transcript script, played as fast as the sockets take it, the
+/// caller hanging up when the audio ends.
+fn fast_and_transcribed(
+    call: mediagate::emulator::control::ScriptedCall,
+) -> mediagate::emulator::control::ScriptedCall {
+    use mediagate::emulator::control::CallerHangUp;
+    call.with_transcript(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/transcript-script.json"),
+    )
+    .with_pacing(mediagate::emulator::Pacing::Fast)
+    .with_hang_up(CallerHangUp::AfterAudio)
+}
+
 fn kinds(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -449,7 +462,7 @@ fn kinds(events: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_call_is_answered_streamed_unmixed_recorded_transcribed_and_sealed() {
-    use mediagate::emulator::control::{CallerHangUp, ScriptedCall};
+    use mediagate::emulator::control::ScriptedCall;
     let rules = vec![AnswerRule {
         name: "front-desk".into(),
         to: Some("+14255550199".into()),
@@ -462,18 +475,13 @@ async fn an_incoming_call_is_answered_streamed_unmixed_recorded_transcribed_and_
     assert!(!fake.validate_subscription().await.unwrap().is_empty());
     let caller = "4:+14255550100";
     let incoming = fake
-        .place_call(
+        .place_call(fast_and_transcribed(
             ScriptedCall::new(caller, "4:+14255550199")
                 .with_wav(crate::common::sample("alice-16k.wav"))
                 .with_participant_id(caller)
                 .with_wav(crate::common::sample("bob-16k.wav"))
-                .with_participant_id("8:acs:agent-7")
-                .with_transcript(
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/transcript-script.json"),
-                )
-                .with_pacing(mediagate::emulator::Pacing::Fast)
-                .with_hang_up(CallerHangUp::AfterAudio),
-        )
+                .with_participant_id("8:acs:agent-7"),
+        ))
         .await
         .unwrap();
     let call = ended_call(&fake).await;
@@ -588,7 +596,7 @@ async fn an_incoming_call_is_answered_streamed_unmixed_recorded_transcribed_and_
 /// transports over `wss://`, the gateway serving TLS only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_every_leg_of_the_call_is_https_or_wss() {
-    use mediagate::emulator::control::{CallerHangUp, ScriptedCall};
+    use mediagate::emulator::control::ScriptedCall;
     let cert = crate::tls::SelfSigned::generate();
     let rules = vec![AnswerRule {
         transcription: true,
@@ -604,15 +612,10 @@ async fn over_tls_every_leg_of_the_call_is_https_or_wss() {
     .await;
     assert!(!fake.validate_subscription().await.unwrap().is_empty());
     let incoming = fake
-        .place_call(
+        .place_call(fast_and_transcribed(
             ScriptedCall::new("4:+14255550100", "4:+14255550199")
-                .with_wav(crate::common::sample("alice-16k.wav"))
-                .with_transcript(
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/transcript-script.json"),
-                )
-                .with_pacing(mediagate::emulator::Pacing::Fast)
-                .with_hang_up(CallerHangUp::AfterAudio),
-        )
+                .with_wav(crate::common::sample("alice-16k.wav")),
+        ))
         .await
         .unwrap();
     let call = ended_call(&fake).await;
