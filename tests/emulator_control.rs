@@ -137,6 +137,25 @@ impl Gateway {
             }
         }
     }
+
+    /// [`Self::callbacks_until`], by kind.
+    async fn kinds_until(&mut self, last: &str) -> Vec<String> {
+        self.callbacks_until(last).await.iter().map(kind).collect()
+    }
+}
+
+/// Media streaming of mixed audio over a WebSocket to `transport_url`, the rest the service's
+/// defaults: what a test's answer changes, it sets over this.
+fn websocket_audio(transport_url: String) -> MediaStreamingOptions {
+    MediaStreamingOptions {
+        transport_url,
+        transport_type: StreamingTransportType::Websocket,
+        content_type: MediaStreamingContentType::Audio,
+        audio_channel_type: AudioChannelType::Mixed,
+        start_media_streaming: None,
+        enable_bidirectional: None,
+        audio_format: None,
+    }
 }
 
 /// A callback's event type, without `Microsoft.Communication.`.
@@ -530,13 +549,11 @@ async fn an_answered_call_streams_each_wav_signed_and_calls_back_in_order_to_the
             callback_uri: callback.clone(),
             operation_context: Some("answer".to_owned()),
             media_streaming_options: Some(MediaStreamingOptions {
-                transport_url: format!("ws://{}/ws/media?token=t1", gateway.ws),
-                transport_type: StreamingTransportType::Websocket,
-                content_type: MediaStreamingContentType::Audio,
                 audio_channel_type: AudioChannelType::Unmixed,
                 start_media_streaming: Some(true),
                 enable_bidirectional: Some(true),
                 audio_format: Some(AudioFormat::Pcm16KMono),
+                ..websocket_audio(format!("ws://{}/ws/media?token=t1", gateway.ws))
             }),
             transcription_options: Some(TranscriptionOptions {
                 transport_url: format!("ws://{}/ws/transcripts?token=t2", gateway.ws),
@@ -749,13 +766,8 @@ async fn hang_up_closes_the_socket_and_a_caller_hangs_up_when_the_audio_ends() {
         incoming_call_context: context,
         callback_uri: callback.clone(),
         media_streaming_options: Some(MediaStreamingOptions {
-            transport_url: url,
-            transport_type: StreamingTransportType::Websocket,
-            content_type: MediaStreamingContentType::Audio,
-            audio_channel_type: AudioChannelType::Mixed,
-            start_media_streaming: None,
-            enable_bidirectional: None,
             audio_format: Some(format),
+            ..websocket_audio(url)
         }),
         ..AnswerCallRequest::default()
     };
@@ -818,12 +830,7 @@ async fn hang_up_closes_the_socket_and_a_caller_hangs_up_when_the_audio_ends() {
         .answer_call(&answer(incoming.context, url, AudioFormat::Pcm16KMono))
         .await
         .unwrap();
-    let kinds: Vec<String> = gateway
-        .callbacks_until("CallDisconnected")
-        .await
-        .iter()
-        .map(kind)
-        .collect();
+    let kinds = gateway.kinds_until("CallDisconnected").await;
     assert_eq!(
         kinds,
         [
@@ -929,24 +936,14 @@ async fn the_gateways_own_validator_accepts_the_fakes_signed_upgrades() {
                 incoming_call_context: incoming.context,
                 callback_uri: format!("http://{}/acs/callbacks/{call_id}", webhook.http),
                 media_streaming_options: Some(MediaStreamingOptions {
-                    transport_url: gateway.url(&format!("/ws?callId={call_id}")),
-                    transport_type: StreamingTransportType::Websocket,
-                    content_type: MediaStreamingContentType::Audio,
-                    audio_channel_type: AudioChannelType::Mixed,
                     start_media_streaming: Some(true),
-                    enable_bidirectional: None,
-                    audio_format: None,
+                    ..websocket_audio(gateway.url(&format!("/ws?callId={call_id}")))
                 }),
                 ..AnswerCallRequest::default()
             })
             .await
             .unwrap();
-        let kinds: Vec<String> = webhook
-            .callbacks_until("CallDisconnected")
-            .await
-            .iter()
-            .map(kind)
-            .collect();
+        let kinds = webhook.kinds_until("CallDisconnected").await;
         let ended = fake
             .wait_for_end(&call.call_connection_id, WAIT)
             .await
@@ -1026,24 +1023,14 @@ async fn the_command_line_fake_places_a_call_the_application_can_answer() {
             incoming_call_context: data["incomingCallContext"].as_str().unwrap().to_owned(),
             callback_uri: format!("http://{}/acs/callbacks/cli", gateway.http),
             media_streaming_options: Some(MediaStreamingOptions {
-                transport_url: format!("ws://{}/ws/cli", gateway.ws),
-                transport_type: StreamingTransportType::Websocket,
-                content_type: MediaStreamingContentType::Audio,
-                audio_channel_type: AudioChannelType::Mixed,
                 start_media_streaming: Some(true),
-                enable_bidirectional: None,
-                audio_format: None,
+                ..websocket_audio(format!("ws://{}/ws/cli", gateway.ws))
             }),
             ..AnswerCallRequest::default()
         })
         .await
         .unwrap();
-    let kinds: Vec<String> = gateway
-        .callbacks_until("CallDisconnected")
-        .await
-        .iter()
-        .map(kind)
-        .collect();
+    let kinds = gateway.kinds_until("CallDisconnected").await;
     assert_eq!(
         kinds[2..],
         [
@@ -1087,13 +1074,8 @@ async fn every_callback_is_one_of_microsofts_sdk_event_models_field_for_field() 
             callback_uri: format!("http://{}/acs/callbacks/sdk", gateway.http),
             operation_context: Some("answer".to_owned()),
             media_streaming_options: Some(MediaStreamingOptions {
-                transport_url: format!("ws://{}/ws/sdk", gateway.ws),
-                transport_type: StreamingTransportType::Websocket,
-                content_type: MediaStreamingContentType::Audio,
-                audio_channel_type: AudioChannelType::Mixed,
                 start_media_streaming: Some(false),
-                enable_bidirectional: None,
-                audio_format: None,
+                ..websocket_audio(format!("ws://{}/ws/sdk", gateway.ws))
             }),
             ..AnswerCallRequest::default()
         })
